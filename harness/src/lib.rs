@@ -1,0 +1,1 @@
+//! Faultline, the harness. (Being written.)

@@ -1,0 +1,1 @@
+//! The sans-IO Raft core. (Being written; see issue 3.)
