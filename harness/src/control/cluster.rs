@@ -1,0 +1,268 @@
+//! One run's cluster: a fresh network, and one container per node with a static address, a data
+//! volume, `CAP_NET_ADMIN` (for iptables faults inside the node's own network namespace) and the
+//! run label. Teardown removes everything with the run's label, so it also catches objects whose
+//! handles were lost halfway through a failed start.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
+use futures_util::StreamExt;
+
+use super::net::{Subnet, create_network};
+use super::{ControlError, DockerContext, Leftovers, RUN_LABEL, clean};
+
+/// What to run in one node's container.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSpec {
+    /// Node name within the run, e.g. `n1` (also the container's hostname).
+    pub name: String,
+    /// Image to run.
+    pub image: String,
+    /// Replaces the image's entrypoint when set.
+    pub entrypoint: Option<Vec<String>>,
+    /// Arguments (the command after the entrypoint).
+    pub cmd: Vec<String>,
+    /// Environment, `KEY=value`.
+    pub env: Vec<String>,
+    /// Bind mounts, `host:container[:ro]`.
+    pub binds: Vec<String>,
+    /// Where the node's data volume is mounted inside the container.
+    pub data_dir: String,
+}
+
+/// A started node.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    /// Node name within the run.
+    pub name: String,
+    /// Docker container name.
+    pub container: String,
+    /// Static address on the run's network.
+    pub ip: Ipv4Addr,
+}
+
+/// The result of a command run inside a node.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    /// Exit code (`-1` when the engine did not report one).
+    pub code: i64,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// A run's network and containers.
+pub struct Cluster {
+    docker: Docker,
+    run_id: String,
+    network: String,
+    subnet: Subnet,
+    nodes: Vec<NodeHandle>,
+}
+
+/// First host number given to nodes: `.11`, `.12`, ... (`.1` is the gateway, i.e. the host).
+const FIRST_NODE_HOST: u8 = 11;
+
+impl Cluster {
+    /// Creates the run's network (no containers yet).
+    ///
+    /// # Errors
+    /// When the engine refuses or no free subnet is found.
+    pub async fn create(docker: &Docker, run_id: &str) -> Result<Self, ControlError> {
+        let network = format!("fl-{run_id}");
+        let subnet = create_network(docker, run_id, &network).await?;
+        Ok(Self {
+            docker: docker.clone(),
+            run_id: run_id.to_string(),
+            network,
+            subnet,
+            nodes: Vec::new(),
+        })
+    }
+
+    /// The run id (the value of the run label on every object).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The Docker network's name.
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    /// The address node number `i` (0-based) gets, known before the node starts so that peers'
+    /// command lines can name each other.
+    pub fn address_of(&self, i: usize) -> Ipv4Addr {
+        let host = u8::try_from(i)
+            .ok()
+            .and_then(|i| i.checked_add(FIRST_NODE_HOST))
+            .expect("at most 240 nodes");
+        self.subnet.host(host)
+    }
+
+    /// The address of the host as seen from the nodes (the bridge's gateway).
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.subnet.host(1)
+    }
+
+    /// Nodes started so far, in order.
+    pub fn nodes(&self) -> &[NodeHandle] {
+        &self.nodes
+    }
+
+    /// Creates the node's volume and container at the next address and starts it.
+    ///
+    /// # Errors
+    /// When the engine refuses any step; what was created stays labelled for teardown.
+    pub async fn start_node(&mut self, spec: NodeSpec) -> Result<NodeHandle, ControlError> {
+        let ip = self.address_of(self.nodes.len());
+        let labels = HashMap::from([
+            (RUN_LABEL.to_string(), self.run_id.clone()),
+            ("faultline.node".to_string(), spec.name.clone()),
+        ]);
+        let container = format!("fl-{}-{}", self.run_id, spec.name);
+        let volume = format!("{container}-data");
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(volume.clone()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await
+            .ctx(|| format!("creating volume {volume}"))?;
+        let mut binds = spec.binds.clone();
+        binds.push(format!("{volume}:{}", spec.data_dir));
+        let endpoint = EndpointSettings {
+            ipam_config: Some(EndpointIpamConfig {
+                ipv4_address: Some(ip.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            hostname: Some(spec.name.clone()),
+            image: Some(spec.image.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: Some(spec.cmd.clone()),
+            env: Some(spec.env.clone()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                cap_add: Some(vec!["NET_ADMIN".into()]),
+                binds: Some(binds),
+                network_mode: Some(self.network.clone()),
+                init: Some(true),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(self.network.clone(), endpoint)])),
+            }),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(
+                Some(
+                    CreateContainerOptionsBuilder::default()
+                        .name(&container)
+                        .build(),
+                ),
+                body,
+            )
+            .await
+            .ctx(|| format!("creating container {container} from {}", spec.image))?;
+        self.docker
+            .start_container(
+                &container,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .ctx(|| format!("starting container {container}"))?;
+        let handle = NodeHandle {
+            name: spec.name,
+            container,
+            ip,
+        };
+        self.nodes.push(handle.clone());
+        Ok(handle)
+    }
+
+    /// The handle of a node by name.
+    pub fn node(&self, name: &str) -> Option<&NodeHandle> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Runs a command inside a node and collects its output and exit code.
+    ///
+    /// # Errors
+    /// When the node is unknown or the engine refuses the exec.
+    pub async fn exec(&self, node: &str, cmd: &[&str]) -> Result<ExecOutput, ControlError> {
+        let container = self
+            .node(node)
+            .map(|n| n.container.clone())
+            .ok_or_else(|| ControlError::Io {
+                what: format!("exec in {node}"),
+                source: std::io::Error::other("no such node"),
+            })?;
+        exec_in(&self.docker, &container, cmd).await
+    }
+
+    /// Removes every container, volume and network of this run.
+    ///
+    /// # Errors
+    /// When the engine refuses a removal.
+    pub async fn teardown(&self) -> Result<Leftovers, ControlError> {
+        clean(&self.docker, Some(&self.run_id)).await
+    }
+}
+
+/// Runs a command in a container, returning its output and exit code.
+pub(crate) async fn exec_in(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+) -> Result<ExecOutput, ControlError> {
+    let what = || format!("running `{}` in {container}", cmd.join(" "));
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            },
+        )
+        .await
+        .ctx(what)?;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&exec.id, None).await.ctx(what)?
+    {
+        while let Some(chunk) = output.next().await {
+            match chunk.ctx(what)? {
+                bollard::container::LogOutput::StdErr { message } => {
+                    stderr.push_str(&String::from_utf8_lossy(&message))
+                }
+                other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+            }
+        }
+    }
+    let code = docker
+        .inspect_exec(&exec.id)
+        .await
+        .ctx(what)?
+        .exit_code
+        .unwrap_or(-1);
+    Ok(ExecOutput {
+        code,
+        stdout,
+        stderr,
+    })
+}

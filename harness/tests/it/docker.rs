@@ -1,0 +1,173 @@
+//! Images, a cluster of containers on a fresh network, reachability, and clean teardown.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+};
+use faultline::control::{self, Cluster, Images, NodeBinary, NodeSpec, RUN_LABEL, RunGuard};
+
+/// A run id no other test or run uses.
+fn unique_run_id(name: &str) -> String {
+    format!("test-{name}-{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    (RandomState::new().hash_one(std::time::SystemTime::now()) & 0xffff) as u32
+}
+
+/// Counts the containers, volumes and networks that carry the run's label.
+async fn objects_of_run(docker: &Docker, run_id: &str) -> (usize, usize, usize) {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{RUN_LABEL}={run_id}")])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap();
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default();
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap();
+    (containers.len(), volumes.len(), networks.len())
+}
+
+/// Builds (or finds) the base and node images, as `faultline run` would.
+async fn node_image(docker: &Docker) -> String {
+    let images = Images::new(docker.clone(), false);
+    let root = faultline::workspace::root();
+    let binary = NodeBinary::workspace_raftkv(&root)
+        .await
+        .expect("build raftkv");
+    images
+        .ensure_node(&binary, false)
+        .await
+        .expect("node image")
+}
+
+fn idle_node(name: &str, image: &str) -> NodeSpec {
+    NodeSpec {
+        name: name.to_string(),
+        image: image.to_string(),
+        entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+        data_dir: "/data".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_containers_on_a_fresh_network_reach_each_other_and_leave_nothing_behind() {
+    let docker = control::connect()
+        .await
+        .expect("a Docker engine must be running for this test");
+    let image = node_image(&docker).await;
+    let run_id = unique_run_id("reach");
+    let mut guard = RunGuard::new(&run_id);
+
+    let mut cluster = Cluster::create(&docker, &run_id).await.unwrap();
+    for name in ["n1", "n2", "n3"] {
+        cluster.start_node(idle_node(name, &image)).await.unwrap();
+    }
+    assert_eq!(
+        objects_of_run(&docker, &run_id).await,
+        (3, 3, 1),
+        "3 containers, 3 volumes, 1 network"
+    );
+
+    let nodes = cluster.nodes().to_vec();
+    for a in &nodes {
+        for b in nodes.iter().filter(|b| b.name != a.name) {
+            let out = cluster
+                .exec(&a.name, &["ping", "-c", "1", "-W", "3", &b.ip.to_string()])
+                .await
+                .unwrap();
+            assert_eq!(
+                out.code, 0,
+                "{} cannot reach {} at {}: {}{}",
+                a.name, b.name, b.ip, out.stdout, out.stderr
+            );
+        }
+    }
+    // CAP_NET_ADMIN lets a node change its own firewall (the partition nemesis relies on it), and
+    // a DROP rule really cuts the path.
+    let n1 = &nodes[0];
+    let n2_ip = nodes[1].ip.to_string();
+    let drop = cluster
+        .exec(
+            &n1.name,
+            &["iptables", "-A", "INPUT", "-s", &n2_ip, "-j", "DROP"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(drop.code, 0, "iptables in a node: {}", drop.stderr);
+    let cut = cluster
+        .exec(&n1.name, &["ping", "-c", "1", "-W", "1", &n2_ip])
+        .await
+        .unwrap();
+    assert_ne!(
+        cut.code, 0,
+        "ping must fail once replies from n2 are dropped"
+    );
+
+    let removed = cluster.teardown().await.unwrap();
+    guard.disarm();
+    assert_eq!(
+        (
+            removed.containers.len(),
+            removed.volumes.len(),
+            removed.networks.len()
+        ),
+        (3, 3, 1)
+    );
+    assert_eq!(
+        objects_of_run(&docker, &run_id).await,
+        (0, 0, 0),
+        "teardown left objects behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_run_is_torn_down_by_its_guard() {
+    let docker = control::connect()
+        .await
+        .expect("a Docker engine must be running for this test");
+    let image = node_image(&docker).await;
+    let run_id = unique_run_id("panic");
+
+    let task = {
+        let (docker, run_id, image) = (docker.clone(), run_id.clone(), image.clone());
+        tokio::spawn(async move {
+            let _guard = RunGuard::new(&run_id);
+            let mut cluster = Cluster::create(&docker, &run_id).await.unwrap();
+            cluster.start_node(idle_node("n1", &image)).await.unwrap();
+            assert_eq!(objects_of_run(&docker, &run_id).await, (1, 1, 1));
+            panic!("the run fails halfway");
+        })
+    };
+    let err = task.await.expect_err("the task panics");
+    assert!(err.is_panic());
+    assert_eq!(
+        objects_of_run(&docker, &run_id).await,
+        (0, 0, 0),
+        "the guard left objects behind"
+    );
+}

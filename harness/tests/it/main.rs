@@ -1,0 +1,6 @@
+//! Integration tests of the harness. One binary, one module per area.
+//!
+//! The Docker tests need a running engine (CI has one). They build the images when missing
+//! (debootstrap, about a minute the first time) and leave nothing behind, also when they fail.
+
+mod docker;
