@@ -213,6 +213,115 @@ impl Cluster {
         exec_in(&self.docker, &container, cmd).await
     }
 
+    fn container_of(&self, node: &str) -> Result<String, ControlError> {
+        self.node(node)
+            .map(|n| n.container.clone())
+            .ok_or_else(|| ControlError::Io {
+                what: format!("node {node}"),
+                source: std::io::Error::other("no such node in this run"),
+            })
+    }
+
+    /// Sends a signal to the node's main process (`SIGKILL` for a crash). The container stops
+    /// when its process dies; its data volume stays.
+    ///
+    /// # Errors
+    /// When the node is unknown or the engine refuses (e.g. the container is not running).
+    pub async fn kill(&self, node: &str, signal: &str) -> Result<(), ControlError> {
+        let c = self.container_of(node)?;
+        self.docker
+            .kill_container(
+                &c,
+                Some(
+                    bollard::query_parameters::KillContainerOptionsBuilder::default()
+                        .signal(signal)
+                        .build(),
+                ),
+            )
+            .await
+            .ctx(|| format!("sending {signal} to {c}"))
+    }
+
+    /// Starts a stopped node again (same container, same volume, same address).
+    ///
+    /// # Errors
+    /// When the node is unknown or the engine refuses.
+    pub async fn start(&self, node: &str) -> Result<(), ControlError> {
+        let c = self.container_of(node)?;
+        self.docker
+            .start_container(&c, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .ctx(|| format!("starting {c}"))
+    }
+
+    /// Freezes every process of the node (cgroup freezer, `docker pause`).
+    ///
+    /// # Errors
+    /// When the node is unknown or the engine refuses (e.g. already paused).
+    pub async fn pause(&self, node: &str) -> Result<(), ControlError> {
+        let c = self.container_of(node)?;
+        self.docker
+            .pause_container(&c)
+            .await
+            .ctx(|| format!("pausing {c}"))
+    }
+
+    /// Thaws a paused node.
+    ///
+    /// # Errors
+    /// When the node is unknown or the engine refuses (e.g. not paused).
+    pub async fn unpause(&self, node: &str) -> Result<(), ControlError> {
+        let c = self.container_of(node)?;
+        self.docker
+            .unpause_container(&c)
+            .await
+            .ctx(|| format!("unpausing {c}"))
+    }
+
+    /// The node's container state: `running`, `paused`, `exited`, ...
+    ///
+    /// # Errors
+    /// When the node is unknown or the engine refuses.
+    pub async fn state(&self, node: &str) -> Result<String, ControlError> {
+        let c = self.container_of(node)?;
+        let info = self
+            .docker
+            .inspect_container(
+                &c,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .ctx(|| format!("inspecting {c}"))?;
+        Ok(info
+            .state
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "unknown".into()))
+    }
+
+    /// Everything the node's container has written to stdout and stderr so far (all its starts).
+    ///
+    /// # Errors
+    /// When the node is unknown or the engine refuses.
+    pub async fn logs(&self, node: &str) -> Result<Vec<u8>, ControlError> {
+        let c = self.container_of(node)?;
+        let opts = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let mut stream = self.docker.logs(&c, Some(opts));
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.ctx(|| format!("reading logs of {c}"))?.into_bytes());
+        }
+        Ok(out)
+    }
+
+    /// The Docker client, for operations this type does not wrap.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
     /// Removes every container, volume and network of this run.
     ///
     /// # Errors
