@@ -8,8 +8,14 @@
 //! - [`control`]: Docker: images built locally (no registry), a network and containers per run,
 //!   exec, teardown and `clean`.
 //! - [`cli`]: the `faultline` command line (clap), one function per subcommand.
+//! - [`generator`]: seeded operations (independent keys rotated after a budget) and pacing.
+//! - [`client`]: one process's connection to one node; every answer becomes ok, fail or info.
+//! - [`store`]: the run folder, `run.json`, and the history writer (flushed line by line).
 //! - [`workspace`]: finding the project folder (workloads, results, the node's sources).
 
 pub mod cli;
+pub mod client;
 pub mod control;
+pub mod generator;
+pub mod store;
 pub mod workspace;

@@ -1,0 +1,37 @@
+//! Clients: how one process talks to one node of the system under test, and how every answer
+//! becomes a completion.
+//!
+//! The rule that matters: an operation that might have taken effect is never reported `Fail`.
+//! A completion is `Ok` (took effect), `Fail` (definitely did not) or `Info` (may or may not have;
+//! every timeout is `Info`). Only a read may turn an indeterminate answer into `Fail`, because a
+//! read changes nothing (Jepsen does the same).
+
+mod http;
+mod raftkv;
+
+pub use http::{HttpClient, HttpError};
+pub use raftkv::{RaftkvClient, Status};
+
+use serde_json::Value;
+
+/// The outcome of one invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// It took effect; the value is what a read returned, or the invocation's value.
+    Ok(Value),
+    /// It definitely did not take effect; the reason.
+    Fail(String),
+    /// Unknown whether it took effect; the reason.
+    Info(String),
+}
+
+impl Completion {
+    /// The history's `type` for this completion.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Completion::Ok(_) => "ok",
+            Completion::Fail(_) => "fail",
+            Completion::Info(_) => "info",
+        }
+    }
+}

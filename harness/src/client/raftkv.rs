@@ -1,0 +1,199 @@
+//! The raftkv client: the register operations over raftkv's HTTP API (`node/API.md`).
+
+use hyper::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Completion, HttpClient, HttpError};
+use crate::generator::{F, Op};
+
+/// raftkv's `GET /status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Node id.
+    pub id: u64,
+    /// `leader`, `follower`, `candidate`, ...
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// The leader this node knows, if any.
+    pub leader: Option<u64>,
+    /// Commit index.
+    #[serde(default)]
+    pub commit: u64,
+    /// Applied index.
+    #[serde(default)]
+    pub applied: u64,
+}
+
+/// A client bound to one raftkv node.
+#[derive(Clone)]
+pub struct RaftkvClient {
+    http: HttpClient,
+    base: String,
+}
+
+impl RaftkvClient {
+    /// A client for the node whose HTTP API listens at `addr` (`host:port`).
+    pub fn new(http: HttpClient, addr: &str) -> Self {
+        Self {
+            http,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// The node's status.
+    ///
+    /// # Errors
+    /// A description of what went wrong.
+    pub async fn status(&self) -> Result<Status, String> {
+        match self
+            .http
+            .request(Method::GET, &format!("{}/status", self.base), None)
+            .await
+        {
+            Ok((StatusCode::OK, body)) => {
+                serde_json::from_value(body).map_err(|e| format!("bad /status body: {e}"))
+            }
+            Ok((code, body)) => Err(format!("/status answered {code}: {body}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Invokes one operation and classifies the answer.
+    pub async fn invoke(&self, op: &Op) -> Completion {
+        let key = &op.key;
+        let (method, url, body) = match op.f {
+            F::Read => (Method::GET, format!("{}/kv/{key}", self.base), None),
+            F::Write => (
+                Method::PUT,
+                format!("{}/kv/{key}", self.base),
+                Some(json!({ "value": op.value })),
+            ),
+            F::Cas => {
+                let (from, to) = (&op.value[0], &op.value[1]);
+                (
+                    Method::POST,
+                    format!("{}/kv/{key}/cas", self.base),
+                    Some(json!({ "from": from, "to": to })),
+                )
+            }
+        };
+        let answer = self.http.request(method, &url, body.as_ref()).await;
+        let completion = classify(op, answer);
+        // A read has no effect, so not knowing its outcome is the same as it not having happened.
+        match (op.f, completion) {
+            (F::Read, Completion::Info(reason)) => Completion::Fail(reason),
+            (_, c) => c,
+        }
+    }
+}
+
+/// Turns an HTTP answer (or its absence) into a completion.
+fn classify(op: &Op, answer: Result<(StatusCode, Value), HttpError>) -> Completion {
+    match answer {
+        Ok((StatusCode::OK, body)) => match op.f {
+            F::Read => Completion::Ok(body.get("value").cloned().unwrap_or(Value::Null)),
+            _ => Completion::Ok(op.value.clone()),
+        },
+        Ok((code, body)) => {
+            let error = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let reason = if error.is_empty() {
+                format!("http {}", code.as_u16())
+            } else {
+                error
+            };
+            match body.get("definite").and_then(Value::as_bool) {
+                Some(true) => Completion::Fail(reason),
+                // No `definite` flag (a proxy's error page, a crash mid-answer): we cannot know.
+                _ => Completion::Info(reason),
+            }
+        }
+        Err(e) if e.is_definite() => Completion::Fail(e.to_string()),
+        Err(e) => Completion::Info(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn op(f: F, value: Value) -> Op {
+        Op {
+            f,
+            key: "r1".into(),
+            value,
+        }
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn answers_are_classified_by_status_and_definite_flag() {
+        let cas = op(F::Cas, json!([1, 2]));
+        let read = op(F::Read, Value::Null);
+        let cases: Vec<(&Op, Result<(StatusCode, Value), HttpError>, Completion)> = vec![
+            (&read, Ok((StatusCode::OK, json!({"value": 3}))),                         Completion::Ok(json!(3))),
+            (&read, Ok((StatusCode::OK, json!({"value": null}))),                      Completion::Ok(Value::Null)),
+            (&cas,  Ok((StatusCode::OK, json!({}))),                                   Completion::Ok(json!([1, 2]))),
+            (&cas,  Ok((StatusCode::CONFLICT, json!({"error":"cas-mismatch","definite":true}))), Completion::Fail("cas-mismatch".into())),
+            (&cas,  Ok((StatusCode::SERVICE_UNAVAILABLE, json!({"error":"no-leader","definite":true}))), Completion::Fail("no-leader".into())),
+            (&cas,  Ok((StatusCode::GATEWAY_TIMEOUT, json!({"error":"timeout","definite":false}))), Completion::Info("timeout".into())),
+            (&cas,  Ok((StatusCode::BAD_GATEWAY, Value::Null)),                        Completion::Info("http 502".into())),
+            (&cas,  Err(HttpError::Connect("refused".into())),                        Completion::Fail("connect: refused".into())),
+            (&cas,  Err(HttpError::Timeout(Duration::from_secs(1))),                  Completion::Info("timeout after 1s".into())),
+            (&cas,  Err(HttpError::Transport("reset".into())),                        Completion::Info("transport: reset".into())),
+        ];
+        for (op, answer, want) in cases {
+            assert_eq!(classify(op, answer.clone()), want, "{:?} {answer:?}", op.f);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_read_is_a_fail_but_an_unanswered_write_is_info() {
+        // A listener that accepts and never answers: the request is delivered, the answer never comes.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let client = RaftkvClient::new(
+            HttpClient::new(Duration::from_millis(200)),
+            &addr.to_string(),
+        );
+        assert!(matches!(
+            client.invoke(&op(F::Write, json!(1))).await,
+            Completion::Info(_)
+        ));
+        assert!(matches!(
+            client.invoke(&op(F::Read, Value::Null)).await,
+            Completion::Fail(_)
+        ));
+        hold.abort();
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_definite_fail() {
+        // Bind then drop: nothing listens on the port any more.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let client = RaftkvClient::new(
+            HttpClient::new(Duration::from_millis(500)),
+            &addr.to_string(),
+        );
+        match client.invoke(&op(F::Write, json!(1))).await {
+            Completion::Fail(reason) => assert!(reason.starts_with("connect"), "{reason}"),
+            other => panic!("expected a definite failure, got {other:?}"),
+        }
+    }
+}
