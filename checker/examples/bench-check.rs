@@ -259,6 +259,15 @@ fn main() {
         Some("c50-ok") => kv("c50-ok", true, 10),
         Some("c50-bad") => kv("c50-bad", true, 10),
         Some("c10-unpartitioned") => kv("c10-ok", false, 3),
+        Some(k) if k.starts_with("keys:") => {
+            let h = read_history(&testdata().join(format!("porcupine/kv/{}.edn", &k[5..]))).unwrap();
+            let mut o = opts(ModelKind::Kv, Some(1), true);
+            o.time_limit = Some(Duration::from_secs(20));
+            let r = check(&h, &o).unwrap();
+            for k in &r.keys {
+                println!("{:?} {} ops={} conf={} {:.1} ms {:?}", k.key, k.valid, k.ops, k.configurations, k.elapsed_ms, k.reason);
+            }
+        }
         Some(g) if g.starts_with("gen:") => gen_case(g[4..].parse().expect("gen:N")),
         Some(other) => panic!("unknown case {other}"),
         None => {

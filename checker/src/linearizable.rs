@@ -223,6 +223,7 @@ fn run_check<M: Model>(
         memory_limit: opts.memory_limit,
         memory_used: AtomicUsize::new(0),
         cancelled: AtomicBool::new(false),
+        counterexample_deadline: Instant::now() + Duration::from_secs(2),
     };
     let run = |p: &Part<M::Op>| check_part(model, history, &values, p, &budget);
     let mut order: Vec<usize> = (0..parts.len()).collect();
@@ -306,6 +307,8 @@ pub(crate) struct Budget {
     pub(crate) memory_limit: usize,
     pub(crate) memory_used: AtomicUsize,
     pub(crate) cancelled: AtomicBool,
+    /// After this, counterexamples get only a few milliseconds each to enumerate states.
+    pub(crate) counterexample_deadline: Instant,
 }
 
 impl Budget {
@@ -316,6 +319,7 @@ impl Budget {
             memory_limit: usize::MAX,
             memory_used: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
+            counterexample_deadline: Instant::now(),
         }
     }
 }
@@ -378,17 +382,18 @@ fn counterexample<M: Model>(
             ..e.clone()
         })
         .collect();
+    // Enumerating states is exponential in the worst case: bound it per key and overall.
+    let now = Instant::now();
+    let mut deadline = (now + Duration::from_millis(250)).min(budget.counterexample_deadline);
+    if let Some(d) = budget.deadline {
+        deadline = deadline.min(d);
+    }
     let sub_budget = Budget {
-        deadline: Some(
-            budget
-                .deadline
-                .map_or(Instant::now() + Duration::from_secs(5), |d| {
-                    d.min(Instant::now() + Duration::from_secs(5))
-                }),
-        ),
-        memory_limit: 256 << 20,
+        deadline: Some(deadline.max(now + Duration::from_millis(5))),
+        memory_limit: 64 << 20,
         memory_used: AtomicUsize::new(0),
         cancelled: AtomicBool::new(false),
+        counterexample_deadline: deadline,
     };
     let mut collect = Collect {
         linearization: Vec::new(),
@@ -561,7 +566,7 @@ fn search<M: Model>(
     let mut zhash = 0u64;
     let mut memo: Memo<M::State> = Memo::new(words);
     let mut state = model.init();
-    let mut stack: Vec<(u32, M::State)> = Vec::new();
+    let mut stack: Vec<(u32, M::State, bool)> = Vec::new();
     let mut required = ops.iter().filter(|e| e.ret.is_some()).count();
     let mut max_cut: (usize, usize) = (0, 0); // (return position, op)
     let mut cur = next[head] as usize;
@@ -610,13 +615,14 @@ fn search<M: Model>(
                 Some(c) => {
                     if !c.found {
                         c.found = true;
-                        c.linearization = stack.iter().map(|(i, _)| *i).collect();
+                        c.linearization = stack.iter().map(|(i, _, _)| *i).collect();
                     }
                     if !c.states.contains(&state) {
                         if c.states.len() < MAX_STATES {
                             c.states.push(state.clone());
                         } else {
                             c.truncated = true;
+                            return finish(End::Aborted("enough states".into()), &memo, accounted);
                         }
                     }
                 }
@@ -629,8 +635,9 @@ fn search<M: Model>(
                 bits[i >> 6] |= 1 << (i & 63);
                 zhash ^= zob[i];
                 let h = mix64(zhash ^ hasher.hash_one(&s2));
+                let read_only = model.is_read_only(&ops[i].op);
                 if memo.insert(h, &bits, &s2) {
-                    stack.push((i as u32, std::mem::replace(&mut state, s2)));
+                    stack.push((i as u32, std::mem::replace(&mut state, s2), read_only));
                     // Lift: unlink the call entry, then the return entry.
                     let c = cur;
                     next[prev[c] as usize] = next[c];
@@ -646,6 +653,12 @@ fn search<M: Model>(
                 }
                 bits[i >> 6] &= !(1 << (i & 63));
                 zhash ^= zob[i];
+                if read_only {
+                    // This configuration plus the read was explored and failed, and a read
+                    // commutes with everything: so this configuration fails too.
+                    cur = tail;
+                    continue;
+                }
             }
             cur = next[cur] as usize;
         } else {
@@ -656,7 +669,7 @@ fn search<M: Model>(
                     max_cut = (pos, cur >> 1);
                 }
             }
-            let Some((i, old)) = stack.pop() else {
+            let Some((i, old, forced)) = stack.pop() else {
                 return finish(End::Exhausted { cut: max_cut.1 }, &memo, accounted);
             };
             let i = i as usize;
@@ -673,7 +686,8 @@ fn search<M: Model>(
             }
             next[prev[c] as usize] = c as u32;
             prev[next[c] as usize] = c as u32;
-            cur = next[c] as usize;
+            // A read that was possible here was forced: no alternative to try at this level.
+            cur = if forced { tail } else { next[c] as usize };
         }
     }
 }

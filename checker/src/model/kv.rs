@@ -124,6 +124,10 @@ impl Model for KvModel {
         Some(KvState { hash, vals: vals.into() })
     }
 
+    fn is_read_only(&self, op: &KvOp) -> bool {
+        matches!(op.kind, KvKind::Get(_))
+    }
+
     fn describe(&self, s: &KvState, _: &Interner) -> Value {
         if self.slots.is_empty() {
             return Value::String(s.vals[0].as_str().to_string());

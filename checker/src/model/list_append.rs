@@ -66,6 +66,10 @@ impl Model for ListAppend {
         }
     }
 
+    fn is_read_only(&self, op: &ListOp) -> bool {
+        matches!(op, ListOp::Read(_))
+    }
+
     fn describe(&self, s: &ListState, values: &Interner) -> Value {
         Value::Array(s.items.iter().map(|i| values.value(*i).clone()).collect())
     }

@@ -102,6 +102,14 @@ pub trait Model: Send + Sync {
     fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
     /// A state as JSON, for counterexamples.
     fn describe(&self, state: &Self::State, values: &Interner) -> Value;
+    /// True if `op` never changes the state (in any state where it is possible), like a read.
+    /// The search then linearizes it as soon as it is possible without trying alternatives,
+    /// which is sound because such operations commute with everything around them. The
+    /// default, `false`, is always correct.
+    fn is_read_only(&self, op: &Self::Op) -> bool {
+        let _ = op;
+        false
+    }
 }
 
 /// The models the checker knows, by name.

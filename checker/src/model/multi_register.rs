@@ -104,6 +104,10 @@ impl Model for MultiRegister {
         Some(s)
     }
 
+    fn is_read_only(&self, op: &Self::Op) -> bool {
+        op.iter().all(|m| matches!(m, Micro::Read(..)))
+    }
+
     fn describe(&self, s: &Registers, values: &Interner) -> Value {
         let mut m = serde_json::Map::new();
         for (k, v) in s {

@@ -78,6 +78,10 @@ impl Model for CasRegister {
         }
     }
 
+    fn is_read_only(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Read(_))
+    }
+
     fn describe(&self, s: &u32, values: &Interner) -> Value {
         values.value(*s).clone()
     }
