@@ -17,7 +17,10 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 fn testdata() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/testdata"
+    ))
 }
 
 fn peak_mib() -> f64 {
@@ -60,15 +63,28 @@ fn etcd() {
     let t = Instant::now();
     let hs: Vec<(String, History)> = files
         .iter()
-        .map(|f| (f.file_name().unwrap().to_string_lossy().into_owned(), read_history(f).unwrap()))
+        .map(|f| {
+            (
+                f.file_name().unwrap().to_string_lossy().into_owned(),
+                read_history(f).unwrap(),
+            )
+        })
         .collect();
     let parse = t.elapsed().as_secs_f64() * 1e3;
     for (label, threads) in [("1 thread", Some(1)), ("parallel", None)] {
         let mut per: Vec<(f64, &str)> = Vec::new();
         let mut wrong = 0;
         for (name, h) in &hs {
-            let (ms, v) = time(5, || check(h, &opts(ModelKind::CasRegister, threads, true)).unwrap().valid);
-            let want = if name.contains(".valid.") { Validity::Valid } else { Validity::Invalid };
+            let (ms, v) = time(5, || {
+                check(h, &opts(ModelKind::CasRegister, threads, true))
+                    .unwrap()
+                    .valid
+            });
+            let want = if name.contains(".valid.") {
+                Validity::Valid
+            } else {
+                Validity::Invalid
+            };
             wrong += usize::from(v != want);
             per.push((ms, name));
         }
@@ -77,10 +93,17 @@ fn etcd() {
         println!(
             "etcd corpus ({label}): {} files, total {total:.1} ms (best of 5 each), wrong verdicts {wrong}; slowest: {}",
             hs.len(),
-            per.iter().take(3).map(|(ms, n)| format!("{n} {ms:.2} ms")).collect::<Vec<_>>().join(", ")
+            per.iter()
+                .take(3)
+                .map(|(ms, n)| format!("{n} {ms:.2} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
-    println!("etcd corpus: parse {parse:.1} ms; peak memory {:.1} MiB", peak_mib());
+    println!(
+        "etcd corpus: parse {parse:.1} ms; peak memory {:.1} MiB",
+        peak_mib()
+    );
 }
 
 fn kv(name: &str, partition: bool, reps: usize) {
@@ -88,14 +111,25 @@ fn kv(name: &str, partition: bool, reps: usize) {
     let h = read_history(&testdata().join(format!("porcupine/kv/{name}.edn"))).unwrap();
     let parse = t.elapsed().as_secs_f64() * 1e3;
     for (label, threads) in [("1 thread", Some(1)), ("parallel", None)] {
-        let (ms, v) = time(reps, || check(&h, &opts(ModelKind::Kv, threads, partition)).unwrap().valid);
+        let (ms, v) = time(reps, || {
+            check(&h, &opts(ModelKind::Kv, threads, partition))
+                .unwrap()
+                .valid
+        });
         println!(
             "kv {name} {} ({label}): {ms:.2} ms (best of {reps}), verdict {v}, {} ops",
-            if partition { "per key" } else { "unpartitioned" },
+            if partition {
+                "per key"
+            } else {
+                "unpartitioned"
+            },
             h.operations.len()
         );
     }
-    println!("kv {name}: parse {parse:.1} ms; peak memory {:.1} MiB", peak_mib());
+    println!(
+        "kv {name}: parse {parse:.1} ms; peak memory {:.1} MiB",
+        peak_mib()
+    );
 }
 
 /// A register history from a simulated linearizable register per key: each operation takes
@@ -157,7 +191,8 @@ pub fn generate(n: usize, keys: usize, procs_per_key: usize, seed: u64) -> Histo
         let mut order: Vec<usize> = (0..ops.len()).collect();
         order.sort_by_key(|&i| ops[i].lin);
         let mut reg: Option<u64> = None;
-        let mut results: Vec<(OpType, serde_json::Value)> = vec![(OpType::Ok, json!(null)); ops.len()];
+        let mut results: Vec<(OpType, serde_json::Value)> =
+            vec![(OpType::Ok, json!(null)); ops.len()];
         for i in order {
             let g = &ops[i];
             let (ty, val) = match g.f {
@@ -179,7 +214,11 @@ pub fn generate(n: usize, keys: usize, procs_per_key: usize, seed: u64) -> Histo
                     }
                 }
             };
-            results[i] = if g.info { (OpType::Info, if g.f == 0 { json!(null) } else { val }) } else { (ty, val) };
+            results[i] = if g.info {
+                (OpType::Info, if g.f == 0 { json!(null) } else { val })
+            } else {
+                (ty, val)
+            };
         }
         for (g, (ty, val)) in ops.iter().zip(results) {
             let f = ["read", "write", "cas"][g.f as usize];
@@ -222,7 +261,11 @@ fn gen_case(n: usize) {
     let t = Instant::now();
     let h = generate(n, 1000, 20, 42);
     let gen_ms = t.elapsed().as_secs_f64() * 1e3;
-    let jsonl: String = h.ops.iter().map(|o| serde_json::to_string(o).unwrap() + "\n").collect();
+    let jsonl: String = h
+        .ops
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap() + "\n")
+        .collect();
     let t = Instant::now();
     let parsed = faultline_checker::parse_history(&jsonl, false).unwrap();
     let parse_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -260,19 +303,31 @@ fn main() {
         Some("c50-bad") => kv("c50-bad", true, 10),
         Some("c10-unpartitioned") => kv("c10-ok", false, 3),
         Some(k) if k.starts_with("keys:") => {
-            let h = read_history(&testdata().join(format!("porcupine/kv/{}.edn", &k[5..]))).unwrap();
+            let h =
+                read_history(&testdata().join(format!("porcupine/kv/{}.edn", &k[5..]))).unwrap();
             let mut o = opts(ModelKind::Kv, Some(1), true);
             o.time_limit = Some(Duration::from_secs(20));
             let r = check(&h, &o).unwrap();
             for k in &r.keys {
-                println!("{:?} {} ops={} conf={} {:.1} ms {:?}", k.key, k.valid, k.ops, k.configurations, k.elapsed_ms, k.reason);
+                println!(
+                    "{:?} {} ops={} conf={} {:.1} ms {:?}",
+                    k.key, k.valid, k.ops, k.configurations, k.elapsed_ms, k.reason
+                );
             }
         }
         Some(g) if g.starts_with("gen:") => gen_case(g[4..].parse().expect("gen:N")),
         Some(other) => panic!("unknown case {other}"),
         None => {
             let exe = std::env::current_exe().unwrap();
-            for case in ["etcd", "c50-ok", "c50-bad", "c10-unpartitioned", "gen:10000", "gen:100000", "gen:1000000"] {
+            for case in [
+                "etcd",
+                "c50-ok",
+                "c50-bad",
+                "c10-unpartitioned",
+                "gen:10000",
+                "gen:100000",
+                "gen:1000000",
+            ] {
                 let st = Command::new(&exe).arg(case).status().unwrap();
                 assert!(st.success(), "{case} failed");
             }

@@ -67,7 +67,9 @@ impl OpSummary {
             key: history.key(o).map(str::to_string),
             outcome: o.outcome,
             input: inv.value.clone(),
-            output: done.filter(|_| o.outcome == Outcome::Ok).map(|d| d.value.clone()),
+            output: done
+                .filter(|_| o.outcome == Outcome::Ok)
+                .map(|d| d.value.clone()),
             invoke_index: inv.index,
             complete_index: done.map(|d| d.index),
             invoke_line: inv.line,
@@ -155,7 +157,9 @@ impl Counterexample {
             op.process,
             op.label(),
             op.invoke_line,
-            key.as_ref().map(|k| format!(" on key {k:?}")).unwrap_or_default(),
+            key.as_ref()
+                .map(|k| format!(" on key {k:?}"))
+                .unwrap_or_default(),
             states.join(", "),
             if states_before.len() > 6 { ", ..." } else { "" }
         );
@@ -217,11 +221,18 @@ impl Counterexample {
         s.push_str(r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
         let title = format!(
             "Not linearizable{}: {} (process {})",
-            self.key.as_ref().map(|k| format!(" (key {k})")).unwrap_or_default(),
+            self.key
+                .as_ref()
+                .map(|k| format!(" (key {k})"))
+                .unwrap_or_default(),
             self.op.label(),
             self.op.process
         );
-        let _ = write!(s, r#"<text x="8" y="16" font-size="13" font-weight="bold">{}</text>"#, esc(&title));
+        let _ = write!(
+            s,
+            r#"<text x="8" y="16" font-size="13" font-weight="bold">{}</text>"#,
+            esc(&title)
+        );
         let _ = write!(
             s,
             r##"<text x="8" y="32" fill="#555">history order →   red: cannot be linearized · blue: concurrent · grey: linearized before · dashed: indeterminate</text>"##
@@ -249,7 +260,11 @@ impl Counterexample {
                 Role::Concurrent => ("#e3edfb", "#3a6fc4", 1.0),
                 Role::Prefix => ("#eee", "#999", 1.0),
             };
-            let dash = if o.return_pos.is_none() { r#" stroke-dasharray="4 3""# } else { "" };
+            let dash = if o.return_pos.is_none() {
+                r#" stroke-dasharray="4 3""#
+            } else {
+                ""
+            };
             let tip = format!(
                 "process {} {}: invoked line {} (index {}){}",
                 o.process,
@@ -283,5 +298,8 @@ enum Role {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

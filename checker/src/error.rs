@@ -62,15 +62,33 @@ impl Error {
     /// Attaches a file name to a parse, validation or model error that has none yet.
     pub fn with_file(self, path: &std::path::Path) -> Self {
         match self {
-            Error::Parse { file: None, line, message } => {
-                Error::Parse { file: Some(path.to_path_buf()), line, message }
-            }
-            Error::Invalid { file: None, line, message } => {
-                Error::Invalid { file: Some(path.to_path_buf()), line, message }
-            }
-            Error::Model { file: None, line, message } => {
-                Error::Model { file: Some(path.to_path_buf()), line, message }
-            }
+            Error::Parse {
+                file: None,
+                line,
+                message,
+            } => Error::Parse {
+                file: Some(path.to_path_buf()),
+                line,
+                message,
+            },
+            Error::Invalid {
+                file: None,
+                line,
+                message,
+            } => Error::Invalid {
+                file: Some(path.to_path_buf()),
+                line,
+                message,
+            },
+            Error::Model {
+                file: None,
+                line,
+                message,
+            } => Error::Model {
+                file: Some(path.to_path_buf()),
+                line,
+                message,
+            },
             other => other,
         }
     }

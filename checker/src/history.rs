@@ -192,7 +192,9 @@ impl History {
             message,
         };
         for (pos, op) in ops.iter().enumerate() {
-            let Process::Client(p) = op.process else { continue };
+            let Process::Client(p) = op.process else {
+                continue;
+            };
             match op.kind {
                 OpType::Invoke => {
                     if let Some(&prev) = outstanding.get(&p) {
@@ -253,7 +255,11 @@ impl History {
                 }
             }
         }
-        Ok(History { ops, operations, warnings })
+        Ok(History {
+            ops,
+            operations,
+            warnings,
+        })
     }
 
     /// The invocation of `o`.
@@ -330,7 +336,10 @@ mod tests {
     #[test]
     fn completion_without_invocation_names_its_line() {
         let e = History::from_ops(
-            vec![op(1, 1, OpType::Invoke, "read"), op(2, 2, OpType::Ok, "read")],
+            vec![
+                op(1, 1, OpType::Invoke, "read"),
+                op(2, 2, OpType::Ok, "read"),
+            ],
             vec![],
         )
         .unwrap_err();
@@ -341,7 +350,10 @@ mod tests {
     #[test]
     fn second_invocation_while_outstanding_names_both_lines() {
         let e = History::from_ops(
-            vec![op(1, 1, OpType::Invoke, "read"), op(2, 1, OpType::Invoke, "write")],
+            vec![
+                op(1, 1, OpType::Invoke, "read"),
+                op(2, 1, OpType::Invoke, "write"),
+            ],
             vec![],
         )
         .unwrap_err();

@@ -13,8 +13,10 @@
 //! ```no_run
 //! let history = faultline_checker::read_history("results/x/history.jsonl".as_ref())?;
 //! let result = faultline_checker::check(&history, &faultline_checker::CheckOptions::default())?;
-//! std::fs::write("results.json", serde_json::to_string_pretty(&result)?)?;
 //! if let Some(c) = result.counterexample() { std::fs::write("counterexample.svg", &c.svg)?; }
+//! let results = faultline_checker::Results::new(result, faultline_checker::stats(&history));
+//! std::fs::write("results.json", serde_json::to_string_pretty(&results)?)?;
+//! std::process::exit(results.valid.exit_code());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
@@ -76,6 +78,29 @@ impl Validity {
 impl std::fmt::Display for Validity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What a run's `results.json` holds: the overall verdict, the linearizability result and
+/// the stats. `valid` is the linearizability verdict (stats are informational).
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// The overall verdict.
+    pub valid: Validity,
+    /// The linearizability check.
+    pub linearizable: CheckResult,
+    /// Outcome counts.
+    pub stats: Stats,
+}
+
+impl Results {
+    /// Bundles a check result with the history's stats.
+    pub fn new(linearizable: CheckResult, stats: Stats) -> Results {
+        Results {
+            valid: linearizable.valid,
+            linearizable,
+            stats,
+        }
     }
 }
 

@@ -32,8 +32,7 @@ use serde_json::Value;
 use crate::counterexample::{Counterexample, OpSummary};
 use crate::history::{History, Operation, Outcome};
 use crate::model::{
-    Call, CasRegister, Interner, KvModel, ListAppend, Model, ModelKind, MultiRegister, Mutex,
-    mix64,
+    Call, CasRegister, Interner, KvModel, ListAppend, Model, ModelKind, MultiRegister, Mutex, mix64,
 };
 use crate::{Error, Validity};
 
@@ -53,6 +52,10 @@ pub struct CheckOptions {
     /// The model's initial state as JSON, for models that take one: the CAS register (a value)
     /// and the multi-register (an object of register names to values). `None`: all `nil`.
     pub initial: Option<Value>,
+    /// Once a key is found not linearizable, stop checking the others (they report `unknown`).
+    /// Keys are first tried with a small budget each, so cheap violations are found before
+    /// expensive keys are searched to the end. Default `true`.
+    pub stop_on_invalid: bool,
     /// Worker threads for partitions: `None` uses rayon's global pool; `Some(1)` is sequential.
     pub threads: Option<usize>,
 }
@@ -65,6 +68,7 @@ impl Default for CheckOptions {
             time_limit: None,
             memory_limit: 1 << 30,
             initial: None,
+            stop_on_invalid: true,
             threads: None,
         }
     }
@@ -203,7 +207,10 @@ fn run_check<M: Model>(
     for (id, o) in history.operations.iter().enumerate() {
         let key = if partition { history.key(o) } else { None };
         let pi = *by_key.entry(key).or_insert_with(|| {
-            parts.push(Part { key: key.map(str::to_string), ops: Vec::new() });
+            parts.push(Part {
+                key: key.map(str::to_string),
+                ops: Vec::new(),
+            });
             parts.len() - 1
         });
         if o.outcome == Outcome::Fail {
@@ -225,24 +232,75 @@ fn run_check<M: Model>(
         cancelled: AtomicBool::new(false),
         counterexample_deadline: Instant::now() + Duration::from_secs(2),
     };
-    let run = |p: &Part<M::Op>| check_part(model, history, &values, p, &budget);
     let mut order: Vec<usize> = (0..parts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(parts[i].ops.len()));
-    let results: Vec<(usize, KeyResult)> = match opts.threads {
-        Some(1) => order.iter().map(|&i| (i, run(&parts[i]))).collect(),
-        Some(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .map(|pool| pool.install(|| order.par_iter().map(|&i| (i, run(&parts[i]))).collect()))
-            .unwrap_or_else(|_| order.iter().map(|&i| (i, run(&parts[i]))).collect()),
-        None => order.par_iter().map(|&i| (i, run(&parts[i]))).collect(),
+    let map = |order: &[usize], limit: usize| -> Vec<(usize, Option<KeyResult>)> {
+        let run = |&i: &usize| {
+            let r = check_part(model, history, &values, &parts[i], &budget, limit);
+            if opts.stop_on_invalid && r.as_ref().is_some_and(|r| r.valid == Validity::Invalid) {
+                budget.cancelled.store(true, Ordering::Relaxed);
+            }
+            (i, r)
+        };
+        match opts.threads {
+            Some(1) => order.iter().map(run).collect(),
+            Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+                Ok(pool) => pool.install(|| order.par_iter().map(run).collect()),
+                Err(_) => order.iter().map(run).collect(),
+            },
+            None => order.par_iter().map(run).collect(),
+        }
     };
+    // Phase 1: every key with a small budget; phase 2: the rest to the end.
+    let mut results: Vec<(usize, Option<KeyResult>)> = if parts.len() > 1 {
+        map(&order, FIRST_PASS_CONFIGURATIONS)
+    } else {
+        Vec::new()
+    };
+    let deferred: Vec<usize> = if parts.len() > 1 {
+        results
+            .iter()
+            .filter(|(_, r)| r.is_none())
+            .map(|(i, _)| *i)
+            .collect()
+    } else {
+        order
+    };
+    results.retain(|(_, r)| r.is_some());
+    results.extend(map(&deferred, usize::MAX));
+    let first_invalid = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref())
+        .find(|r| r.valid == Validity::Invalid)
+        .map(|r| r.key.clone().unwrap_or_default());
+    let results = results.into_iter().map(|(i, r)| {
+        let mut r = r.unwrap_or_else(|| KeyResult {
+            key: parts[i].key.clone(),
+            valid: Validity::Unknown,
+            ops: parts[i].ops.len(),
+            reason: Some("cancelled".into()),
+            configurations: 0,
+            elapsed_ms: 0.0,
+            counterexample: None,
+        });
+        if r.reason.as_deref() == Some("cancelled") {
+            r.reason = Some(format!(
+                "not checked to the end: key {:?} is already not linearizable",
+                first_invalid.clone().unwrap_or_default()
+            ));
+        }
+        (i, r)
+    });
     let mut keys: Vec<Option<KeyResult>> = vec![None; parts.len()];
     for (i, r) in results {
         keys[i] = Some(r);
     }
     let keys: Vec<KeyResult> = keys.into_iter().flatten().collect();
-    let valid = keys.iter().map(|k| k.valid).max().unwrap_or(Validity::Valid);
+    let valid = keys
+        .iter()
+        .map(|k| k.valid)
+        .max()
+        .unwrap_or(Validity::Valid);
     let reason = keys
         .iter()
         .find(|k| k.valid == Validity::Unknown)
@@ -324,15 +382,20 @@ impl Budget {
     }
 }
 
+/// Configurations each key may visit in the first pass, before the keys that need more.
+const FIRST_PASS_CONFIGURATIONS: usize = 20_000;
+
+/// Checks one key; `None` if it needs more than `limit` configurations.
 fn check_part<M: Model>(
     model: &M,
     history: &History,
     values: &Interner,
     p: &Part<M::Op>,
     budget: &Budget,
-) -> KeyResult {
+    limit: usize,
+) -> Option<KeyResult> {
     let start = Instant::now();
-    let out = search(model, &p.ops, budget, None);
+    let out = search(model, &p.ops, budget, None, limit);
     let mut r = KeyResult {
         key: p.key.clone(),
         valid: Validity::Valid,
@@ -343,6 +406,7 @@ fn check_part<M: Model>(
         counterexample: None,
     };
     match out.end {
+        End::OverLimit => return None,
         End::Linearizable => {}
         End::Aborted(reason) => {
             r.valid = Validity::Unknown;
@@ -354,7 +418,7 @@ fn check_part<M: Model>(
         }
     }
     r.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
-    r
+    Some(r)
 }
 
 /// Most states and configurations a counterexample search collects.
@@ -401,15 +465,13 @@ fn counterexample<M: Model>(
         states: Vec::new(),
         truncated: false,
     };
-    let out = search(model, &prefix, &sub_budget, Some(&mut collect));
+    let out = search(model, &prefix, &sub_budget, Some(&mut collect), usize::MAX);
     let summarize = |e: &Entry<M::Op>| OpSummary::new(history, &history.operations[e.id]);
     let concurrent: Vec<OpSummary> = p
         .ops
         .iter()
         .enumerate()
-        .filter(|(i, e)| {
-            *i != failing && e.call < f_ret && e.ret.is_none_or(|r| r > f.call)
-        })
+        .filter(|(i, e)| *i != failing && e.call < f_ret && e.ret.is_none_or(|r| r > f.call))
         .map(|(_, e)| summarize(e))
         .collect();
     let linearization: Vec<OpSummary> = collect
@@ -417,7 +479,11 @@ fn counterexample<M: Model>(
         .iter()
         .map(|&i| summarize(&prefix[i as usize]))
         .collect();
-    let states: Vec<Value> = collect.states.iter().map(|s| model.describe(s, values)).collect();
+    let states: Vec<Value> = collect
+        .states
+        .iter()
+        .map(|s| model.describe(s, values))
+        .collect();
     let complete = matches!(out.end, End::Exhausted { .. }) && !collect.truncated;
     Counterexample::new(
         history,
@@ -444,6 +510,8 @@ enum End {
         cut: usize,
     },
     Aborted(String),
+    /// More than the allowed configurations.
+    OverLimit,
 }
 
 struct SearchOut {
@@ -498,7 +566,8 @@ impl<S: Eq + Clone> Memo<S> {
             }
             if sh == h {
                 let e = self.idx[p] as usize;
-                if self.states[e] == *state && self.bits[e * self.words..(e + 1) * self.words] == *bits
+                if self.states[e] == *state
+                    && self.bits[e * self.words..(e + 1) * self.words] == *bits
                 {
                     return false;
                 }
@@ -535,6 +604,7 @@ fn search<M: Model>(
     ops: &[Entry<M::Op>],
     budget: &Budget,
     mut collect: Option<&mut Collect<M::State>>,
+    max_configurations: usize,
 ) -> SearchOut {
     let n = ops.len();
     // Entries 2i (call) and 2i+1 (return of op i); HEAD and TAIL sentinels at 2n and 2n+1.
@@ -560,7 +630,9 @@ fn search<M: Model>(
     prev[tail] = last as u32;
 
     let words = n.div_ceil(64).max(1);
-    let zob: Vec<u64> = (0..n as u64).map(|i| mix64(i ^ 0x2545_f491_4f6c_dd1d)).collect();
+    let zob: Vec<u64> = (0..n as u64)
+        .map(|i| mix64(i ^ 0x2545_f491_4f6c_dd1d))
+        .collect();
     let hasher = ahash::RandomState::with_seeds(7, 11, 13, 17);
     let mut bits = vec![0u64; words];
     let mut zhash = 0u64;
@@ -576,14 +648,19 @@ fn search<M: Model>(
 
     let finish = |end: End, memo: &Memo<M::State>, accounted: usize| {
         budget.memory_used.fetch_sub(accounted, Ordering::Relaxed);
-        SearchOut { end, configurations: memo.len() }
+        SearchOut {
+            end,
+            configurations: memo.len(),
+        }
     };
 
     loop {
         iters += 1;
         if iters & 0xfff == 0 {
             let bytes = memo.len() * per_entry;
-            let used = budget.memory_used.fetch_add(bytes - accounted, Ordering::Relaxed)
+            let used = budget
+                .memory_used
+                .fetch_add(bytes - accounted, Ordering::Relaxed)
                 + (bytes - accounted);
             accounted = bytes;
             if used > budget.memory_limit {
@@ -637,6 +714,9 @@ fn search<M: Model>(
                 let h = mix64(zhash ^ hasher.hash_one(&s2));
                 let read_only = model.is_read_only(&ops[i].op);
                 if memo.insert(h, &bits, &s2) {
+                    if memo.len() > max_configurations {
+                        return finish(End::OverLimit, &memo, accounted);
+                    }
                     stack.push((i as u32, std::mem::replace(&mut state, s2), read_only));
                     // Lift: unlink the call entry, then the return entry.
                     let c = cur;
@@ -695,7 +775,10 @@ fn search<M: Model>(
 /// Checks one partition's operations (already encoded) without budget; for tests.
 #[cfg(test)]
 pub(crate) fn linearizable<M: Model>(model: &M, ops: &[Entry<M::Op>]) -> bool {
-    matches!(search(model, ops, &Budget::unlimited(), None).end, End::Linearizable)
+    matches!(
+        search(model, ops, &Budget::unlimited(), None, usize::MAX).end,
+        End::Linearizable
+    )
 }
 
 #[cfg(test)]
@@ -704,7 +787,12 @@ mod tests {
     use crate::model::RegisterOp;
 
     fn e(op: RegisterOp, call: usize, ret: Option<usize>) -> Entry<RegisterOp> {
-        Entry { op, call, ret, id: 0 }
+        Entry {
+            op,
+            call,
+            ret,
+            id: 0,
+        }
     }
 
     #[test]

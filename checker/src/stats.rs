@@ -65,6 +65,10 @@ pub fn stats(history: &History) -> Stats {
         }
     }
     s.nemesis_ops = history.nemesis_ops().count();
-    s.valid = if s.by_f.values().all(|c| c.ok > 0) { Validity::Valid } else { Validity::Unknown };
+    s.valid = if s.by_f.values().all(|c| c.ok > 0) {
+        Validity::Valid
+    } else {
+        Validity::Unknown
+    };
     s
 }

@@ -9,8 +9,8 @@
 use serde_json::{Map, Number, Value};
 
 use super::op_from_fields;
-use crate::history::Op;
 use crate::Error;
+use crate::history::Op;
 
 /// Parses EDN text into ops, each carrying the line where its map starts.
 ///
@@ -18,7 +18,12 @@ use crate::Error;
 /// [`Error::Parse`] naming the line and the problem: bad EDN syntax, an element that is not a
 /// map, or a missing or ill-typed field.
 pub fn parse_edn(text: &str) -> Result<Vec<Op>, Error> {
-    let mut r = Reader { s: text.as_bytes(), text, pos: 0, line: 1 };
+    let mut r = Reader {
+        s: text.as_bytes(),
+        text,
+        pos: 0,
+        line: 1,
+    };
     let mut ops = Vec::new();
     r.skip_ws()?;
     let close = match r.peek() {
@@ -33,7 +38,9 @@ pub fn parse_edn(text: &str) -> Result<Vec<Op>, Error> {
         r.skip_ws()?;
         match r.peek() {
             None if close.is_none() => break,
-            None => return Err(r.err("unexpected end of file: the top-level collection is not closed")),
+            None => {
+                return Err(r.err("unexpected end of file: the top-level collection is not closed"));
+            }
             Some(c) if Some(c) == close => {
                 r.pos += 1;
                 r.skip_ws()?;
@@ -53,7 +60,9 @@ pub fn parse_edn(text: &str) -> Result<Vec<Op>, Error> {
                 message: format!("expected an op map, got {v}"),
             });
         };
-        let op = op_from_fields(line, ops.len(), &|k| map.get(k).cloned(), &|k| format!(":{k}"))?;
+        let op = op_from_fields(line, ops.len(), &|k| map.get(k).cloned(), &|k| {
+            format!(":{k}")
+        })?;
         ops.push(op);
     }
     Ok(ops)
@@ -64,7 +73,12 @@ pub fn parse_edn(text: &str) -> Result<Vec<Op>, Error> {
 /// # Errors
 /// [`Error::Parse`] on bad syntax.
 pub fn parse_edn_value(text: &str) -> Result<Value, Error> {
-    let mut r = Reader { s: text.as_bytes(), text, pos: 0, line: 1 };
+    let mut r = Reader {
+        s: text.as_bytes(),
+        text,
+        pos: 0,
+        line: 1,
+    };
     r.value()
 }
 
@@ -76,12 +90,20 @@ struct Reader<'a> {
 }
 
 fn is_delim(c: u8) -> bool {
-    c.is_ascii_whitespace() || matches!(c, b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';')
+    c.is_ascii_whitespace()
+        || matches!(
+            c,
+            b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';'
+        )
 }
 
 impl Reader<'_> {
     fn err(&self, message: impl Into<String>) -> Error {
-        Error::Parse { file: None, line: self.line, message: message.into() }
+        Error::Parse {
+            file: None,
+            line: self.line,
+            message: message.into(),
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -332,7 +354,9 @@ fn atom(t: &str) -> Option<Value> {
         return Some(Value::String(body.to_string()));
     }
     let body = t.strip_suffix('M').unwrap_or(t);
-    body.parse::<f64>().ok().map(|f| Number::from_f64(f).map_or(Value::Null, Value::Number))
+    body.parse::<f64>()
+        .ok()
+        .map(|f| Number::from_f64(f).map_or(Value::Null, Value::Number))
 }
 
 #[cfg(test)]
@@ -354,8 +378,9 @@ mod tests {
 
     #[test]
     fn reads_scalars() {
-        let v = parse_edn_value(r#"{:a "x\"y" :b -3 :c 2.5 :d nil :e true :f \c :g #_ 7 8 :h 12N}"#)
-            .unwrap();
+        let v =
+            parse_edn_value(r#"{:a "x\"y" :b -3 :c 2.5 :d nil :e true :f \c :g #_ 7 8 :h 12N}"#)
+                .unwrap();
         assert_eq!(
             v,
             serde_json::json!({"a":"x\"y","b":-3,"c":2.5,"d":null,"e":true,"f":"c","g":8,"h":12})
@@ -364,8 +389,9 @@ mod tests {
 
     #[test]
     fn unknown_type_names_line_and_field() {
-        let e = parse_edn("[{:process 1 :type :invoke :f :read}\n{:process 1 :type :done :f :read}]")
-            .unwrap_err();
+        let e =
+            parse_edn("[{:process 1 :type :invoke :f :read}\n{:process 1 :type :done :f :read}]")
+                .unwrap_err();
         assert_eq!(e.line(), Some(2));
         assert!(e.to_string().contains(":type"), "{e}");
     }
@@ -373,6 +399,9 @@ mod tests {
     #[test]
     fn unclosed_vector_is_an_error() {
         let e = parse_edn("[{:process 1 :type :invoke :f :read}").unwrap_err();
-        assert!(e.to_string().contains("not closed") || e.to_string().contains("end of file"), "{e}");
+        assert!(
+            e.to_string().contains("not closed") || e.to_string().contains("end of file"),
+            "{e}"
+        );
     }
 }

@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use super::op_from_fields;
-use crate::history::Op;
 use crate::Error;
+use crate::history::Op;
 
 /// Parses JSONL text into ops and warnings. Blank lines are skipped. A last line that is cut
 /// off (no final newline, or JSON that ends early) is dropped with a warning.
@@ -48,12 +48,9 @@ pub fn parse_jsonl(text: &str) -> Result<(Vec<Op>, Vec<String>), Error> {
                 message: format!("expected a JSON object, got {}", short(&v)),
             });
         };
-        let op = op_from_fields(
-            line,
-            ops.len(),
-            &|k| map.get(k).cloned(),
-            &|k| format!("\"{k}\""),
-        )?;
+        let op = op_from_fields(line, ops.len(), &|k| map.get(k).cloned(), &|k| {
+            format!("\"{k}\"")
+        })?;
         ops.push(op);
     }
     Ok((ops, warnings))

@@ -13,8 +13,8 @@ use std::path::Path;
 pub use edn::{parse_edn, parse_edn_value};
 pub use jsonl::parse_jsonl;
 
-use crate::history::{History, Op, OpType, Process};
 use crate::Error;
+use crate::history::{History, Op, OpType, Process};
 
 /// Reads a history file: `*.edn` as Jepsen EDN, anything else as JSONL (a file whose first
 /// non-blank character is `[`, `(` or `{:` is also read as EDN).
@@ -70,7 +70,9 @@ pub(crate) fn op_from_fields(
     };
     let process = match get("process") {
         None => return Err(err(format!("missing field {}", field("process")))),
-        Some(v) => Process::from_json(&v).map_err(|m| err(m.replace("\"process\"", &field("process"))))?,
+        Some(v) => {
+            Process::from_json(&v).map_err(|m| err(m.replace("\"process\"", &field("process"))))?
+        }
     };
     let kind = match get("type") {
         None => return Err(err(format!("missing field {}", field("type")))),
@@ -80,12 +82,22 @@ pub(crate) fn op_from_fields(
                 field("type")
             ))
         })?,
-        Some(other) => return Err(err(format!("field {}: expected a string, got {other}", field("type")))),
+        Some(other) => {
+            return Err(err(format!(
+                "field {}: expected a string, got {other}",
+                field("type")
+            )));
+        }
     };
     let f = match get("f") {
         None => return Err(err(format!("missing field {}", field("f")))),
         Some(Value::String(s)) => s,
-        Some(other) => return Err(err(format!("field {}: expected a string, got {other}", field("f")))),
+        Some(other) => {
+            return Err(err(format!(
+                "field {}: expected a string, got {other}",
+                field("f")
+            )));
+        }
     };
     let index = match get("index") {
         None | Some(Value::Null) => position as u64,
@@ -121,7 +133,12 @@ pub(crate) fn op_from_fields(
     let node = match get("node") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
-        Some(other) => return Err(err(format!("field {}: expected a string, got {other}", field("node")))),
+        Some(other) => {
+            return Err(err(format!(
+                "field {}: expected a string, got {other}",
+                field("node")
+            )));
+        }
     };
     Ok(Op {
         index,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{expect_known, mix64, Call, HStr, Interner, Model};
+use super::{Call, HStr, Interner, Model, expect_known, mix64};
 use crate::history::Outcome;
 
 /// A map from keys to strings, every key initially `""`: `get` returns the string, `put`
@@ -79,7 +79,10 @@ impl Model for KvModel {
             0
         } else {
             let k = c.key.unwrap_or("");
-            *self.slots.get(k).ok_or_else(|| format!("field key: unknown key {k:?}"))?
+            *self
+                .slots
+                .get(k)
+                .ok_or_else(|| format!("field key: unknown key {k:?}"))?
         };
         let kind = match c.f {
             "get" | "read" => match (c.outcome, c.output) {
@@ -121,7 +124,10 @@ impl Model for KvModel {
         let hash = s.hash ^ slot_hash(op.slot, cur) ^ slot_hash(op.slot, &new);
         let mut vals: Vec<HStr> = s.vals.to_vec();
         vals[i] = new;
-        Some(KvState { hash, vals: vals.into() })
+        Some(KvState {
+            hash,
+            vals: vals.into(),
+        })
     }
 
     fn is_read_only(&self, op: &KvOp) -> bool {
@@ -136,7 +142,10 @@ impl Model for KvModel {
         let mut keys: Vec<_> = self.slots.iter().collect();
         keys.sort_by_key(|(_, i)| **i);
         for (k, i) in keys {
-            m.insert(k.clone(), Value::String(s.vals[*i as usize].as_str().to_string()));
+            m.insert(
+                k.clone(),
+                Value::String(s.vals[*i as usize].as_str().to_string()),
+            );
         }
         Value::Object(m)
     }

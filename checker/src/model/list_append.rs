@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{expect_known, mix64, Call, Interner, Model};
+use super::{Call, Interner, Model, expect_known, mix64};
 use crate::history::Outcome;
 
 /// A list, initially empty: `append v` adds `v` at the end, `read` returns the whole list
@@ -37,12 +37,12 @@ impl Model for ListAppend {
             "append" => Ok(Some(ListOp::Append(values.intern(c.input)))),
             "read" | "r" => match (c.outcome, c.output) {
                 (Outcome::Ok, Some(Value::Null)) => Ok(Some(ListOp::Read(Arc::from([])))),
-                (Outcome::Ok, Some(Value::Array(a))) => {
-                    Ok(Some(ListOp::Read(a.iter().map(|v| values.intern(v)).collect())))
-                }
-                (Outcome::Ok, Some(v)) => {
-                    Err(format!("field value: a list read must return a list or null, got {v}"))
-                }
+                (Outcome::Ok, Some(Value::Array(a))) => Ok(Some(ListOp::Read(
+                    a.iter().map(|v| values.intern(v)).collect(),
+                ))),
+                (Outcome::Ok, Some(v)) => Err(format!(
+                    "field value: a list read must return a list or null, got {v}"
+                )),
                 _ => Ok(None),
             },
             f => Err(expect_known(f, "list-append", "append, read")),
@@ -50,7 +50,10 @@ impl Model for ListAppend {
     }
 
     fn init(&self) -> ListState {
-        ListState { hash: 0, items: Arc::from([]) }
+        ListState {
+            hash: 0,
+            items: Arc::from([]),
+        }
     }
 
     fn step(&self, s: &ListState, op: &ListOp) -> Option<ListState> {
@@ -61,7 +64,10 @@ impl Model for ListAppend {
                 items.extend_from_slice(&s.items);
                 items.push(*v);
                 let hash = mix64(s.hash ^ u64::from(*v).wrapping_mul(0x9e37_79b9));
-                Some(ListState { hash, items: items.into() })
+                Some(ListState {
+                    hash,
+                    items: items.into(),
+                })
             }
         }
     }

@@ -58,7 +58,10 @@ pub struct Interner {
 
 impl Default for Interner {
     fn default() -> Self {
-        let mut i = Interner { ids: HashMap::new(), values: Vec::new() };
+        let mut i = Interner {
+            ids: HashMap::new(),
+            values: Vec::new(),
+        };
         i.intern(&Value::Null);
         i
     }
@@ -201,7 +204,10 @@ pub struct HStr {
 impl HStr {
     /// Wraps a string.
     pub fn new(s: &str) -> HStr {
-        HStr { hash: hash_bytes(s.as_bytes()), s: s.into() }
+        HStr {
+            hash: hash_bytes(s.as_bytes()),
+            s: s.into(),
+        }
     }
 
     /// The string.

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use smallvec::SmallVec;
 
-use super::{expect_known, Call, Interner, Model};
+use super::{Call, Interner, Model, expect_known};
 
 /// Named registers, all initially `nil`. A `txn` is a list of micro-ops `[:read k v]` and
 /// `[:write k v]` applied in order, atomically. As in Knossos, a read of `nil` constrains
@@ -47,13 +47,17 @@ impl Model for MultiRegister {
         }
         let v = c.output.filter(|v| v.is_array()).unwrap_or(c.input);
         let Value::Array(micros) = v else {
-            return Err(format!("field value: a txn must be a list of micro-ops, got {v}"));
+            return Err(format!(
+                "field value: a txn must be a list of micro-ops, got {v}"
+            ));
         };
         let known = c.output.is_some();
         let mut out = SmallVec::new();
         for m in micros {
             let bad = || format!("field value: bad micro-op {m} (expected [f k v])");
-            let Value::Array(t) = m else { return Err(bad()) };
+            let Value::Array(t) = m else {
+                return Err(bad());
+            };
             if t.len() != 3 {
                 return Err(bad());
             }

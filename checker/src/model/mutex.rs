@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{expect_known, Call, Interner, Model};
+use super::{Call, Interner, Model, expect_known};
 
 /// A mutex, initially free: `acquire` succeeds only when free, `release` only when held.
 #[derive(Debug, Clone, Copy, Default)]

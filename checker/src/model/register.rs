@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{expect_known, Call, Interner, Model};
+use super::{Call, Interner, Model, expect_known};
 use crate::history::Outcome;
 
 /// A register holding one value, initially `nil`: `read` returns it, `write v` sets it,
@@ -51,7 +51,11 @@ impl Model for CasRegister {
                 _ => return Ok(None),
             },
             "write" | "w" => {
-                let v = if c.input.is_null() { c.output.unwrap_or(c.input) } else { c.input };
+                let v = if c.input.is_null() {
+                    c.output.unwrap_or(c.input)
+                } else {
+                    c.input
+                };
                 RegisterOp::Write(values.intern(v))
             }
             "cas" => {

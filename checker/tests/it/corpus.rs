@@ -20,10 +20,16 @@ fn verdict(path: &Path, model: ModelKind) -> Validity {
     let h = read_history(path).unwrap_or_else(|e| panic!("{e}"));
     // Knossos's own test starts its multi-register at {:x 0 :y 0}.
     let initial = (model == ModelKind::MultiRegister).then(|| serde_json::json!({"x": 0, "y": 0}));
-    let opts = CheckOptions { model: Some(model), initial, ..CheckOptions::default() };
+    let opts = CheckOptions {
+        model: Some(model),
+        initial,
+        ..CheckOptions::default()
+    };
     let r = check(&h, &opts).unwrap_or_else(|e| panic!("{e}"));
     if r.valid == Validity::Invalid {
-        let c = r.counterexample().expect("an invalid result has a counterexample");
+        let c = r
+            .counterexample()
+            .expect("an invalid result has a counterexample");
         assert!(c.svg.starts_with("<svg") && c.svg.ends_with("</svg>"));
     }
     r.valid
@@ -45,17 +51,25 @@ fn expect_all(dir: &str, model: ModelKind, expected: impl Fn(&Path) -> Validity)
 
 #[test]
 fn knossos_cas_register_good_histories_are_linearizable() {
-    expect_all("knossos/cas-register/good", ModelKind::CasRegister, |_| Validity::Valid);
+    expect_all("knossos/cas-register/good", ModelKind::CasRegister, |_| {
+        Validity::Valid
+    });
 }
 
 #[test]
 fn knossos_cas_register_bad_histories_are_not() {
-    expect_all("knossos/cas-register/bad", ModelKind::CasRegister, |_| Validity::Invalid);
+    expect_all("knossos/cas-register/bad", ModelKind::CasRegister, |_| {
+        Validity::Invalid
+    });
 }
 
 #[test]
 fn knossos_multi_register_good_is_linearizable() {
-    expect_all("knossos/multi-register/good", ModelKind::MultiRegister, |_| Validity::Valid);
+    expect_all(
+        "knossos/multi-register/good",
+        ModelKind::MultiRegister,
+        |_| Validity::Valid,
+    );
 }
 
 #[test]
@@ -67,7 +81,11 @@ fn knossos_mutex_etcd_is_not_linearizable() {
 fn porcupine_etcd_histories_match_their_names() {
     let n = expect_all("porcupine/etcd", ModelKind::CasRegister, |f| {
         let name = f.file_name().unwrap().to_string_lossy();
-        if name.contains(".valid.") { Validity::Valid } else { Validity::Invalid }
+        if name.contains(".valid.") {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        }
     });
     assert_eq!(n, 102);
 }
@@ -76,7 +94,11 @@ fn porcupine_etcd_histories_match_their_names() {
 fn porcupine_kv_histories_match_their_names_per_key() {
     expect_all("porcupine/kv", ModelKind::Kv, |f| {
         let name = f.file_name().unwrap().to_string_lossy();
-        if name.contains("-ok") { Validity::Valid } else { Validity::Invalid }
+        if name.contains("-ok") {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        }
     });
 }
 
@@ -103,9 +125,15 @@ fn porcupine_kv_small_histories_match_unpartitioned() {
 #[test]
 fn inferred_models_match_the_corpus() {
     let cases = [
-        ("knossos/cas-register/good/cas-register-bug.edn", ModelKind::CasRegister),
+        (
+            "knossos/cas-register/good/cas-register-bug.edn",
+            ModelKind::CasRegister,
+        ),
         ("knossos/mutex/bad/etcd.edn", ModelKind::Mutex),
-        ("knossos/multi-register/good/multi-register.edn", ModelKind::MultiRegister),
+        (
+            "knossos/multi-register/good/multi-register.edn",
+            ModelKind::MultiRegister,
+        ),
         ("porcupine/kv/c01-ok.edn", ModelKind::Kv),
     ];
     for (f, m) in cases {

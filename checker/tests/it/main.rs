@@ -6,5 +6,8 @@ use std::path::PathBuf;
 
 /// The shared test data (`shared/testdata` beside the workspace).
 pub fn testdata() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/testdata"
+    ))
 }
