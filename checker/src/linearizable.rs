@@ -1,0 +1,831 @@
+//! Linearizability: the Wing-Gong / Lowe just-in-time search, memoized and partitioned.
+//!
+//! The history of one partition becomes a doubly linked list of call and return entries in
+//! history order. The search walks the list from its head: at a call entry it tries to apply
+//! the operation to the current model state; if that works and the pair (set of linearized
+//! operations, new state) has not been seen before, it *lifts* the operation (unlinks both of
+//! its entries), pushes it, and starts again from the head. Reaching a return entry means an
+//! operation that has already returned was not linearized: the search pops the last choice
+//! (*unlifts* it) and tries the next call entry after it. This is Lowe's refinement of Wing and
+//! Gong's algorithm ("Testing for linearizability", 2017), with the memo of Porcupine.
+//!
+//! - `info` operations have no return entry: they may take effect at any point after their
+//!   invocation, or never. The search succeeds as soon as every `ok` operation is linearized.
+//! - `fail` operations never took effect and are dropped before the search.
+//! - P-compositionality (Herlihy & Wing): a history is linearizable iff each key's
+//!   sub-history is, so keys are checked separately and in parallel (rayon).
+//! - The linearized set is a bitset hashed incrementally (Zobrist: XOR of one random word per
+//!   operation); the memo is an open-addressing table over an arena of bitsets and states.
+//! - Budgets: a deadline and a memo size limit (shared by the partitions running at once)
+//!   turn a blow-up into `unknown` with a reason; the search never hangs or exhausts memory.
+//!
+//! This module must never read files or print: it is called from the harness and from tests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::counterexample::{Counterexample, OpSummary};
+use crate::history::{History, Operation, Outcome};
+use crate::model::{
+    Call, CasRegister, Interner, KvModel, ListAppend, Model, ModelKind, MultiRegister, Mutex, mix64,
+};
+use crate::{Error, Validity};
+
+/// How to check a history.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// The model; `None` infers it from the functions used ([`ModelKind::infer`]).
+    pub model: Option<ModelKind>,
+    /// Check each key separately (default). Only the kv model can also check all keys in one
+    /// state (`false`); the others always partition by key.
+    pub partition: bool,
+    /// Give up with `unknown` after this long.
+    pub time_limit: Option<Duration>,
+    /// Give up with `unknown` when the memo of the searches running at once would exceed this
+    /// many bytes (default 1 GiB).
+    pub memory_limit: usize,
+    /// The model's initial state as JSON, for models that take one: the CAS register (a value)
+    /// and the multi-register (an object of register names to values). `None`: all `nil`.
+    pub initial: Option<Value>,
+    /// Once a key is found not linearizable, stop checking the others (they report `unknown`).
+    /// Keys are first tried with a small budget each, so cheap violations are found before
+    /// expensive keys are searched to the end. Default `true`.
+    pub stop_on_invalid: bool,
+    /// Worker threads for partitions: `None` uses rayon's global pool; `Some(1)` is sequential.
+    pub threads: Option<usize>,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            model: None,
+            partition: true,
+            time_limit: None,
+            memory_limit: 1 << 30,
+            initial: None,
+            stop_on_invalid: true,
+            threads: None,
+        }
+    }
+}
+
+/// The verdict on one partition (one key, or the whole history when it has no keys).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyResult {
+    /// The key; `None` for a history without keys, or an unpartitioned check.
+    pub key: Option<String>,
+    /// The verdict.
+    pub valid: Validity,
+    /// Client operations checked (after dropping failed ones and unknown reads).
+    pub ops: usize,
+    /// Why the verdict is `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Memo entries (distinct configurations) the search visited.
+    pub configurations: usize,
+    /// Time spent on this key.
+    pub elapsed_ms: f64,
+    /// Present when `invalid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<Counterexample>,
+}
+
+/// The linearizability verdict on a history, serialized as `results.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// The verdict: the worst over all keys.
+    pub valid: Validity,
+    /// The model used.
+    pub model: ModelKind,
+    /// Whether keys were checked separately.
+    pub partitioned: bool,
+    /// Client operations in the history.
+    pub ops: usize,
+    /// Why the verdict is `unknown`, if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// One result per key, in order of first appearance.
+    pub keys: Vec<KeyResult>,
+    /// Tolerated problems of the input (e.g. a truncated last line).
+    pub warnings: Vec<String>,
+    /// Wall-clock time of the check.
+    pub elapsed_ms: f64,
+}
+
+impl CheckResult {
+    /// The counterexample of the invalid key whose failing operation comes first in the
+    /// history, if any key is invalid.
+    pub fn counterexample(&self) -> Option<&Counterexample> {
+        self.keys
+            .iter()
+            .filter_map(|k| k.counterexample.as_ref())
+            .min_by_key(|c| c.op.invoke_index)
+    }
+
+    /// Counts of keys per verdict: `(valid, unknown, invalid)`.
+    pub fn key_counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for k in &self.keys {
+            match k.valid {
+                Validity::Valid => c.0 += 1,
+                Validity::Unknown => c.1 += 1,
+                Validity::Invalid => c.2 += 1,
+            }
+        }
+        c
+    }
+}
+
+/// Checks `history` for linearizability.
+///
+/// # Errors
+/// [`Error::Model`] (naming the line) when an operation does not fit the model.
+pub fn check(history: &History, opts: &CheckOptions) -> Result<CheckResult, Error> {
+    let kind = opts.model.unwrap_or_else(|| ModelKind::infer(history));
+    let mut v = Interner::default();
+    let init = opts.initial.as_ref();
+    match kind {
+        ModelKind::CasRegister => {
+            let m = CasRegister::with_initial(init.map_or(0, |i| v.intern(i)));
+            run_check(&m, v, kind, history, opts, true)
+        }
+        ModelKind::Kv if opts.partition => {
+            run_check(&KvModel::per_key(), v, kind, history, opts, true)
+        }
+        ModelKind::Kv => {
+            let keys = history
+                .operations
+                .iter()
+                .map(|o| history.key(o).unwrap_or(""));
+            run_check(&KvModel::all_keys(keys), v, kind, history, opts, false)
+        }
+        ModelKind::ListAppend => run_check(&ListAppend, v, kind, history, opts, true),
+        ModelKind::Mutex => run_check(&Mutex, v, kind, history, opts, true),
+        ModelKind::MultiRegister => {
+            let mut regs = Vec::new();
+            if let Some(Value::Object(m)) = init {
+                for (k, x) in m {
+                    regs.push((v.intern(&Value::String(k.clone())), v.intern(x)));
+                }
+            }
+            let m = MultiRegister::with_initial(regs);
+            run_check(&m, v, kind, history, opts, true)
+        }
+    }
+}
+
+/// Checks `history` against any [`Model`]; `partition` checks keys separately.
+///
+/// # Errors
+/// As [`check`].
+pub fn check_with<M: Model>(
+    model: &M,
+    kind: ModelKind,
+    history: &History,
+    opts: &CheckOptions,
+    partition: bool,
+) -> Result<CheckResult, Error> {
+    run_check(model, Interner::default(), kind, history, opts, partition)
+}
+
+fn run_check<M: Model>(
+    model: &M,
+    mut values: Interner,
+    kind: ModelKind,
+    history: &History,
+    opts: &CheckOptions,
+    partition: bool,
+) -> Result<CheckResult, Error> {
+    let start = Instant::now();
+    let mut parts: Vec<Part<M::Op>> = Vec::new();
+    let mut by_key: HashMap<Option<&str>, usize> = HashMap::new();
+    for (id, o) in history.operations.iter().enumerate() {
+        let key = if partition { history.key(o) } else { None };
+        let pi = *by_key.entry(key).or_insert_with(|| {
+            parts.push(Part {
+                key: key.map(str::to_string),
+                ops: Vec::new(),
+            });
+            parts.len() - 1
+        });
+        if o.outcome == Outcome::Fail {
+            continue;
+        }
+        if let Some(op) = encode(model, history, o, &mut values)? {
+            parts[pi].ops.push(Entry {
+                op,
+                call: o.invoke,
+                ret: o.return_position(),
+                id,
+            });
+        }
+    }
+    let budget = Budget {
+        deadline: opts.time_limit.map(|d| start + d),
+        memory_limit: opts.memory_limit,
+        memory_used: AtomicUsize::new(0),
+        cancelled: AtomicBool::new(false),
+        counterexample_deadline: Instant::now() + Duration::from_secs(2),
+    };
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(parts[i].ops.len()));
+    let map = |order: &[usize], limit: usize| -> Vec<(usize, Option<KeyResult>)> {
+        let run = |&i: &usize| {
+            let r = check_part(model, history, &values, &parts[i], &budget, limit);
+            if opts.stop_on_invalid && r.as_ref().is_some_and(|r| r.valid == Validity::Invalid) {
+                budget.cancelled.store(true, Ordering::Relaxed);
+            }
+            (i, r)
+        };
+        match opts.threads {
+            Some(1) => order.iter().map(run).collect(),
+            Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+                Ok(pool) => pool.install(|| order.par_iter().map(run).collect()),
+                Err(_) => order.iter().map(run).collect(),
+            },
+            None => order.par_iter().map(run).collect(),
+        }
+    };
+    // Phase 1: every key with a small budget; phase 2: the rest to the end.
+    let mut results: Vec<(usize, Option<KeyResult>)> = if parts.len() > 1 {
+        map(&order, FIRST_PASS_CONFIGURATIONS)
+    } else {
+        Vec::new()
+    };
+    let deferred: Vec<usize> = if parts.len() > 1 {
+        results
+            .iter()
+            .filter(|(_, r)| r.is_none())
+            .map(|(i, _)| *i)
+            .collect()
+    } else {
+        order
+    };
+    results.retain(|(_, r)| r.is_some());
+    results.extend(map(&deferred, usize::MAX));
+    let first_invalid = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref())
+        .find(|r| r.valid == Validity::Invalid)
+        .map(|r| r.key.clone().unwrap_or_default());
+    let results = results.into_iter().map(|(i, r)| {
+        let mut r = r.unwrap_or_else(|| KeyResult {
+            key: parts[i].key.clone(),
+            valid: Validity::Unknown,
+            ops: parts[i].ops.len(),
+            reason: Some("cancelled".into()),
+            configurations: 0,
+            elapsed_ms: 0.0,
+            counterexample: None,
+        });
+        if r.reason.as_deref() == Some("cancelled") {
+            r.reason = Some(format!(
+                "not checked to the end: key {:?} is already not linearizable",
+                first_invalid.clone().unwrap_or_default()
+            ));
+        }
+        (i, r)
+    });
+    let mut keys: Vec<Option<KeyResult>> = vec![None; parts.len()];
+    for (i, r) in results {
+        keys[i] = Some(r);
+    }
+    let keys: Vec<KeyResult> = keys.into_iter().flatten().collect();
+    let valid = keys
+        .iter()
+        .map(|k| k.valid)
+        .max()
+        .unwrap_or(Validity::Valid);
+    let reason = keys
+        .iter()
+        .find(|k| k.valid == Validity::Unknown)
+        .and_then(|k| k.reason.clone());
+    Ok(CheckResult {
+        valid,
+        model: kind,
+        partitioned: partition,
+        ops: history.operations.len(),
+        reason,
+        keys,
+        warnings: history.warnings.clone(),
+        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+fn encode<M: Model>(
+    model: &M,
+    history: &History,
+    o: &Operation,
+    values: &mut Interner,
+) -> Result<Option<M::Op>, Error> {
+    let inv = history.invocation(o);
+    let done = history.completion(o);
+    let output = match o.outcome {
+        Outcome::Ok => Some(done.map_or(&Value::Null, |d| &d.value)),
+        _ => None,
+    };
+    let call = Call {
+        f: &inv.f,
+        key: history.key(o),
+        input: &inv.value,
+        output,
+        outcome: o.outcome,
+    };
+    model.encode(&call, values).map_err(|message| Error::Model {
+        file: None,
+        line: done.filter(|_| output.is_some()).unwrap_or(inv).line,
+        message,
+    })
+}
+
+struct Part<O> {
+    key: Option<String>,
+    ops: Vec<Entry<O>>,
+}
+
+/// One operation of a partition, ready for the search.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry<O> {
+    pub(crate) op: O,
+    /// Position of the invocation in the history.
+    pub(crate) call: usize,
+    /// Position of the return; `None` for indeterminate operations.
+    pub(crate) ret: Option<usize>,
+    /// Index into `History::operations`.
+    pub(crate) id: usize,
+}
+
+pub(crate) struct Budget {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) memory_limit: usize,
+    pub(crate) memory_used: AtomicUsize,
+    pub(crate) cancelled: AtomicBool,
+    /// After this, counterexamples get only a few milliseconds each to enumerate states.
+    pub(crate) counterexample_deadline: Instant,
+}
+
+impl Budget {
+    #[cfg(test)]
+    pub(crate) fn unlimited() -> Budget {
+        Budget {
+            deadline: None,
+            memory_limit: usize::MAX,
+            memory_used: AtomicUsize::new(0),
+            cancelled: AtomicBool::new(false),
+            counterexample_deadline: Instant::now(),
+        }
+    }
+}
+
+/// Configurations each key may visit in the first pass, before the keys that need more.
+const FIRST_PASS_CONFIGURATIONS: usize = 20_000;
+
+/// Checks one key; `None` if it needs more than `limit` configurations.
+fn check_part<M: Model>(
+    model: &M,
+    history: &History,
+    values: &Interner,
+    p: &Part<M::Op>,
+    budget: &Budget,
+    limit: usize,
+) -> Option<KeyResult> {
+    let start = Instant::now();
+    let out = search(model, &p.ops, budget, None, limit);
+    let mut r = KeyResult {
+        key: p.key.clone(),
+        valid: Validity::Valid,
+        ops: p.ops.len(),
+        reason: None,
+        configurations: out.configurations,
+        elapsed_ms: 0.0,
+        counterexample: None,
+    };
+    match out.end {
+        End::OverLimit => return None,
+        End::Linearizable => {}
+        End::Aborted(reason) => {
+            r.valid = Validity::Unknown;
+            r.reason = Some(reason);
+        }
+        End::Exhausted { cut } => {
+            r.valid = Validity::Invalid;
+            r.counterexample = Some(counterexample(model, history, values, p, cut, budget));
+        }
+    }
+    r.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
+    Some(r)
+}
+
+/// Most states and configurations a counterexample search collects.
+const MAX_STATES: usize = 32;
+
+fn counterexample<M: Model>(
+    model: &M,
+    history: &History,
+    values: &Interner,
+    p: &Part<M::Op>,
+    failing: usize,
+    budget: &Budget,
+) -> Counterexample {
+    let f = &p.ops[failing];
+    let f_ret = f.ret.unwrap_or(usize::MAX);
+    // The prefix before the failing operation's return: operations that returned earlier must be
+    // linearized; those still running then may or may not have taken effect.
+    let prefix: Vec<Entry<M::Op>> = p
+        .ops
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| *i != failing && e.call < f_ret)
+        .map(|(_, e)| Entry {
+            ret: e.ret.filter(|&r| r < f_ret),
+            ..e.clone()
+        })
+        .collect();
+    // Enumerating states is exponential in the worst case: bound it per key and overall.
+    let now = Instant::now();
+    let mut deadline = (now + Duration::from_millis(250)).min(budget.counterexample_deadline);
+    if let Some(d) = budget.deadline {
+        deadline = deadline.min(d);
+    }
+    let sub_budget = Budget {
+        deadline: Some(deadline.max(now + Duration::from_millis(5))),
+        memory_limit: 64 << 20,
+        memory_used: AtomicUsize::new(0),
+        cancelled: AtomicBool::new(false),
+        counterexample_deadline: deadline,
+    };
+    let mut collect = Collect {
+        linearization: Vec::new(),
+        found: false,
+        states: Vec::new(),
+        truncated: false,
+    };
+    let out = search(model, &prefix, &sub_budget, Some(&mut collect), usize::MAX);
+    let summarize = |e: &Entry<M::Op>| OpSummary::new(history, &history.operations[e.id]);
+    let concurrent: Vec<OpSummary> = p
+        .ops
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| *i != failing && e.call < f_ret && e.ret.is_none_or(|r| r > f.call))
+        .map(|(_, e)| summarize(e))
+        .collect();
+    let linearization: Vec<OpSummary> = collect
+        .linearization
+        .iter()
+        .map(|&i| summarize(&prefix[i as usize]))
+        .collect();
+    let states: Vec<Value> = collect
+        .states
+        .iter()
+        .map(|s| model.describe(s, values))
+        .collect();
+    let complete = matches!(out.end, End::Exhausted { .. }) && !collect.truncated;
+    Counterexample::new(
+        history,
+        p.key.clone(),
+        summarize(f),
+        concurrent,
+        linearization,
+        states,
+        complete,
+    )
+}
+
+struct Collect<S> {
+    linearization: Vec<u32>,
+    found: bool,
+    states: Vec<S>,
+    truncated: bool,
+}
+
+enum End {
+    Linearizable,
+    /// No linearization: `cut` is the operation whose return could not be passed.
+    Exhausted {
+        cut: usize,
+    },
+    Aborted(String),
+    /// More than the allowed configurations.
+    OverLimit,
+}
+
+struct SearchOut {
+    end: End,
+    configurations: usize,
+}
+
+/// The memo: a set of (linearized bitset, state), open addressing over an arena.
+struct Memo<S> {
+    words: usize,
+    slots: Vec<u64>,
+    idx: Vec<u32>,
+    bits: Vec<u64>,
+    states: Vec<S>,
+}
+
+impl<S: Eq + Clone> Memo<S> {
+    fn new(words: usize) -> Self {
+        Memo {
+            words,
+            slots: vec![0; 1024],
+            idx: vec![0; 1024],
+            bits: Vec::new(),
+            states: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    fn bytes_per_entry(&self) -> usize {
+        self.words * 8 + std::mem::size_of::<S>() + 2 * 12
+    }
+
+    /// Inserts; false if already present.
+    fn insert(&mut self, hash: u64, bits: &[u64], state: &S) -> bool {
+        let h = hash | 1;
+        if (self.states.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut p = (h >> 7) as usize & mask;
+        loop {
+            let sh = self.slots[p];
+            if sh == 0 {
+                self.slots[p] = h;
+                self.idx[p] = self.states.len() as u32;
+                self.bits.extend_from_slice(bits);
+                self.states.push(state.clone());
+                return true;
+            }
+            if sh == h {
+                let e = self.idx[p] as usize;
+                if self.states[e] == *state
+                    && self.bits[e * self.words..(e + 1) * self.words] == *bits
+                {
+                    return false;
+                }
+            }
+            p = (p + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let n = self.slots.len() * 2;
+        let mut slots = vec![0u64; n];
+        let mut idx = vec![0u32; n];
+        for (p, &h) in self.slots.iter().enumerate() {
+            if h == 0 {
+                continue;
+            }
+            let mut q = (h >> 7) as usize & (n - 1);
+            while slots[q] != 0 {
+                q = (q + 1) & (n - 1);
+            }
+            slots[q] = h;
+            idx[q] = self.idx[p];
+        }
+        self.slots = slots;
+        self.idx = idx;
+    }
+}
+
+/// Lowe's search over one partition. In collect mode, it enumerates every configuration in
+/// which all operations with a return are linearized, recording their states and the first
+/// linearization, instead of stopping at the first.
+fn search<M: Model>(
+    model: &M,
+    ops: &[Entry<M::Op>],
+    budget: &Budget,
+    mut collect: Option<&mut Collect<M::State>>,
+    max_configurations: usize,
+) -> SearchOut {
+    let n = ops.len();
+    // Entries 2i (call) and 2i+1 (return of op i); HEAD and TAIL sentinels at 2n and 2n+1.
+    let head = 2 * n;
+    let tail = 2 * n + 1;
+    let mut events: Vec<(usize, usize)> = Vec::with_capacity(2 * n);
+    for (i, e) in ops.iter().enumerate() {
+        events.push((e.call, 2 * i));
+        if let Some(r) = e.ret {
+            events.push((r, 2 * i + 1));
+        }
+    }
+    events.sort_unstable();
+    let mut next = vec![0u32; 2 * n + 2];
+    let mut prev = vec![0u32; 2 * n + 2];
+    let mut last = head;
+    for &(_, e) in &events {
+        next[last] = e as u32;
+        prev[e] = last as u32;
+        last = e;
+    }
+    next[last] = tail as u32;
+    prev[tail] = last as u32;
+
+    let words = n.div_ceil(64).max(1);
+    let zob: Vec<u64> = (0..n as u64)
+        .map(|i| mix64(i ^ 0x2545_f491_4f6c_dd1d))
+        .collect();
+    let hasher = ahash::RandomState::with_seeds(7, 11, 13, 17);
+    let mut bits = vec![0u64; words];
+    let mut zhash = 0u64;
+    let mut memo: Memo<M::State> = Memo::new(words);
+    let mut state = model.init();
+    let mut stack: Vec<(u32, M::State, bool)> = Vec::new();
+    let mut required = ops.iter().filter(|e| e.ret.is_some()).count();
+    let mut max_cut: (usize, usize) = (0, 0); // (return position, op)
+    let mut cur = next[head] as usize;
+    let mut iters: u64 = 0;
+    let mut accounted = 0usize;
+    let per_entry = memo.bytes_per_entry();
+
+    let finish = |end: End, memo: &Memo<M::State>, accounted: usize| {
+        budget.memory_used.fetch_sub(accounted, Ordering::Relaxed);
+        SearchOut {
+            end,
+            configurations: memo.len(),
+        }
+    };
+
+    loop {
+        iters += 1;
+        if iters & 0xfff == 0 {
+            let bytes = memo.len() * per_entry;
+            let used = budget
+                .memory_used
+                .fetch_add(bytes - accounted, Ordering::Relaxed)
+                + (bytes - accounted);
+            accounted = bytes;
+            if used > budget.memory_limit {
+                let reason = format!(
+                    "memory budget exceeded: {} configurations (~{} MiB) for {} operations; \
+                     limit {} MiB",
+                    memo.len(),
+                    bytes >> 20,
+                    n,
+                    budget.memory_limit >> 20
+                );
+                return finish(End::Aborted(reason), &memo, accounted);
+            }
+            if budget.deadline.is_some_and(|d| Instant::now() > d) {
+                let reason = format!(
+                    "time limit reached after {} configurations for {} operations",
+                    memo.len(),
+                    n
+                );
+                return finish(End::Aborted(reason), &memo, accounted);
+            }
+            if budget.cancelled.load(Ordering::Relaxed) {
+                return finish(End::Aborted("cancelled".into()), &memo, accounted);
+            }
+        }
+        if required == 0 {
+            match collect.as_deref_mut() {
+                None => return finish(End::Linearizable, &memo, accounted),
+                Some(c) => {
+                    if !c.found {
+                        c.found = true;
+                        c.linearization = stack.iter().map(|(i, _, _)| *i).collect();
+                    }
+                    if !c.states.contains(&state) {
+                        if c.states.len() < MAX_STATES {
+                            c.states.push(state.clone());
+                        } else {
+                            c.truncated = true;
+                            return finish(End::Aborted("enough states".into()), &memo, accounted);
+                        }
+                    }
+                }
+            }
+        }
+        if cur != tail && cur & 1 == 0 {
+            // A call entry: try to linearize the operation now.
+            let i = cur >> 1;
+            if let Some(s2) = model.step(&state, &ops[i].op) {
+                bits[i >> 6] |= 1 << (i & 63);
+                zhash ^= zob[i];
+                let h = mix64(zhash ^ hasher.hash_one(&s2));
+                let read_only = model.is_read_only(&ops[i].op);
+                if memo.insert(h, &bits, &s2) {
+                    if memo.len() > max_configurations {
+                        return finish(End::OverLimit, &memo, accounted);
+                    }
+                    stack.push((i as u32, std::mem::replace(&mut state, s2), read_only));
+                    // Lift: unlink the call entry, then the return entry.
+                    let c = cur;
+                    next[prev[c] as usize] = next[c];
+                    prev[next[c] as usize] = prev[c];
+                    if ops[i].ret.is_some() {
+                        let r = c + 1;
+                        next[prev[r] as usize] = next[r];
+                        prev[next[r] as usize] = prev[r];
+                        required -= 1;
+                    }
+                    cur = next[head] as usize;
+                    continue;
+                }
+                bits[i >> 6] &= !(1 << (i & 63));
+                zhash ^= zob[i];
+                if read_only {
+                    // This configuration plus the read was explored and failed, and a read
+                    // commutes with everything: so this configuration fails too.
+                    cur = tail;
+                    continue;
+                }
+            }
+            cur = next[cur] as usize;
+        } else {
+            // A return entry (an operation that must have been linearized by now) or the end.
+            if cur != tail {
+                let pos = ops[cur >> 1].ret.unwrap_or(0);
+                if pos >= max_cut.0 {
+                    max_cut = (pos, cur >> 1);
+                }
+            }
+            let Some((i, old, forced)) = stack.pop() else {
+                return finish(End::Exhausted { cut: max_cut.1 }, &memo, accounted);
+            };
+            let i = i as usize;
+            state = old;
+            bits[i >> 6] &= !(1 << (i & 63));
+            zhash ^= zob[i];
+            // Unlift in reverse order: the return entry, then the call entry.
+            let c = 2 * i;
+            if ops[i].ret.is_some() {
+                let r = c + 1;
+                next[prev[r] as usize] = r as u32;
+                prev[next[r] as usize] = r as u32;
+                required += 1;
+            }
+            next[prev[c] as usize] = c as u32;
+            prev[next[c] as usize] = c as u32;
+            // A read that was possible here was forced: no alternative to try at this level.
+            cur = if forced { tail } else { next[c] as usize };
+        }
+    }
+}
+
+/// Checks one partition's operations (already encoded) without budget; for tests.
+#[cfg(test)]
+pub(crate) fn linearizable<M: Model>(model: &M, ops: &[Entry<M::Op>]) -> bool {
+    matches!(
+        search(model, ops, &Budget::unlimited(), None, usize::MAX).end,
+        End::Linearizable
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RegisterOp;
+
+    fn e(op: RegisterOp, call: usize, ret: Option<usize>) -> Entry<RegisterOp> {
+        Entry {
+            op,
+            call,
+            ret,
+            id: 0,
+        }
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn concurrent_write_may_linearize_before_read() {
+        use RegisterOp::*;
+        // |--w1--|
+        //    |--r1--|
+        let ops = [e(Write(1), 0, Some(2)), e(Read(1), 1, Some(3))];
+        assert!(linearizable(&CasRegister::default(), &ops));
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn read_after_completed_write_must_see_it() {
+        use RegisterOp::*;
+        // |--w1--|  |--w2--|  |--r1--|
+        let ops = [e(Write(1), 0, Some(1)), e(Write(2), 2, Some(3)), e(Read(1), 4, Some(5))];
+        assert!(!linearizable(&CasRegister::default(), &ops));
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn info_write_may_take_effect_late_or_never() {
+        use RegisterOp::*;
+        // w1 is indeterminate: a later read may see it, or not.
+        let seen = [e(Write(1), 0, None), e(Read(0), 1, Some(2)), e(Read(1), 3, Some(4))];
+        assert!(linearizable(&CasRegister::default(), &seen));
+        let never = [e(Write(1), 0, None), e(Read(0), 1, Some(2))];
+        assert!(linearizable(&CasRegister::default(), &never));
+        // ...but at most once: after it took effect and was overwritten, it cannot reappear.
+        let twice = [e(Write(1), 0, None), e(Read(1), 1, Some(2)), e(Write(2), 3, Some(4)),
+                     e(Read(1), 5, Some(6))];
+        assert!(!linearizable(&CasRegister::default(), &twice));
+    }
+}

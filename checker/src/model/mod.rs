@@ -1,0 +1,258 @@
+//! Sequential specifications that histories are checked against.
+//!
+//! A [`Model`] is a deterministic state machine: [`Model::init`] gives the initial state and
+//! [`Model::step`] applies one operation, returning `None` when the operation (with the result
+//! the history observed) is impossible in that state. Before checking, each operation of the
+//! history is [`Model::encode`]d once into the model's compact `Op`: values are interned to
+//! small integers or hashed strings, so that `step` is cheap and states hash fast.
+//!
+//! Contract for implementors:
+//! - `step` must be a pure function of `(state, op)`.
+//! - An indeterminate operation (`info`) is encoded with `output: None`; the checker lets it
+//!   take effect at most once, at any point after its invocation, so `step` applies it as if it
+//!   succeeded (an unsuccessful effect is the same as not taking effect).
+//! - `encode` may return `Ok(None)` for an operation that can neither change the state nor fail
+//!   (an indeterminate read): the checker then drops it.
+
+mod kv;
+mod list_append;
+mod multi_register;
+mod mutex;
+mod register;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use serde_json::Value;
+
+pub use kv::{KvModel, KvOp, KvState};
+pub use list_append::{ListAppend, ListOp, ListState};
+pub use multi_register::{Micro, MultiRegister, Registers};
+pub use mutex::{Mutex, MutexOp};
+pub use register::{CasRegister, RegisterOp};
+
+use crate::history::Outcome;
+
+/// One client operation as a model sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The function (`read`, `write`, `cas`, ...).
+    pub f: &'a str,
+    /// The key, if the history has keys.
+    pub key: Option<&'a str>,
+    /// The invocation's value.
+    pub input: &'a Value,
+    /// The completion's value; `None` for indeterminate operations.
+    pub output: Option<&'a Value>,
+    /// `Ok` or `Info` (failed operations never reach a model).
+    pub outcome: Outcome,
+}
+
+/// Interns JSON values to dense `u32` ids; `null` is always id 0.
+#[derive(Debug, Clone)]
+pub struct Interner {
+    ids: HashMap<String, u32>,
+    values: Vec<Value>,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        let mut i = Interner {
+            ids: HashMap::new(),
+            values: Vec::new(),
+        };
+        i.intern(&Value::Null);
+        i
+    }
+}
+
+impl Interner {
+    /// The id of `v`, assigning the next one if `v` is new. Equal JSON values get equal ids.
+    pub fn intern(&mut self, v: &Value) -> u32 {
+        let k = v.to_string();
+        if let Some(&id) = self.ids.get(&k) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.ids.insert(k, id);
+        self.values.push(v.clone());
+        id
+    }
+
+    /// The value with id `id`.
+    pub fn value(&self, id: u32) -> &Value {
+        &self.values[id as usize]
+    }
+}
+
+/// A sequential specification (see the module docs for the contract).
+pub trait Model: Send + Sync {
+    /// An operation with its observed result, compactly encoded.
+    type Op: Clone + Debug + Send + Sync;
+    /// A model state. Must hash and compare cheaply: it is part of the search's memo key.
+    type State: Clone + Eq + Hash + Debug + Send + Sync;
+
+    /// Encodes an operation, or `Ok(None)` if it can be dropped.
+    ///
+    /// # Errors
+    /// A message saying what is wrong if the model does not know the operation or its value
+    /// has the wrong shape.
+    fn encode(&self, call: &Call<'_>, values: &mut Interner) -> Result<Option<Self::Op>, String>;
+    /// The initial state.
+    fn init(&self) -> Self::State;
+    /// Applies `op` to `state`: the next state, or `None` if `op` is impossible in `state`.
+    fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
+    /// A state as JSON, for counterexamples.
+    fn describe(&self, state: &Self::State, values: &Interner) -> Value;
+    /// True if `op` never changes the state (in any state where it is possible), like a read.
+    /// The search then linearizes it as soon as it is possible without trying alternatives,
+    /// which is sound because such operations commute with everything around them. The
+    /// default, `false`, is always correct.
+    fn is_read_only(&self, op: &Self::Op) -> bool {
+        let _ = op;
+        false
+    }
+}
+
+/// The models the checker knows, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// [`CasRegister`]: `read`, `write`, `cas` on a register that starts as `nil`.
+    CasRegister,
+    /// [`KvModel`]: `get`, `put`, `append` on strings; every key starts as `""`.
+    Kv,
+    /// [`ListAppend`]: `append` a value, `read` the whole list; starts empty.
+    ListAppend,
+    /// [`Mutex`]: `acquire`, `release`; starts free.
+    Mutex,
+    /// [`MultiRegister`]: `txn` of `[:read k v]` / `[:write k v]` micro-ops.
+    MultiRegister,
+}
+
+impl ModelKind {
+    /// Every model, in the order the CLI lists them.
+    pub const ALL: [ModelKind; 5] = [
+        ModelKind::CasRegister,
+        ModelKind::Kv,
+        ModelKind::ListAppend,
+        ModelKind::Mutex,
+        ModelKind::MultiRegister,
+    ];
+
+    /// The CLI name (`cas-register`, `kv`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::CasRegister => "cas-register",
+            ModelKind::Kv => "kv",
+            ModelKind::ListAppend => "list-append",
+            ModelKind::Mutex => "mutex",
+            ModelKind::MultiRegister => "multi-register",
+        }
+    }
+
+    /// Looks a model up by its CLI name (`register` is accepted for `cas-register`).
+    ///
+    /// # Errors
+    /// [`crate::Error::UnknownModel`] for any other name.
+    pub fn parse(name: &str) -> Result<ModelKind, crate::Error> {
+        match name {
+            "register" => Ok(ModelKind::CasRegister),
+            _ => ModelKind::ALL
+                .into_iter()
+                .find(|m| m.name() == name)
+                .ok_or_else(|| crate::Error::UnknownModel(name.to_string())),
+        }
+    }
+
+    /// Guesses the model from the functions a history uses: `txn` means multi-register,
+    /// `acquire`/`release` mutex, `get`/`put` kv, `append` without `get` list-append, and
+    /// anything else the CAS register.
+    pub fn infer(history: &crate::History) -> ModelKind {
+        let mut fs = std::collections::HashSet::new();
+        for o in &history.operations {
+            fs.insert(history.invocation(o).f.as_str());
+        }
+        if fs.contains("txn") {
+            ModelKind::MultiRegister
+        } else if fs.contains("acquire") || fs.contains("release") {
+            ModelKind::Mutex
+        } else if fs.contains("get") || fs.contains("put") {
+            ModelKind::Kv
+        } else if fs.contains("append") {
+            ModelKind::ListAppend
+        } else {
+            ModelKind::CasRegister
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A string with its hash computed once, so that states holding long strings hash in O(1).
+#[derive(Debug, Clone)]
+pub struct HStr {
+    hash: u64,
+    s: std::sync::Arc<str>,
+}
+
+impl HStr {
+    /// Wraps a string.
+    pub fn new(s: &str) -> HStr {
+        HStr {
+            hash: hash_bytes(s.as_bytes()),
+            s: s.into(),
+        }
+    }
+
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        &self.s
+    }
+
+    /// The precomputed hash.
+    pub fn hash64(&self) -> u64 {
+        self.hash
+    }
+
+    /// This string followed by `tail`.
+    pub fn concat(&self, tail: &str) -> HStr {
+        let mut s = String::with_capacity(self.s.len() + tail.len());
+        s.push_str(&self.s);
+        s.push_str(tail);
+        HStr::new(&s)
+    }
+}
+
+impl PartialEq for HStr {
+    fn eq(&self, o: &HStr) -> bool {
+        self.hash == o.hash && (std::sync::Arc::ptr_eq(&self.s, &o.s) || self.s == o.s)
+    }
+}
+impl Eq for HStr {}
+impl Hash for HStr {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(self.hash)
+    }
+}
+
+pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
+    ahash::RandomState::with_seeds(0x5151, 0xfa17, 0x11e5, 0xc4ec).hash_one(b)
+}
+
+/// A 64-bit finalizer (splitmix64), used to combine hashes.
+pub(crate) fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn expect_known(f: &str, model: &str, known: &str) -> String {
+    format!("field f: the {model} model has no operation {f:?} (it knows {known})")
+}

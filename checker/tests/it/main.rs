@@ -1,0 +1,13 @@
+//! Integration tests of faultline-checker, one module per area.
+
+mod corpus;
+
+use std::path::PathBuf;
+
+/// The shared test data (`shared/testdata` beside the workspace).
+pub fn testdata() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/testdata"
+    ))
+}

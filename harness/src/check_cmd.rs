@@ -1,0 +1,367 @@
+//! `faultline check`: checks a recorded history (a run directory, a `history.jsonl` or a
+//! Jepsen `history.edn`) for linearizability, prints the verdict, and, given a run directory,
+//! writes `results.json` (and `counterexample.svg` when invalid) into it.
+//!
+//! Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input (the message names file, line, field).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use faultline_checker::{
+    CheckOptions, CheckResult, History, ModelKind, Results, Validity, check, read_history, stats,
+};
+
+/// Exit code for input the checker cannot read.
+pub const EXIT_BAD_INPUT: i32 = 3;
+
+/// Arguments of `faultline check`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// A run directory (containing history.jsonl), a history.jsonl, or a Jepsen history.edn.
+    pub path: PathBuf,
+    /// The model: cas-register, kv, list-append, mutex or multi-register. Default: inferred
+    /// from the operations (read/write/cas: cas-register). Histories with keys are checked
+    /// per key.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Give up with "unknown" after this many seconds.
+    #[arg(long)]
+    pub time_limit: Option<f64>,
+    /// Give up with "unknown" when the search's memo would exceed this many MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory_limit_mib: usize,
+    /// Check all keys in one model state instead of per key (kv model only).
+    #[arg(long)]
+    pub no_partition: bool,
+    /// The model's initial state as JSON (cas-register: a value; multi-register: an object).
+    #[arg(long)]
+    pub initial: Option<String>,
+    /// Keep checking the other keys after one is found not linearizable.
+    #[arg(long)]
+    pub all_keys: bool,
+    /// Worker threads for checking keys in parallel (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the result as JSON (the contents of results.json) instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the history is, and the run directory to write results into, if any.
+fn locate(path: &Path) -> (PathBuf, Option<PathBuf>) {
+    if path.is_dir() {
+        let jsonl = path.join("history.jsonl");
+        let edn = path.join("history.edn");
+        let file = if !jsonl.exists() && edn.exists() {
+            edn
+        } else {
+            jsonl
+        };
+        (file, Some(path.to_path_buf()))
+    } else {
+        (path.to_path_buf(), None)
+    }
+}
+
+fn options(args: &CheckArgs) -> Result<CheckOptions, String> {
+    let model = args
+        .model
+        .as_deref()
+        .map(ModelKind::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let time_limit = match args.time_limit {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => {
+            return Err(format!(
+                "--time-limit must be a positive number of seconds, got {s}"
+            ));
+        }
+    };
+    let initial = args
+        .initial
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| format!("--initial is not JSON: {e}"))?;
+    if args.no_partition && model.is_some_and(|m| m != ModelKind::Kv) {
+        return Err("--no-partition is supported by the kv model only".into());
+    }
+    Ok(CheckOptions {
+        model,
+        partition: !args.no_partition,
+        time_limit,
+        memory_limit: args.memory_limit_mib.saturating_mul(1 << 20),
+        initial,
+        stop_on_invalid: !args.all_keys,
+        threads: args.threads,
+    })
+}
+
+/// Runs `faultline check`; returns the process exit code.
+///
+/// # Errors
+/// Only when results cannot be written into the run directory; bad input is reported on
+/// stderr and yields exit code 3.
+pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
+    let opts = match options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_BAD_INPUT);
+        }
+    };
+    let (file, run_dir) = locate(&args.path);
+    let history = match read_history(&file) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_BAD_INPUT);
+        }
+    };
+    let result = match check(&history, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}", e.with_file(&file));
+            return Ok(EXIT_BAD_INPUT);
+        }
+    };
+    let results = Results::new(result, stats(&history));
+    if let Some(dir) = &run_dir {
+        let out = dir.join("results.json");
+        let text = serde_json::to_string_pretty(&results)?;
+        std::fs::write(&out, text + "\n").with_context(|| format!("writing {}", out.display()))?;
+        if let Some(c) = results.linearizable.counterexample() {
+            let svg = dir.join("counterexample.svg");
+            std::fs::write(&svg, &c.svg).with_context(|| format!("writing {}", svg.display()))?;
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        print!(
+            "{}",
+            summary(&file, &history, &results.linearizable, run_dir.as_deref())
+        );
+    }
+    Ok(results.valid.exit_code())
+}
+
+/// Most non-valid keys listed one by one in the summary.
+const MAX_KEYS_LISTED: usize = 20;
+
+/// The human-readable summary `faultline check` prints.
+pub fn summary(file: &Path, history: &History, r: &CheckResult, run_dir: Option<&Path>) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let nemesis = history.nemesis_ops().count();
+    let _ = writeln!(
+        s,
+        "history: {} ({} ops: {} client operations, {} nemesis ops)",
+        file.display(),
+        history.ops.len(),
+        history.operations.len(),
+        nemesis
+    );
+    for w in &r.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    let (v, u, i) = r.key_counts();
+    let how = if r.partitioned && r.keys.len() > 1 {
+        format!(
+            "per key ({} keys: {v} valid, {u} unknown, {i} invalid)",
+            r.keys.len()
+        )
+    } else if r.partitioned {
+        "one register".to_string()
+    } else {
+        "all keys in one state".to_string()
+    };
+    let _ = writeln!(s, "model: {}, {how}", r.model);
+    let _ = writeln!(
+        s,
+        "verdict: {} ({:.1} ms)",
+        r.valid.as_str().to_uppercase(),
+        r.elapsed_ms
+    );
+    if let Some(reason) = r.reason.as_ref().filter(|_| r.valid == Validity::Unknown) {
+        let _ = writeln!(s, "reason: {reason}");
+    }
+    let stopped = |k: &&faultline_checker::KeyResult| {
+        k.valid == Validity::Unknown
+            && k.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("not checked to the end"))
+    };
+    let listed: Vec<_> = r
+        .keys
+        .iter()
+        .filter(|k| k.valid != Validity::Valid && !stopped(k))
+        .collect();
+    if r.keys.len() > 1 {
+        for k in listed.iter().take(MAX_KEYS_LISTED) {
+            let _ = writeln!(
+                s,
+                "  key {:?}: {} ({} operations){}",
+                k.key.as_deref().unwrap_or(""),
+                k.valid,
+                k.ops,
+                k.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+        }
+        if listed.len() > MAX_KEYS_LISTED {
+            let _ = writeln!(s, "  ... and {} more", listed.len() - MAX_KEYS_LISTED);
+        }
+        let n = r.keys.iter().filter(stopped).count();
+        if n > 0 {
+            let _ = writeln!(
+                s,
+                "  {n} keys not checked to the end after the first invalid key (--all-keys checks them)"
+            );
+        }
+    }
+    if let Some(c) = r.counterexample() {
+        let _ = writeln!(s, "counterexample: {}", c.message);
+        let _ = writeln!(
+            s,
+            "  failing op: process {} {} (invoked line {}{})",
+            c.op.process,
+            c.op.label(),
+            c.op.invoke_line,
+            c.op.complete_line
+                .map(|l| format!(", completed line {l}"))
+                .unwrap_or_default()
+        );
+        for o in c.concurrent.iter().take(10) {
+            let _ = writeln!(
+                s,
+                "  concurrent: process {} {} (line {})",
+                o.process,
+                o.label(),
+                o.invoke_line
+            );
+        }
+        if c.concurrent.len() > 10 {
+            let _ = writeln!(s, "  ... and {} more concurrent", c.concurrent.len() - 10);
+        }
+        let _ = writeln!(s, "  linearized before it: {} operations", c.prefix_length);
+        let states: Vec<String> = c
+            .states_before
+            .iter()
+            .take(8)
+            .map(|v| short(&v.to_string()))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  states just before: {}{}{}",
+            states.join(", "),
+            if c.states_before.len() > 8 {
+                format!(", ... ({} in all)", c.states_before.len())
+            } else {
+                String::new()
+            },
+            if c.states_complete {
+                ""
+            } else {
+                " (not exhaustive)"
+            }
+        );
+    }
+    if let Some(dir) = run_dir {
+        let _ = writeln!(s, "wrote {}", dir.join("results.json").display());
+        if r.valid == Validity::Invalid {
+            let _ = writeln!(s, "wrote {}", dir.join("counterexample.svg").display());
+        }
+    }
+    s
+}
+
+fn short(s: &str) -> String {
+    if s.chars().count() > 60 {
+        format!("{}...", s.chars().take(57).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(path: &Path) -> CheckArgs {
+        CheckArgs {
+            path: path.to_path_buf(),
+            model: None,
+            time_limit: None,
+            memory_limit_mib: 1024,
+            no_partition: false,
+            initial: None,
+            all_keys: false,
+            threads: Some(1),
+            json: false,
+        }
+    }
+
+    fn write_run(lines: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("history.jsonl"), lines.join("\n") + "\n").unwrap();
+        dir
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn invalid_run_dir_exits_1_and_writes_results_and_svg() {
+        let dir = write_run(&[
+            r#"{"index":0,"time":1,"process":1,"type":"invoke","f":"write","key":"a","value":1}"#,
+            r#"{"index":1,"time":2,"process":1,"type":"ok","f":"write","key":"a","value":1}"#,
+            r#"{"index":2,"time":3,"process":2,"type":"invoke","f":"read","key":"a","value":null}"#,
+            r#"{"index":3,"time":4,"process":2,"type":"ok","f":"read","key":"a","value":2}"#,
+        ]);
+        assert_eq!(run(&args(dir.path())).unwrap(), 1);
+        let results: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+        assert_eq!(results["valid"], "invalid");
+        assert_eq!(results["linearizable"]["keys"][0]["key"], "a");
+        assert!(std::fs::read_to_string(dir.path().join("counterexample.svg")).unwrap().starts_with("<svg"));
+    }
+
+    #[test]
+    fn valid_history_file_exits_0() {
+        let dir = write_run(&[
+            r#"{"index":0,"process":1,"type":"invoke","f":"write","value":1}"#,
+            r#"{"index":1,"process":1,"type":"ok","f":"write","value":1}"#,
+            r#"{"index":2,"process":1,"type":"invoke","f":"read","value":null}"#,
+            r#"{"index":3,"process":1,"type":"ok","f":"read","value":1}"#,
+        ]);
+        assert_eq!(run(&args(&dir.path().join("history.jsonl"))).unwrap(), 0);
+        assert!(
+            !dir.path().join("results.json").exists(),
+            "only a run dir gets results.json"
+        );
+    }
+
+    #[test]
+    fn malformed_history_exits_3() {
+        let dir = write_run(&[
+            r#"{"index":0,"process":1,"type":"invoke","f":"write","value":1}"#,
+            r#"{"index":1,"process":1,"type":"done","f":"write","value":1}"#,
+            r#"{"index":2,"process":1,"type":"invoke","f":"read","value":null}"#,
+        ]);
+        assert_eq!(run(&args(dir.path())).unwrap(), EXIT_BAD_INPUT);
+        let mut a = args(dir.path());
+        a.model = Some("nope".into());
+        assert_eq!(run(&a).unwrap(), EXIT_BAD_INPUT);
+    }
+
+    #[test]
+    fn time_limit_must_be_positive() {
+        let mut a = args(Path::new("."));
+        a.time_limit = Some(-1.0);
+        assert!(options(&a).is_err());
+    }
+}
