@@ -10,6 +10,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::control::{self, Images, NodeBinary};
+use crate::runner::{self, RunOptions};
+use crate::workload::{self, Workload};
 
 /// Exit code for an error of the harness itself (not a verdict).
 pub const EXIT_HARNESS_ERROR: u8 = 3;
@@ -29,6 +31,12 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a named workload against a cluster in Docker, then check its history.
+    Run(RunArgs),
+    /// List the named workloads in workloads/.
+    List,
+    /// Check a recorded history (a run folder, a history.jsonl or a Jepsen history.edn).
+    Check(crate::check_cmd::CheckArgs),
     /// Show Faultline's Docker images, building the missing ones (base and raftkv).
     Images(ImagesArgs),
     /// Remove containers, volumes and networks left behind by a harness that was killed.
@@ -60,9 +68,55 @@ pub struct ImagesArgs {
     pub list: bool,
 }
 
+/// Arguments of `faultline run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The workload: a name from `faultline list`, or a path to a TOML file.
+    pub workload: String,
+    /// The seed every random choice flows from [default: random, printed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Seconds of the main phase (overrides the workload's `time-limit`).
+    #[arg(long)]
+    pub time_limit: Option<f64>,
+    /// Total operations per second (overrides `rate`; 0 is unlimited).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Client processes (overrides `concurrency`).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Number of nodes (overrides `nodes`).
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Faults, comma-separated, or `none` (overrides the workload's `[nemesis] faults`).
+    #[arg(long)]
+    pub nemesis: Option<String>,
+    /// Seconds between fault changes (overrides `[nemesis] interval`).
+    #[arg(long)]
+    pub nemesis_interval: Option<f64>,
+    /// Enable a planted raftkv bug (repeatable; adds to the workload's `[node] bugs`).
+    #[arg(long = "bug", value_name = "NAME")]
+    pub bugs: Vec<String>,
+    /// Test this raftkv binary instead of building the workspace's.
+    #[arg(long, value_name = "PATH")]
+    pub node_bin: Option<PathBuf>,
+    /// A label for the build under test, shown in reports and comparisons.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Where runs are written [default: results/ in the project folder].
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
+    /// No progress bar (also when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
 /// Runs the parsed command line and returns the process exit code.
 pub async fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::List => list(),
+        Command::Check(args) => crate::check_cmd::run(&args).map(|code| u8::try_from(code).unwrap_or(EXIT_HARNESS_ERROR)),
         Command::Images(args) => images(args).await,
         Command::Clean => clean().await,
     };
@@ -73,6 +127,89 @@ pub async fn main(cli: Cli) -> ExitCode {
             ExitCode::from(EXIT_HARNESS_ERROR)
         }
     }
+}
+
+fn list() -> anyhow::Result<u8> {
+    let dir = crate::workspace::root().join("workloads");
+    for name in workload::list(&dir) {
+        match workload::load(&dir, &name) {
+            Ok(w) => println!("{name:<22} {}", w.description),
+            Err(e) => println!("{name:<22} (unreadable: {e})"),
+        }
+    }
+    Ok(0)
+}
+
+/// Applies the command line's overrides to a workload, and says how to reproduce them.
+fn resolve(args: &RunArgs) -> anyhow::Result<(Workload, u64, String)> {
+    let root = crate::workspace::root();
+    let mut w = workload::load(&root.join("workloads"), &args.workload)?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let mut repro = format!("faultline run {} --seed {seed}", args.workload);
+    if let Some(t) = args.time_limit {
+        w.time_limit = t;
+        repro += &format!(" --time-limit {t}");
+    }
+    if let Some(r) = args.rate {
+        w.rate = r;
+        repro += &format!(" --rate {r}");
+    }
+    if let Some(c) = args.concurrency {
+        w.concurrency = c;
+        repro += &format!(" --concurrency {c}");
+    }
+    if let Some(n) = args.nodes {
+        w.nodes = n;
+        repro += &format!(" --nodes {n}");
+    }
+    if let Some(list) = &args.nemesis {
+        if list == "none" {
+            w.nemesis = None;
+        } else {
+            let mut spec = w.nemesis.take().unwrap_or_default();
+            spec.faults = list.parse::<crate::nemesis::Faults>().map_err(|e| anyhow::anyhow!("--nemesis: {e}"))?.0;
+            w.nemesis = Some(spec);
+        }
+        repro += &format!(" --nemesis {list}");
+    }
+    if let Some(i) = args.nemesis_interval {
+        if let Some(spec) = w.nemesis.as_mut() {
+            spec.interval = i;
+        }
+        repro += &format!(" --nemesis-interval {i}");
+    }
+    for bug in &args.bugs {
+        w.node.bugs.push(bug.clone());
+        repro += &format!(" --bug {bug}");
+    }
+    if let Some(p) = &args.node_bin {
+        repro += &format!(" --node-bin {}", p.display());
+    }
+    w.validate("command line")?;
+    Ok((w, seed, repro))
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let (workload, seed, reproduce) = resolve(&args)?;
+    let results = args.results.clone().unwrap_or_else(|| crate::workspace::root().join("results"));
+    let progress = !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let opts = RunOptions { workload, seed, node_bin: args.node_bin.clone(), label: args.label.clone(), results, reproduce, progress };
+    let outcome = runner::run(opts.clone()).await?;
+    print_summary(&opts, &outcome);
+    Ok(outcome.valid.exit_code() as u8)
+}
+
+fn print_summary(opts: &RunOptions, outcome: &runner::RunOutcome) {
+    let r = &outcome.checked.results;
+    let verdict = r.valid.as_str().to_uppercase();
+    println!();
+    println!("{} {verdict}{}", opts.workload.name, if outcome.interrupted { " (interrupted: partial history)" } else { "" });
+    println!("  {}", runner::summary_line(&outcome.checked));
+    if let Some(c) = r.linearizable.counterexample() {
+        println!("  counterexample: {}", c.message);
+    }
+    println!("  results:   {}", outcome.dir.path.display());
+    println!("  reproduce: {}", opts.reproduce);
 }
 
 async fn images(args: ImagesArgs) -> anyhow::Result<u8> {

@@ -11,11 +11,19 @@
 //! - [`generator`]: seeded operations (independent keys rotated after a budget) and pacing.
 //! - [`client`]: one process's connection to one node; every answer becomes ok, fail or info.
 //! - [`store`]: the run folder, `run.json`, and the history writer (flushed line by line).
+//! - [`workload`]: named workloads (`workloads/*.toml`) and their validation.
+//! - [`db`]: systems under test (Jepsen's DB): raftkv's containers, readiness, the leader.
+//! - [`runner`]: one run end to end: cluster, clients, nemesis, heal, final reads, teardown, check.
+//! - [`check_cmd`]: `faultline check`.
 //! - [`workspace`]: finding the project folder (workloads, results, the node's sources).
 
+pub mod check_cmd;
 pub mod cli;
 pub mod client;
 pub mod control;
+pub mod db;
 pub mod generator;
+pub mod runner;
 pub mod store;
+pub mod workload;
 pub mod workspace;

@@ -1,0 +1,165 @@
+//! Systems under test (Jepsen's `DB`): how to start a cluster of them in containers, when it is
+//! ready, and which node leads. raftkv is the first; etcd comes through the same trait.
+//!
+//! A `Db` only describes nodes; `control` starts and stops the containers, and the nemesis kills,
+//! pauses and partitions them without the `Db`'s help.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::client::{HttpClient, RaftkvClient, Status};
+use crate::control::{Cluster, NodeSpec};
+use crate::nemesis::{CLOCK_MOUNT, clock_env};
+
+/// A system under test.
+pub trait Db: Send + Sync {
+    /// Short name, e.g. `raftkv`.
+    fn name(&self) -> &str;
+    /// The container of node `i` (0-based) of `n`; `clock_dir` is the host folder whose `<node>/`
+    /// subfolders hold each node's clock file.
+    fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, clock_dir: &Path) -> NodeSpec;
+    /// Where clients reach a node with this address.
+    fn client_addr(&self, ip: Ipv4Addr) -> String;
+    /// `Ok` when clock faults reach the nodes (libfaketime), else why not.
+    fn clock_supported(&self) -> Result<(), String>;
+}
+
+/// Node names: `n1`, `n2`, ...
+pub fn node_name(i: usize) -> String {
+    format!("n{}", i + 1)
+}
+
+/// raftkv in containers built from `faultline/raftkv:*`.
+#[derive(Debug, Clone)]
+pub struct Raftkv {
+    /// The node image.
+    pub image: String,
+    /// Planted bugs (`--bug`).
+    pub bugs: Vec<String>,
+    /// Extra arguments for every node.
+    pub args: Vec<String>,
+}
+
+/// raftkv's HTTP API port inside each container.
+pub const RAFTKV_CLIENT_PORT: u16 = 2379;
+/// raftkv's peer transport port inside each container.
+pub const RAFTKV_PEER_PORT: u16 = 2380;
+
+impl Db for Raftkv {
+    fn name(&self) -> &str {
+        "raftkv"
+    }
+
+    fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, clock_dir: &Path) -> NodeSpec {
+        let peers: Vec<String> = (0..n)
+            .map(|j| {
+                let ip = cluster.address_of(j);
+                format!("{}={ip}:{RAFTKV_PEER_PORT}/{ip}:{RAFTKV_CLIENT_PORT}", j + 1)
+            })
+            .collect();
+        let ip = cluster.address_of(i);
+        let mut cmd = vec![
+            "--id".into(),
+            (i + 1).to_string(),
+            "--peers".into(),
+            peers.join(","),
+            "--client-addr".into(),
+            format!("0.0.0.0:{RAFTKV_CLIENT_PORT}"),
+            "--peer-addr".into(),
+            format!("{ip}:{RAFTKV_PEER_PORT}"),
+            "--data-dir".into(),
+            "/data".into(),
+        ];
+        for bug in &self.bugs {
+            cmd.extend(["--bug".to_string(), bug.clone()]);
+        }
+        cmd.extend(self.args.iter().cloned());
+        let name = node_name(i);
+        NodeSpec {
+            binds: vec![format!("{}:{CLOCK_MOUNT}", clock_dir.join(&name).display())],
+            env: clock_env(),
+            name,
+            image: self.image.clone(),
+            entrypoint: None,
+            cmd,
+            data_dir: "/data".into(),
+        }
+    }
+
+    fn client_addr(&self, ip: Ipv4Addr) -> String {
+        format!("{ip}:{RAFTKV_CLIENT_PORT}")
+    }
+
+    fn clock_supported(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What every node said on `/status`, for readiness, the leader, and the leader timeline.
+pub async fn statuses(clients: &[(String, RaftkvClient)]) -> Vec<(String, Result<Status, String>)> {
+    let polls = clients.iter().map(|(name, c)| async move { (name.clone(), c.status().await) });
+    futures_util::future::join_all(polls).await
+}
+
+/// The leader by the nodes' own account: a node that says it leads, in the highest term any
+/// leader claims (an old leader cut off by a partition may still believe it leads).
+pub fn leader_of(statuses: &[(String, Result<Status, String>)]) -> Option<String> {
+    statuses
+        .iter()
+        .filter_map(|(name, s)| s.as_ref().ok().filter(|s| s.role == "leader").map(|s| (s.term, name)))
+        .max()
+        .map(|(_, name)| name.clone())
+}
+
+/// Waits until every node answers `/status` and one of them leads; returns the leader.
+///
+/// # Errors
+/// After `timeout`, what each node last said.
+pub async fn await_ready(clients: &[(String, RaftkvClient)], timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let all = statuses(clients).await;
+        let answered = all.iter().all(|(_, s)| s.is_ok());
+        if answered && let Some(leader) = leader_of(&all) {
+            return Ok(leader);
+        }
+        if Instant::now() >= deadline {
+            let detail: Vec<String> = all
+                .iter()
+                .map(|(n, s)| match s {
+                    Ok(s) => format!("{n}: {} in term {}, leader {:?}", s.role, s.term, s.leader),
+                    Err(e) => format!("{n}: {e}"),
+                })
+                .collect();
+            return Err(format!("no leader after {:.0} s; {}", timeout.as_secs_f64(), detail.join("; ")));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Clients for every node of a cluster.
+pub fn clients_for(db: &dyn Db, cluster: &Cluster, http: &HttpClient) -> Vec<(String, RaftkvClient)> {
+    cluster.nodes().iter().map(|n| (n.name.clone(), RaftkvClient::new(http.clone(), &db.client_addr(n.ip)))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(role: &str, term: u64) -> Result<Status, String> {
+        Ok(Status { id: 1, role: role.into(), term, leader: None, commit: 0, applied: 0 })
+    }
+
+    #[test]
+    fn the_leader_is_the_one_claiming_the_highest_term() {
+        let all = vec![
+            ("n1".to_string(), status("leader", 3)),
+            ("n2".to_string(), status("leader", 5)),
+            ("n3".to_string(), Err("down".into())),
+        ];
+        assert_eq!(leader_of(&all).as_deref(), Some("n2"));
+        let none = vec![("n1".to_string(), status("follower", 3)), ("n2".to_string(), status("candidate", 4))];
+        assert_eq!(leader_of(&none), None);
+    }
+}

@@ -1,0 +1,557 @@
+//! The runner: one run end to end (DESIGN.md, "One run, end to end").
+//!
+//! Images, cluster, clients and nemesis in the main phase, then heal, recovery and final reads,
+//! then logs, teardown and the check. Teardown always happens: after a normal end, an error, a
+//! panic (the [`RunGuard`]) and Ctrl-C. The history is on disk line by line throughout, so an
+//! interrupted run still leaves a history that checks.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use faultline_checker::{CheckOptions, Results, Validity};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Completion, HttpClient, RaftkvClient};
+use crate::control::{self, Cluster, Images, NodeBinary, RunGuard};
+use crate::db::{self, Db, Raftkv};
+use crate::generator::{F, Generator, Op};
+use crate::nemesis::{Nemesis, NemesisContext, NemesisOp, prepare_clock_dir};
+use crate::store::{Event, HistoryWriter, Process, RunDir};
+use crate::workload::Workload;
+
+/// Everything a run needs besides the workload file's contents.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The resolved workload (file plus command-line overrides).
+    pub workload: Workload,
+    /// The seed every random choice flows from.
+    pub seed: u64,
+    /// A node binary to test instead of the workspace's raftkv.
+    pub node_bin: Option<PathBuf>,
+    /// A label for the build under test (shown in reports and comparisons).
+    pub label: Option<String>,
+    /// The `results/` folder.
+    pub results: PathBuf,
+    /// The command line that reproduces this run.
+    pub reproduce: String,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The run's folder.
+    pub dir: RunDir,
+    /// The verdict.
+    pub valid: Validity,
+    /// The checker's results (also in `results.json`) and the summary's numbers.
+    pub checked: Checked,
+    /// True when Ctrl-C cut the run short.
+    pub interrupted: bool,
+}
+
+/// What `run.json` records.
+#[derive(Debug, Serialize)]
+struct RunRecord<'a> {
+    run_id: &'a str,
+    workload: &'a Workload,
+    seed: u64,
+    label: Option<&'a str>,
+    reproduce: &'a str,
+    harness_version: &'static str,
+    started: String,
+    node: NodeRecord,
+    images: Vec<String>,
+    nodes: Vec<NodeRecordAddr>,
+}
+
+#[derive(Debug, Serialize)]
+struct NodeRecord {
+    binary: String,
+    origin: String,
+    sha256: String,
+}
+
+#[derive(Debug, Serialize)]
+struct NodeRecordAddr {
+    name: String,
+    ip: String,
+    container: String,
+}
+
+/// Live counts for the progress bar and the summary.
+#[derive(Default)]
+struct Counters {
+    ok: AtomicU64,
+    fail: AtomicU64,
+    info: AtomicU64,
+}
+
+impl Counters {
+    fn add(&self, c: &Completion) {
+        match c {
+            Completion::Ok(_) => &self.ok,
+            Completion::Fail(_) => &self.fail,
+            Completion::Info(_) => &self.info,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Performs one run and checks it.
+///
+/// # Errors
+/// Harness errors: Docker refused, the images could not be built, the cluster never became ready,
+/// the results folder is not writable. A run whose history is invalid is not an error.
+pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
+    let w = &opts.workload;
+    let dir = RunDir::create(&opts.results, &w.name)
+        .with_context(|| format!("creating a run folder in {}", opts.results.display()))?;
+    let run_id = format!("{}-{}", w.name, dir.stamp.to_lowercase());
+    eprintln!("faultline: run {} of '{}' with seed {} -> {}", run_id, w.name, opts.seed, dir.path.display());
+
+    let docker = control::connect().await?;
+    let images = Images::new(docker.clone(), opts.progress);
+    let binary = match &opts.node_bin {
+        Some(p) => NodeBinary::from_path(p, &format!("--node-bin {}", p.display()))?,
+        None => NodeBinary::workspace_raftkv(&crate::workspace::root()).await?,
+    };
+    let base = images.ensure_base(false).await?;
+    let image = images.ensure_node(&binary, false).await?;
+    let db = Raftkv { image: image.clone(), bugs: w.node.bugs.clone(), args: w.node.args.clone() };
+
+    let mut guard = RunGuard::new(&run_id);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let body = run_cluster(&opts, &dir, &run_id, &docker, &db, &binary, vec![base, image], interrupted.clone());
+    let outcome = tokio::select! {
+        r = body => r,
+        _ = tokio::signal::ctrl_c() => {
+            interrupted.store(true, Ordering::SeqCst);
+            eprintln!("\nfaultline: interrupted; tearing down and checking the partial history");
+            Ok(())
+        }
+    };
+    // Teardown happens here on every path; the guard covers panics and early returns above.
+    let teardown = control::clean(&docker, Some(&run_id)).await;
+    guard.disarm();
+    if let Err(e) = &teardown {
+        eprintln!("faultline: teardown failed: {e}; run `faultline clean`");
+    }
+    outcome?;
+    teardown?;
+
+    let checked = check_run(&dir).with_context(|| format!("checking {}", dir.history().display()))?;
+    dir.update_latest().context("updating the latest links")?;
+    Ok(RunOutcome { valid: checked.results.valid, checked, dir, interrupted: interrupted.load(Ordering::SeqCst) })
+}
+
+/// Latency quantiles of the operations that completed `ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Latency {
+    /// Median, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile, milliseconds.
+    pub p99_ms: f64,
+    /// Slowest, milliseconds.
+    pub max_ms: f64,
+}
+
+/// The checker's results plus what the terminal summary needs.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The checker's results (as in `results.json`).
+    pub results: Results,
+    /// Latency of `ok` operations, when any completed.
+    pub latency: Option<Latency>,
+}
+
+/// Latency quantiles of the `ok` operations of a history (nearest-rank).
+pub fn latency(history: &faultline_checker::History) -> Option<Latency> {
+    let mut ms: Vec<f64> = history
+        .operations
+        .iter()
+        .filter(|o| o.outcome == faultline_checker::Outcome::Ok)
+        .filter_map(|o| {
+            let start = history.invocation(o).time?;
+            let end = history.completion(o)?.time?;
+            Some(end.saturating_sub(start) as f64 / 1e6)
+        })
+        .collect();
+    if ms.is_empty() {
+        return None;
+    }
+    ms.sort_by(f64::total_cmp);
+    let q = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+    Some(Latency { p50_ms: q(0.5), p99_ms: q(0.99), max_ms: ms[ms.len() - 1] })
+}
+
+/// One line for the terminal: counts, availability and latency of the client operations.
+pub fn summary_line(checked: &Checked) -> String {
+    let t = &checked.results.stats.total;
+    let availability = if t.count == 0 { 0.0 } else { 100.0 * t.ok as f64 / t.count as f64 };
+    let mut line = format!(
+        "{} ops: {} ok, {} fail, {} info; availability {availability:.1}%",
+        t.count, t.ok, t.fail, t.info
+    );
+    if let Some(l) = &checked.latency {
+        line += &format!("; latency of ok ops p50 {:.1} ms, p99 {:.1} ms", l.p50_ms, l.p99_ms);
+    }
+    line
+}
+
+/// Checks a run folder's history and writes `results.json` (and `counterexample.svg`).
+///
+/// # Errors
+/// When the history cannot be read or the results cannot be written.
+pub fn check_run(dir: &RunDir) -> anyhow::Result<Checked> {
+    let history = faultline_checker::read_history(&dir.history())?;
+    let options = CheckOptions { time_limit: Some(Duration::from_secs(60)), ..CheckOptions::default() };
+    let result = faultline_checker::check(&history, &options)?;
+    if let Some(c) = result.counterexample() {
+        std::fs::write(dir.path.join("counterexample.svg"), &c.svg)?;
+    }
+    let results = Results::new(result, faultline_checker::stats(&history));
+    dir.write_json("results.json", &results)?;
+    Ok(Checked { results, latency: latency(&history) })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_cluster(
+    opts: &RunOptions,
+    dir: &RunDir,
+    run_id: &str,
+    docker: &bollard::Docker,
+    db: &dyn Db,
+    binary: &NodeBinary,
+    images: Vec<String>,
+    interrupted: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let w = &opts.workload;
+    let names: Vec<String> = (0..w.nodes).map(db::node_name).collect();
+    let clock_dir = dir.path.join("clock");
+    prepare_clock_dir(&clock_dir, &names).context("preparing the clock files")?;
+
+    let boot = Instant::now();
+    let mut cluster = Cluster::create(docker, run_id).await?;
+    for i in 0..w.nodes {
+        cluster.start_node(db.node_spec(&cluster, i, w.nodes, &clock_dir)).await?;
+    }
+    let cluster = Arc::new(cluster);
+    let record = RunRecord {
+        run_id,
+        workload: w,
+        seed: opts.seed,
+        label: opts.label.as_deref(),
+        reproduce: &opts.reproduce,
+        harness_version: env!("CARGO_PKG_VERSION"),
+        started: chrono::Utc::now().to_rfc3339(),
+        node: NodeRecord {
+            binary: binary.path.display().to_string(),
+            origin: binary.origin.clone(),
+            sha256: binary.digest()?,
+        },
+        images,
+        nodes: cluster
+            .nodes()
+            .iter()
+            .map(|n| NodeRecordAddr { name: n.name.clone(), ip: n.ip.to_string(), container: n.container.clone() })
+            .collect(),
+    };
+    dir.write_json("run.json", &record)?;
+
+    let op_timeout = Duration::from_secs_f64(w.op_timeout);
+    let http = HttpClient::new(op_timeout);
+    let status_http = HttpClient::new(Duration::from_millis(500));
+    let clients = db::clients_for(db, &cluster, &http);
+    let status_clients = db::clients_for(db, &cluster, &status_http);
+    let leader = db::await_ready(&status_clients, Duration::from_secs(30))
+        .await
+        .map_err(|e| anyhow::anyhow!("the cluster did not become ready: {e}"))?;
+    eprintln!("faultline: {} nodes up, {leader} leads, {:.1} s after boot", w.nodes, boot.elapsed().as_secs_f64());
+
+    let result = drive(opts, dir, db, &cluster, &clients, &status_clients, &clock_dir, &interrupted).await;
+    collect_logs(&cluster, dir).await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    opts: &RunOptions,
+    dir: &RunDir,
+    db: &dyn Db,
+    cluster: &Arc<Cluster>,
+    clients: &[(String, RaftkvClient)],
+    status_clients: &[(String, RaftkvClient)],
+    clock_dir: &Path,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<()> {
+    let w = &opts.workload;
+    let history = Arc::new(HistoryWriter::create(&dir.history())?);
+    let counters = Arc::new(Counters::default());
+    let generator = Arc::new(Mutex::new(Generator::new(w.generator(), opts.seed)));
+    let next_process = Arc::new(AtomicU64::new(w.concurrency as u64));
+    let stop_clients = CancellationToken::new();
+    let main_phase = Duration::from_secs_f64(w.time_limit);
+
+    // Leader timeline: every node's /status once a second, in status.jsonl.
+    let stop_poller = CancellationToken::new();
+    let poller = tokio::spawn(poll_status(
+        status_clients.to_vec(),
+        dir.path.join("status.jsonl"),
+        history.start(),
+        stop_poller.clone(),
+    ));
+
+    let mut workers = Vec::new();
+    for i in 0..w.concurrency {
+        let (node, client) = clients[i % clients.len()].clone();
+        workers.push(tokio::spawn(worker(
+            i as u64,
+            node,
+            client,
+            generator.clone(),
+            history.clone(),
+            counters.clone(),
+            next_process.clone(),
+            stop_clients.clone(),
+        )));
+    }
+
+    let mut nemesis = w.nemesis.as_ref().map(|spec| Nemesis::new(spec, opts.seed, cluster.nodes().iter().map(|n| n.name.clone()).collect()));
+    let active = Arc::new(Mutex::new(Vec::<String>::new()));
+    let bar = progress_bar(opts.progress, main_phase);
+    let ticker = {
+        let (bar, counters, active) = (bar.clone(), counters.clone(), active.clone());
+        tokio::spawn(async move {
+            loop {
+                let faults = active.lock().unwrap_or_else(|p| p.into_inner()).join(", ");
+                bar.set_message(format!(
+                    "ok {} fail {} info {}{}",
+                    counters.ok.load(Ordering::Relaxed),
+                    counters.fail.load(Ordering::Relaxed),
+                    counters.info.load(Ordering::Relaxed),
+                    if faults.is_empty() { String::new() } else { format!(" | {faults}") }
+                ));
+                bar.set_position(bar.elapsed().as_secs().min(bar.length().unwrap_or(0)));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+
+    // Main phase: the nemesis follows its schedule while the clients run.
+    let started = Instant::now();
+    let clock_supported = db.clock_supported();
+    let context = |leader: Option<String>| NemesisContext {
+        cluster,
+        clock_dir,
+        leader,
+        clock_supported: clock_supported.clone(),
+    };
+    if let Some(nemesis) = nemesis.as_mut() {
+        for (at, action) in nemesis.schedule(main_phase) {
+            tokio::time::sleep_until((started + at).into()).await;
+            let leader = db::leader_of(&db::statuses(status_clients).await);
+            let ops = nemesis.apply(&action, &context(leader)).await?;
+            record_nemesis(&history, &ops)?;
+            *active.lock().unwrap_or_else(|p| p.into_inner()) = nemesis.active();
+        }
+    }
+    tokio::time::sleep_until((started + main_phase).into()).await;
+
+    // Final phase: heal everything, let the clients run through recovery, then stop them.
+    bar.set_message("healing");
+    if let Some(nemesis) = nemesis.as_mut() {
+        let leader = db::leader_of(&db::statuses(status_clients).await);
+        let ops = nemesis.heal_all(&context(leader)).await?;
+        record_nemesis(&history, &ops)?;
+        active.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+    let healed = Instant::now();
+    let recovered = db::await_ready(status_clients, Duration::from_secs(30)).await;
+    if let Err(e) = &recovered {
+        eprintln!("faultline: after healing, {e}");
+    }
+    tokio::time::sleep_until((healed + Duration::from_secs_f64(w.recovery)).into()).await;
+    stop_clients.cancel();
+    for wk in workers {
+        wk.await.context("a client task failed")??;
+    }
+    ticker.abort();
+    bar.finish_and_clear();
+    if interrupted.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+
+    // Final reads: every key ever used, through every node in turn, until one read succeeds.
+    let keys = generator.lock().unwrap_or_else(|p| p.into_inner()).touched_keys().to_vec();
+    final_reads(&keys, clients, &history, &counters, &next_process, opts.seed).await?;
+    stop_poller.cancel();
+    let _ = poller.await;
+    eprintln!(
+        "faultline: {} ops ({} ok, {} fail, {} info), history in {}",
+        history.len(),
+        counters.ok.load(Ordering::Relaxed),
+        counters.fail.load(Ordering::Relaxed),
+        counters.info.load(Ordering::Relaxed),
+        dir.history().display()
+    );
+    Ok(())
+}
+
+fn progress_bar(enabled: bool, main_phase: Duration) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(main_phase.as_secs().max(1));
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} s  {wide_msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn record_nemesis(history: &HistoryWriter, ops: &[NemesisOp]) -> anyhow::Result<()> {
+    for op in ops {
+        history.append(&Event {
+            process: Process::Nemesis,
+            kind: "info",
+            f: &op.f,
+            key: None,
+            value: &op.value,
+            node: None,
+            error: None,
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes one invocation and its completion to the history; returns the completion.
+async fn perform(history: &HistoryWriter, process: u64, node: &str, client: &RaftkvClient, op: &Op) -> anyhow::Result<Completion> {
+    history.append(&Event {
+        process: Process::Client(process),
+        kind: "invoke",
+        f: op.f.name(),
+        key: Some(&op.key),
+        value: &op.value,
+        node: Some(node),
+        error: None,
+    })?;
+    let completion = client.invoke(op).await;
+    let (value, error) = match &completion {
+        Completion::Ok(v) => (v.clone(), None),
+        Completion::Fail(e) | Completion::Info(e) => (op.value.clone(), Some(e.as_str())),
+    };
+    history.append(&Event {
+        process: Process::Client(process),
+        kind: completion.kind(),
+        f: op.f.name(),
+        key: Some(&op.key),
+        value: &value,
+        node: Some(node),
+        error,
+    })?;
+    Ok(completion)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn worker(
+    index: u64,
+    node: String,
+    client: RaftkvClient,
+    generator: Arc<Mutex<Generator>>,
+    history: Arc<HistoryWriter>,
+    counters: Arc<Counters>,
+    next_process: Arc<AtomicU64>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut process = index;
+    loop {
+        let (op, pause) = {
+            let mut g = generator.lock().unwrap_or_else(|p| p.into_inner());
+            (g.next_op(), g.pause())
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        let completion = perform(&history, process, &node, &client, &op).await?;
+        counters.add(&completion);
+        if matches!(completion, Completion::Info(_)) {
+            // Jepsen's rule: a process with an indeterminate op never issues again.
+            process = next_process.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn final_reads(
+    keys: &[String],
+    clients: &[(String, RaftkvClient)],
+    history: &HistoryWriter,
+    counters: &Counters,
+    next_process: &AtomicU64,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_f1a1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut process = next_process.fetch_add(1, Ordering::Relaxed);
+    for key in keys {
+        let first = rng.random_range(0..clients.len());
+        for attempt in 0..clients.len() * 3 {
+            let (node, client) = &clients[(first + attempt) % clients.len()];
+            let op = Op { f: F::Read, key: key.clone(), value: Value::Null };
+            let c = perform(history, process, node, client, &op).await?;
+            counters.add(&c);
+            if matches!(c, Completion::Info(_)) {
+                process = next_process.fetch_add(1, Ordering::Relaxed);
+            }
+            if matches!(c, Completion::Ok(_)) || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn poll_status(clients: Vec<(String, RaftkvClient)>, path: PathBuf, start: Instant, stop: CancellationToken) {
+    use std::io::Write;
+    let Ok(file) = std::fs::File::create(&path) else { return };
+    let mut out = std::io::BufWriter::new(file);
+    loop {
+        let time = start.elapsed().as_nanos() as u64;
+        for (node, s) in db::statuses(&clients).await {
+            let line = match s {
+                Ok(s) => json!({"time": time, "node": node, "role": s.role, "term": s.term, "leader": s.leader, "commit": s.commit}),
+                Err(e) => json!({"time": time, "node": node, "error": e}),
+            };
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn collect_logs(cluster: &Cluster, dir: &RunDir) {
+    for node in cluster.nodes() {
+        match cluster.logs(&node.name).await {
+            Ok(bytes) => {
+                if let Err(e) = std::fs::write(dir.node_log(&node.name), bytes) {
+                    eprintln!("faultline: cannot write the log of {}: {e}", node.name);
+                }
+            }
+            Err(e) => eprintln!("faultline: cannot read the log of {}: {e}", node.name),
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Named workloads: one TOML file each in `workloads/`, plus the command line's overrides.
+//!
+//! A bad file gets an error that names the file, the line and the field, and what is allowed.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::generator::{GeneratorConfig, Mix};
+use crate::nemesis::NemesisSpec;
+
+/// Which system the workload runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// raftkv, the Raft key-value store of this workspace.
+    Raftkv,
+}
+
+/// Keys and values of the register workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Keys {
+    /// Keys in use at once.
+    #[serde(default = "default_active_keys")]
+    pub active: usize,
+    /// Operations on a key before it is replaced by a fresh one (keeps each key's history small
+    /// enough to check exhaustively).
+    #[serde(default = "default_ops_per_key")]
+    pub ops_per_key: u64,
+    /// Values are drawn from `0..value-range`.
+    #[serde(default = "default_value_range")]
+    pub value_range: u32,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self { active: default_active_keys(), ops_per_key: default_ops_per_key(), value_range: default_value_range() }
+    }
+}
+
+fn default_active_keys() -> usize {
+    4
+}
+fn default_ops_per_key() -> u64 {
+    200
+}
+fn default_value_range() -> u32 {
+    5
+}
+
+/// How the nodes are started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeOptions {
+    /// Planted bugs to enable (raftkv's `--bug`).
+    #[serde(default)]
+    pub bugs: Vec<String>,
+    /// Extra arguments for every node.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// A workload as written in `workloads/<name>.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Workload {
+    /// The file's stem; not written in the file.
+    #[serde(skip_deserializing, default)]
+    pub name: String,
+    /// One sentence: what the workload does and what it is for.
+    pub description: String,
+    /// The system under test.
+    #[serde(default = "default_target")]
+    pub target: Target,
+    /// Number of nodes.
+    #[serde(default = "default_nodes")]
+    pub nodes: usize,
+    /// Seconds of the main phase (clients and nemesis).
+    pub time_limit: f64,
+    /// Total operations per second across all clients (0: as fast as they can).
+    pub rate: f64,
+    /// Client processes.
+    pub concurrency: usize,
+    /// Seconds before an operation without an answer is recorded as indeterminate.
+    #[serde(default = "default_op_timeout")]
+    pub op_timeout: f64,
+    /// Seconds the clients keep running after everything was healed.
+    #[serde(default = "default_recovery")]
+    pub recovery: f64,
+    /// Operation mix.
+    #[serde(default)]
+    pub ops: Mix,
+    /// Keys and values.
+    #[serde(default)]
+    pub keys: Keys,
+    /// Faults; absent means none.
+    #[serde(default)]
+    pub nemesis: Option<NemesisSpec>,
+    /// Node options.
+    #[serde(default)]
+    pub node: NodeOptions,
+}
+
+fn default_target() -> Target {
+    Target::Raftkv
+}
+fn default_nodes() -> usize {
+    3
+}
+fn default_op_timeout() -> f64 {
+    2.0
+}
+fn default_recovery() -> f64 {
+    5.0
+}
+
+/// A workload that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// No file of that name.
+    #[error("no workload named '{name}' in {dir} (known: {known})")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// Where we looked.
+        dir: String,
+        /// The names that exist.
+        known: String,
+    },
+    /// The file is not valid TOML or has a wrong field.
+    #[error("{file}: {message}")]
+    Parse {
+        /// The file.
+        file: String,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A field has a value outside its allowed range.
+    #[error("{file}: field `{field}`: {message}")]
+    Invalid {
+        /// The file (or `command line`).
+        file: String,
+        /// The field.
+        field: String,
+        /// What is allowed.
+        message: String,
+    },
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Names of the workloads in `dir`, sorted.
+pub fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "toml").then(|| p.file_stem()?.to_str().map(str::to_string))?
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Reads `dir/<name>.toml` (or a path to a TOML file).
+///
+/// # Errors
+/// [`WorkloadError`] naming the file, line and field.
+pub fn load(dir: &Path, name: &str) -> Result<Workload, WorkloadError> {
+    let path = if name.ends_with(".toml") { PathBuf::from(name) } else { dir.join(format!("{name}.toml")) };
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(WorkloadError::Unknown {
+                name: name.to_string(),
+                dir: dir.display().to_string(),
+                known: list(dir).join(", "),
+            });
+        }
+        Err(source) => return Err(WorkloadError::Io { file, source }),
+    };
+    let mut w = parse(&text, &file)?;
+    w.name = path.file_stem().and_then(|s| s.to_str()).unwrap_or(name).to_string();
+    Ok(w)
+}
+
+/// Parses and validates a workload's text; `file` names it in errors.
+///
+/// # Errors
+/// [`WorkloadError::Parse`] or [`WorkloadError::Invalid`].
+pub fn parse(text: &str, file: &str) -> Result<Workload, WorkloadError> {
+    let w: Workload = toml::from_str(text).map_err(|e| WorkloadError::Parse { file: file.to_string(), message: parse_message(text, &e) })?;
+    w.validate(file)?;
+    Ok(w)
+}
+
+/// toml's message, with the line number spelled out.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+impl Workload {
+    /// Checks the ranges of every field.
+    ///
+    /// # Errors
+    /// [`WorkloadError::Invalid`] naming the field and what is allowed.
+    pub fn validate(&self, file: &str) -> Result<(), WorkloadError> {
+        let bad = |field: &str, message: &str| {
+            Err(WorkloadError::Invalid { file: file.to_string(), field: field.to_string(), message: message.to_string() })
+        };
+        if !(1..=9).contains(&self.nodes) {
+            return bad("nodes", &format!("{} is not allowed: 1 to 9 nodes", self.nodes));
+        }
+        if !(self.time_limit > 0.0 && self.time_limit.is_finite()) {
+            return bad("time-limit", "must be a positive number of seconds");
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            return bad("rate", "must be 0 (unlimited) or a positive number of operations per second");
+        }
+        if !(1..=1024).contains(&self.concurrency) {
+            return bad("concurrency", &format!("{} is not allowed: 1 to 1024 client processes", self.concurrency));
+        }
+        if !(self.op_timeout > 0.0 && self.op_timeout <= 600.0) {
+            return bad("op-timeout", "must be between 0 and 600 seconds");
+        }
+        if !(self.recovery >= 0.0 && self.recovery <= 600.0) {
+            return bad("recovery", "must be between 0 and 600 seconds");
+        }
+        if self.ops.read + self.ops.write + self.ops.cas == 0 {
+            return bad("ops", "at least one of read, write, cas needs a positive weight");
+        }
+        if self.keys.active == 0 {
+            return bad("keys.active", "at least one key must be active");
+        }
+        if let Some(spec) = &self.nemesis {
+            spec.validate().map_err(|e| WorkloadError::Invalid {
+                file: file.to_string(),
+                field: "nemesis".into(),
+                message: e.0.clone(),
+            })?;
+        }
+        for bug in &self.node.bugs {
+            if !KNOWN_BUGS.contains(&bug.as_str()) {
+                return bad("node.bugs", &format!("unknown bug '{bug}' (known: {})", KNOWN_BUGS.join(", ")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The generator's configuration.
+    pub fn generator(&self) -> GeneratorConfig {
+        GeneratorConfig {
+            mix: self.ops,
+            active_keys: self.keys.active,
+            ops_per_key: self.keys.ops_per_key,
+            value_range: self.keys.value_range,
+            rate: self.rate,
+            concurrency: self.concurrency,
+        }
+    }
+}
+
+/// raftkv's planted bugs (its `--bug` flag).
+pub const KNOWN_BUGS: &[&str] =
+    &["stale-read", "forget-vote", "commit-old-term", "skip-prev-check", "early-ack", "lease-ignores-skew"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+description = "test"
+time-limit = 10
+rate = 50
+concurrency = 4
+[ops]
+read = 2
+write = 1
+"#;
+
+    #[test]
+    fn a_minimal_workload_gets_defaults() {
+        let w = parse(GOOD, "w.toml").unwrap();
+        assert_eq!(w.nodes, 3);
+        assert_eq!(w.ops, Mix { read: 2, write: 1, cas: 0 });
+        assert_eq!(w.keys, Keys::default());
+        assert!(w.nemesis.is_none());
+        assert_eq!(w.target, Target::Raftkv);
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_its_line() {
+        let text = format!("{GOOD}\nbogus = 1\n");
+        let err = parse(&text, "workloads/x.toml").unwrap_err().to_string();
+        assert!(err.starts_with("workloads/x.toml: line 10"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_with_its_line() {
+        let text = GOOD.replace("rate = 50", "rate = \"fast\"");
+        let err = parse(&text, "w.toml").unwrap_err().to_string();
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field_and_the_allowed_range() {
+        let err = parse(&format!("nodes = 12\n{GOOD}"), "w.toml").unwrap_err().to_string();
+        assert_eq!(err, "w.toml: field `nodes`: 12 is not allowed: 1 to 9 nodes");
+        let err = parse(&format!("{GOOD}\n[node]\nbugs = [\"stale-reads\"]\n"), "w.toml").unwrap_err().to_string();
+        assert!(err.contains("node.bugs") && err.contains("stale-read,"), "{err}");
+        let err = parse(&GOOD.replace("read = 2\nwrite = 1", "read = 0"), "w.toml").unwrap_err().to_string();
+        assert!(err.contains("`ops`"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_workload_lists_the_known_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("register-none.toml"), GOOD).unwrap();
+        let err = load(dir.path(), "register-nope").unwrap_err().to_string();
+        assert!(err.contains("register-nope") && err.contains("known: register-none"), "{err}");
+        assert_eq!(load(dir.path(), "register-none").unwrap().name, "register-none");
+    }
+
+    #[test]
+    fn every_shipped_workload_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads");
+        let names = list(&dir);
+        for want in ["register-none", "register-partition", "register-kill", "register-pause", "register-clock", "register-loss", "register-all", "perf"] {
+            assert!(names.iter().any(|n| n == want), "workloads/{want}.toml is missing");
+        }
+        for name in names {
+            load(&dir, &name).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
