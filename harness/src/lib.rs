@@ -8,8 +8,11 @@
 //! - [`control`]: Docker: images built locally (no registry), a network and containers per run,
 //!   exec, teardown and `clean`.
 //! - [`cli`]: the `faultline` command line (clap), one function per subcommand.
+//! - [`nemesis`]: faults (partition, kill, pause, clock, loss, delay), their seeded schedule,
+//!   applying and healing them; outcomes (`installed`, `skipped`, `indeterminate`) are data.
 //! - [`workspace`]: finding the project folder (workloads, results, the node's sources).
 
 pub mod cli;
 pub mod control;
+pub mod nemesis;
 pub mod workspace;
