@@ -15,6 +15,8 @@
 //! - [`db`]: systems under test (Jepsen's DB): raftkv's containers, readiness, the leader.
 //! - [`runner`]: one run end to end: cluster, clients, nemesis, heal, final reads, teardown, check.
 //! - [`check_cmd`]: `faultline check`.
+//! - [`nemesis`]: faults (partition, kill, pause, clock, loss, delay), their seeded schedule,
+//!   applying and healing them; outcomes (`installed`, `skipped`, `indeterminate`) are data.
 //! - [`workspace`]: finding the project folder (workloads, results, the node's sources).
 
 pub mod check_cmd;
@@ -23,6 +25,7 @@ pub mod client;
 pub mod control;
 pub mod db;
 pub mod generator;
+pub mod nemesis;
 pub mod runner;
 pub mod store;
 pub mod workload;

@@ -1,0 +1,390 @@
+//! The seeded schedule: when each fault starts and stops, and every random choice that does not
+//! depend on the live cluster (which partition kind, which nodes, which offsets). Pure: the same
+//! spec, seed, nodes and phase length always give the same list.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::spec::{ClockKind, FaultKind, KillTarget, NemesisSpec, PartitionKind, PauseTarget};
+
+/// The ChaCha stream the nemesis draws from, so that it never shares random numbers with the
+/// generator, which seeds its own generator from the same `--seed`.
+const NEMESIS_STREAM: u64 = 0x6e65_6d65_7369_73; // "nemesis"
+
+/// Which nodes a kill or pause hits, as far as the seed decides it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Targets {
+    /// These nodes (drawn from the seed).
+    Nodes(Vec<String>),
+    /// Whoever leads when the action is applied.
+    Leader,
+}
+
+/// A clock fault with its offsets drawn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockPlan {
+    /// Each listed node's wall clock jumps to this offset, in seconds.
+    Bump {
+        /// Offset per node, in seconds (never 0).
+        offsets: BTreeMap<String, i64>,
+    },
+    /// The node's clock flips between `+0s` and `delta` seconds every `period_ms`.
+    Strobe {
+        /// The strobed node.
+        node: String,
+        /// The second offset, in seconds (never 0).
+        delta: i64,
+        /// Milliseconds between flips.
+        period_ms: u64,
+    },
+    /// Every node back to `+0s`.
+    Reset,
+}
+
+/// One fault, fully decided except for the leader.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// A partition of `kind` over `order` (the shuffled node list; see [`super::grudge::grudge_of`]).
+    Partition {
+        /// The partition kind.
+        kind: PartitionKind,
+        /// Node order the grudge is computed from.
+        order: Vec<String>,
+    },
+    /// SIGKILL, restarted at the stop.
+    Kill {
+        /// The configured target.
+        target: KillTarget,
+        /// The nodes.
+        nodes: Targets,
+    },
+    /// Docker pause, unpaused at the stop.
+    Pause {
+        /// The configured target.
+        target: PauseTarget,
+        /// The nodes.
+        nodes: Targets,
+    },
+    /// A clock fault.
+    Clock(ClockPlan),
+    /// Each of `nodes` drops incoming packets with `probability`.
+    Loss {
+        /// The lossy nodes.
+        nodes: Vec<String>,
+        /// Drop probability.
+        probability: f64,
+    },
+    /// Each of `nodes` delays outgoing packets by `delay_ms` ± `jitter_ms`.
+    Delay {
+        /// The slow nodes.
+        nodes: Vec<String>,
+        /// Milliseconds of delay.
+        delay_ms: u64,
+        /// Milliseconds of jitter.
+        jitter_ms: u64,
+    },
+}
+
+impl Fault {
+    /// The fault's family.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Fault::Partition { .. } => FaultKind::Partition,
+            Fault::Kill { .. } => FaultKind::Kill,
+            Fault::Pause { .. } => FaultKind::Pause,
+            Fault::Clock(_) => FaultKind::Clock,
+            Fault::Loss { .. } => FaultKind::Loss,
+            Fault::Delay { .. } => FaultKind::Delay,
+        }
+    }
+}
+
+/// A step of the schedule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Start this fault.
+    Start(Fault),
+    /// Undo the active fault of this family.
+    Stop(FaultKind),
+}
+
+/// How many nodes a "minority" target takes: `(n - 1) / 2`, at least one.
+pub fn minority_size(n: usize) -> usize {
+    (n.saturating_sub(1) / 2).max(1)
+}
+
+/// `period` scaled by a uniform factor in `[1 - jitter, 1 + jitter]`.
+fn jittered(rng: &mut ChaCha8Rng, period: f64, jitter: f64) -> Duration {
+    let factor = if jitter > 0.0 {
+        rng.random_range(1.0 - jitter..=1.0 + jitter)
+    } else {
+        1.0
+    };
+    Duration::from_secs_f64((period * factor).max(0.001))
+}
+
+fn pick<T: Copy>(rng: &mut ChaCha8Rng, xs: &[T]) -> T {
+    xs[rng.random_range(0..xs.len())]
+}
+
+fn shuffled(rng: &mut ChaCha8Rng, nodes: &[String]) -> Vec<String> {
+    let mut v = nodes.to_vec();
+    v.shuffle(rng);
+    v
+}
+
+/// A non-zero offset in `[-max, max]` seconds.
+fn offset(rng: &mut ChaCha8Rng, max: u32) -> i64 {
+    let max = i64::from(max.max(1));
+    let magnitude = rng.random_range(1..=max);
+    if rng.random_bool(0.5) {
+        magnitude
+    } else {
+        -magnitude
+    }
+}
+
+/// Draws one fault of a family.
+fn draw(rng: &mut ChaCha8Rng, spec: &NemesisSpec, nodes: &[String], kind: FaultKind) -> Fault {
+    let n = nodes.len();
+    match kind {
+        FaultKind::Partition => {
+            let kind = pick(rng, &spec.partition_kinds);
+            // `halves` keeps the configured order; every other kind draws a fresh one.
+            let order = if kind == PartitionKind::Halves {
+                nodes.to_vec()
+            } else {
+                shuffled(rng, nodes)
+            };
+            Fault::Partition { kind, order }
+        }
+        FaultKind::Kill => {
+            let target = pick(rng, &spec.kill_targets);
+            let order = shuffled(rng, nodes);
+            let nodes = match target {
+                KillTarget::One => Targets::Nodes(order[..1].to_vec()),
+                KillTarget::Minority => Targets::Nodes(order[..minority_size(n)].to_vec()),
+                KillTarget::All => Targets::Nodes(nodes.to_vec()),
+                KillTarget::Leader => Targets::Leader,
+            };
+            Fault::Kill { target, nodes }
+        }
+        FaultKind::Pause => {
+            let target = pick(rng, &spec.pause_targets);
+            let order = shuffled(rng, nodes);
+            let nodes = match target {
+                PauseTarget::One => Targets::Nodes(order[..1].to_vec()),
+                PauseTarget::Minority => Targets::Nodes(order[..minority_size(n)].to_vec()),
+                PauseTarget::Leader => Targets::Leader,
+            };
+            Fault::Pause { target, nodes }
+        }
+        FaultKind::Clock => match pick(rng, &spec.clock_kinds) {
+            ClockKind::Bump => {
+                let order = shuffled(rng, nodes);
+                let count = rng.random_range(1..=n);
+                let offsets = order[..count]
+                    .iter()
+                    .map(|node| (node.clone(), offset(rng, spec.clock_max_offset)))
+                    .collect();
+                Fault::Clock(ClockPlan::Bump { offsets })
+            }
+            ClockKind::Strobe => Fault::Clock(ClockPlan::Strobe {
+                node: nodes[rng.random_range(0..n)].clone(),
+                delta: offset(rng, spec.clock_max_offset),
+                period_ms: spec.clock_strobe_period_ms,
+            }),
+            ClockKind::Reset => Fault::Clock(ClockPlan::Reset),
+        },
+        FaultKind::Loss => {
+            let order = shuffled(rng, nodes);
+            let count = rng.random_range(1..=n);
+            let mut lossy = order[..count].to_vec();
+            lossy.sort();
+            Fault::Loss {
+                nodes: lossy,
+                probability: spec.loss_probability,
+            }
+        }
+        FaultKind::Delay => Fault::Delay {
+            nodes: nodes.to_vec(),
+            delay_ms: spec.delay_ms,
+            jitter_ms: spec.delay_jitter_ms,
+        },
+    }
+}
+
+/// The schedule for a main phase of `main_phase`: off for about `interval`, then one fault (its
+/// family drawn from `spec.faults`) on for about `interval`, then its stop, and so on. A fault
+/// whose stop would fall at or after the end of the phase is not started, so every start is
+/// followed by its stop within the phase. Empty when no faults or no nodes are configured.
+pub fn schedule(
+    spec: &NemesisSpec,
+    seed: u64,
+    nodes: &[String],
+    main_phase: Duration,
+) -> Vec<(Duration, Action)> {
+    let mut out = Vec::new();
+    if spec.faults.is_empty() || nodes.is_empty() {
+        return out;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(NEMESIS_STREAM);
+    let mut t = jittered(&mut rng, spec.interval, spec.jitter);
+    loop {
+        let kind = pick(&mut rng, &spec.faults);
+        let fault = draw(&mut rng, spec, nodes, kind);
+        let stop = t + jittered(&mut rng, spec.interval, spec.jitter);
+        if stop >= main_phase {
+            break;
+        }
+        out.push((t, Action::Start(fault)));
+        out.push((stop, Action::Stop(kind)));
+        t = stop + jittered(&mut rng, spec.interval, spec.jitter);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("n{i}")).collect()
+    }
+
+    fn all_faults() -> NemesisSpec {
+        NemesisSpec {
+            faults: FaultKind::ALL.to_vec(),
+            interval: 2.0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn same_seed_gives_the_same_schedule_and_other_seeds_differ() {
+        let nodes = names(5);
+        let phase = Duration::from_secs(120);
+        let a = schedule(&all_faults(), 42, &nodes, phase);
+        let b = schedule(&all_faults(), 42, &nodes, phase);
+        assert!(
+            a.len() > 10,
+            "a 120 s phase with 2 s intervals: {}",
+            a.len()
+        );
+        assert_eq!(a, b);
+        let differing = (0..20u64)
+            .filter(|s| schedule(&all_faults(), 43 + s, &nodes, phase) != a)
+            .count();
+        assert_eq!(differing, 20, "every other seed gives another schedule");
+    }
+
+    #[test]
+    fn every_start_is_followed_by_its_stop_before_the_phase_ends() {
+        let nodes = names(5);
+        for seed in 0..50 {
+            let phase = Duration::from_secs(60 + seed);
+            let s = schedule(&all_faults(), seed, &nodes, phase);
+            assert_eq!(s.len() % 2, 0, "seed {seed}");
+            let mut last = Duration::ZERO;
+            for pair in s.chunks(2) {
+                let (t0, start) = &pair[0];
+                let (t1, stop) = &pair[1];
+                let Action::Start(fault) = start else {
+                    panic!("seed {seed}: expected a start, got {start:?}")
+                };
+                assert_eq!(stop, &Action::Stop(fault.kind()), "seed {seed}");
+                assert!(last <= *t0 && t0 < t1, "seed {seed}: times go forward");
+                assert!(*t1 < phase, "seed {seed}: stop {t1:?} after the phase");
+                last = *t1;
+            }
+        }
+    }
+
+    #[test]
+    fn intervals_stay_within_the_jitter_bounds() {
+        let spec = NemesisSpec {
+            faults: vec![FaultKind::Kill],
+            interval: 10.0,
+            jitter: 0.5,
+            ..Default::default()
+        };
+        let s = schedule(&spec, 7, &names(3), Duration::from_secs(600));
+        let mut prev = Duration::ZERO;
+        for (t, _) in &s {
+            let gap = (*t - prev).as_secs_f64();
+            assert!((5.0..=15.0).contains(&gap), "gap {gap}");
+            prev = *t;
+        }
+    }
+
+    #[test]
+    fn no_faults_or_a_short_phase_give_an_empty_schedule() {
+        let nodes = names(3);
+        assert!(schedule(&NemesisSpec::default(), 1, &nodes, Duration::from_secs(600)).is_empty());
+        assert!(schedule(&all_faults(), 1, &nodes, Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn targets_are_drawn_within_bounds() {
+        let nodes = names(5);
+        let spec = all_faults();
+        let mut seen_leader = false;
+        for seed in 0..40 {
+            for (_, action) in schedule(&spec, seed, &nodes, Duration::from_secs(200)) {
+                let Action::Start(fault) = action else {
+                    continue;
+                };
+                match fault {
+                    Fault::Kill { target, nodes: t } => match (target, t) {
+                        (KillTarget::One, Targets::Nodes(v)) => assert_eq!(v.len(), 1),
+                        (KillTarget::Minority, Targets::Nodes(v)) => assert_eq!(v.len(), 2),
+                        (KillTarget::All, Targets::Nodes(v)) => assert_eq!(v, nodes),
+                        (KillTarget::Leader, Targets::Leader) => seen_leader = true,
+                        other => panic!("target and nodes disagree: {other:?}"),
+                    },
+                    Fault::Pause { target, nodes: t } => match (target, t) {
+                        (PauseTarget::One, Targets::Nodes(v)) => assert_eq!(v.len(), 1),
+                        (PauseTarget::Minority, Targets::Nodes(v)) => assert_eq!(v.len(), 2),
+                        (PauseTarget::Leader, Targets::Leader) => {}
+                        other => panic!("target and nodes disagree: {other:?}"),
+                    },
+                    Fault::Clock(ClockPlan::Bump { offsets }) => {
+                        assert!(!offsets.is_empty());
+                        for o in offsets.values() {
+                            assert!(*o != 0 && o.abs() <= 60, "offset {o}");
+                        }
+                    }
+                    Fault::Partition { order, .. } => {
+                        let mut sorted = order.clone();
+                        sorted.sort();
+                        assert_eq!(sorted, nodes, "a permutation of the nodes");
+                    }
+                    Fault::Loss { nodes: lossy, .. } => {
+                        assert!(!lossy.is_empty() && lossy.len() <= 5)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(seen_leader, "leader targets are drawn too");
+    }
+
+    #[test]
+    fn minority_is_less_than_half() {
+        assert_eq!(minority_size(1), 1);
+        assert_eq!(minority_size(3), 1);
+        assert_eq!(minority_size(4), 1);
+        assert_eq!(minority_size(5), 2);
+        assert_eq!(minority_size(7), 3);
+    }
+}

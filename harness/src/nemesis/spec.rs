@@ -1,0 +1,374 @@
+//! What the workload asks of the nemesis: the `[nemesis]` table of a workload TOML, and the
+//! `--nemesis partition,kill` override.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Declares a kebab-case enum with its list of names, `Display`, `FromStr` (the error lists the
+/// allowed names) and serde in the same spelling.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The kebab-case name used in TOML, on the command line and in the history.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let s = s.trim();
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| UnknownName {
+                        what: $what,
+                        given: s.to_string(),
+                        allowed: $name::ALL.iter().map(|v| v.as_str()).collect(),
+                    })
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// A family of faults (DESIGN.md, Faults).
+    FaultKind, "fault" {
+        /// iptables `DROP` by source address in each node's own `FAULTLINE` chain.
+        Partition => "partition",
+        /// `SIGKILL` of containers, restarted later.
+        Kill => "kill",
+        /// `docker pause` (cgroup freezer), unpaused later.
+        Pause => "pause",
+        /// Wall-clock offsets through libfaketime.
+        Clock => "clock",
+        /// Random packet loss (iptables `statistic`).
+        Loss => "loss",
+        /// Packet delay (`tc netem`), where the kernel has `sch_netem`.
+        Delay => "delay",
+    }
+);
+
+named_enum!(
+    /// How a partition splits the cluster.
+    PartitionKind, "partition kind" {
+        /// The node list cut in two (first half smaller), in configured order.
+        Halves => "halves",
+        /// Two halves of a shuffled node list.
+        RandomHalves => "random-halves",
+        /// Every node sees a majority, no two see the same one (Jepsen's `majorities-ring`).
+        MajoritiesRing => "majorities-ring",
+        /// One random node cut off from all others.
+        IsolateOne => "isolate-one",
+        /// The current leader cut off from all others (resolved when applied).
+        IsolateLeader => "isolate-leader",
+        /// Two halves that both still reach one bridge node.
+        Bridge => "bridge",
+        /// Two halves; the first drops the second's packets, the second still hears the first.
+        OneWay => "one-way",
+    }
+);
+
+named_enum!(
+    /// Which nodes a kill hits.
+    KillTarget, "kill target" {
+        /// One random node.
+        One => "one",
+        /// The current leader (resolved when applied).
+        Leader => "leader",
+        /// A random minority, `(n - 1) / 2` nodes (at least one).
+        Minority => "minority",
+        /// Every node.
+        All => "all",
+    }
+);
+
+named_enum!(
+    /// Which nodes a pause hits.
+    PauseTarget, "pause target" {
+        /// One random node.
+        One => "one",
+        /// The current leader (resolved when applied).
+        Leader => "leader",
+        /// A random minority, `(n - 1) / 2` nodes (at least one).
+        Minority => "minority",
+    }
+);
+
+named_enum!(
+    /// What a clock fault does.
+    ClockKind, "clock kind" {
+        /// Some nodes jump by a random offset within `clock-max-offset`, either direction.
+        Bump => "bump",
+        /// One node's clock flips between `+0s` and an offset every `clock-strobe-period-ms`.
+        Strobe => "strobe",
+        /// Every node back to `+0s`.
+        Reset => "reset",
+    }
+);
+
+/// A name that is not one of the allowed values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{given}`; allowed: {}", allowed.join(", "))]
+pub struct UnknownName {
+    /// What kind of name was expected.
+    pub what: &'static str,
+    /// What was given.
+    pub given: String,
+    /// The names that would have been accepted.
+    pub allowed: Vec<&'static str>,
+}
+
+/// A comma-separated list of fault kinds, as given to `--nemesis partition,kill`. `none` or an
+/// empty string means no faults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults(pub Vec<FaultKind>);
+
+impl FromStr for Faults {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() || s == "none" {
+            return Ok(Faults(Vec::new()));
+        }
+        let mut out = Vec::new();
+        for part in s.split(',') {
+            let kind: FaultKind = part.parse()?;
+            if !out.contains(&kind) {
+                out.push(kind);
+            }
+        }
+        Ok(Faults(out))
+    }
+}
+
+impl fmt::Display for Faults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        let names: Vec<&str> = self.0.iter().map(|k| k.as_str()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// The `[nemesis]` table of a workload. Every field has a default, so an empty table (or none)
+/// means "no faults".
+///
+/// ```toml
+/// [nemesis]
+/// faults = ["partition", "kill"]
+/// interval = 10.0
+/// partition-kinds = ["majorities-ring", "isolate-leader"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct NemesisSpec {
+    /// Fault families to draw from; one fault is active at a time. Default: none.
+    pub faults: Vec<FaultKind>,
+    /// Seconds a fault stays on, and then off, before jitter. Default 10.
+    pub interval: f64,
+    /// Relative jitter of every on and off period, in `[0, 1)`: `0.5` means 50 % to 150 % of
+    /// `interval`. Default 0.5.
+    pub jitter: f64,
+    /// Partition kinds to draw from. Default: all.
+    pub partition_kinds: Vec<PartitionKind>,
+    /// Kill targets to draw from. Default: one, leader, minority, all.
+    pub kill_targets: Vec<KillTarget>,
+    /// Pause targets to draw from. Default: one, leader, minority.
+    pub pause_targets: Vec<PauseTarget>,
+    /// Clock fault kinds to draw from. Default: bump, strobe, reset.
+    pub clock_kinds: Vec<ClockKind>,
+    /// Largest clock offset, in whole seconds, either direction. Default 60.
+    pub clock_max_offset: u32,
+    /// How often a strobed clock flips, in milliseconds. libfaketime with
+    /// `FAKETIME_CACHE_DURATION=1` sees a new offset within about 1.5 s, so shorter periods are
+    /// partly invisible. Default 2000.
+    pub clock_strobe_period_ms: u64,
+    /// Probability that a node drops an incoming packet, in `(0, 1]`. Default 0.2.
+    pub loss_probability: f64,
+    /// Added delay in milliseconds (netem). Default 50.
+    pub delay_ms: u64,
+    /// Delay jitter in milliseconds (netem). Default 10.
+    pub delay_jitter_ms: u64,
+}
+
+impl Default for NemesisSpec {
+    fn default() -> Self {
+        Self {
+            faults: Vec::new(),
+            interval: 10.0,
+            jitter: 0.5,
+            partition_kinds: PartitionKind::ALL.to_vec(),
+            kill_targets: KillTarget::ALL.to_vec(),
+            pause_targets: PauseTarget::ALL.to_vec(),
+            clock_kinds: ClockKind::ALL.to_vec(),
+            clock_max_offset: 60,
+            clock_strobe_period_ms: 2000,
+            loss_probability: 0.2,
+            delay_ms: 50,
+            delay_jitter_ms: 10,
+        }
+    }
+}
+
+/// A spec whose values are out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("nemesis: {0}")]
+pub struct InvalidSpec(pub String);
+
+impl NemesisSpec {
+    /// Checks the ranges serde cannot: positive interval, jitter in `[0, 1)`, non-empty choice
+    /// lists for the chosen faults, a probability in `(0, 1]`, a non-zero clock bound.
+    ///
+    /// # Errors
+    /// [`InvalidSpec`] naming the field and what is allowed.
+    pub fn validate(&self) -> Result<(), InvalidSpec> {
+        let bad = |m: &str| Err(InvalidSpec(m.to_string()));
+        if !(self.interval.is_finite() && self.interval > 0.0) {
+            return bad("`interval` must be a positive number of seconds");
+        }
+        if !(0.0..1.0).contains(&self.jitter) {
+            return bad("`jitter` must be in [0, 1)");
+        }
+        let on = |k| self.faults.contains(&k);
+        if on(FaultKind::Partition) && self.partition_kinds.is_empty() {
+            return bad("`partition-kinds` is empty but `partition` is among the faults");
+        }
+        if on(FaultKind::Kill) && self.kill_targets.is_empty() {
+            return bad("`kill-targets` is empty but `kill` is among the faults");
+        }
+        if on(FaultKind::Pause) && self.pause_targets.is_empty() {
+            return bad("`pause-targets` is empty but `pause` is among the faults");
+        }
+        if on(FaultKind::Clock) && self.clock_kinds.is_empty() {
+            return bad("`clock-kinds` is empty but `clock` is among the faults");
+        }
+        if self.clock_max_offset == 0 {
+            return bad("`clock-max-offset` must be at least 1 second");
+        }
+        if self.clock_strobe_period_ms == 0 {
+            return bad("`clock-strobe-period-ms` must be positive");
+        }
+        if !(self.loss_probability > 0.0 && self.loss_probability <= 1.0) {
+            return bad("`loss-probability` must be in (0, 1]");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_override_parses_a_comma_list_and_rejects_unknown_names_listing_the_allowed_ones() {
+        let f: Faults = "partition, kill,partition".parse().unwrap();
+        assert_eq!(f.0, vec![FaultKind::Partition, FaultKind::Kill]);
+        assert_eq!(f.to_string(), "partition,kill");
+        assert_eq!("none".parse::<Faults>().unwrap().0, vec![]);
+        let err = "partition,explode".parse::<Faults>().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`explode`"), "{msg}");
+        assert!(
+            msg.contains("partition, kill, pause, clock, loss, delay"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn toml_table_uses_kebab_case_with_defaults_and_denies_unknown_fields() {
+        let spec: NemesisSpec = toml::from_str(
+            r#"
+            faults = ["partition", "clock"]
+            interval = 5.0
+            partition-kinds = ["majorities-ring", "one-way"]
+            clock-max-offset = 30
+            "#,
+        )
+        .unwrap();
+        assert_eq!(spec.faults, vec![FaultKind::Partition, FaultKind::Clock]);
+        assert_eq!(spec.interval, 5.0);
+        assert_eq!(
+            spec.partition_kinds,
+            vec![PartitionKind::MajoritiesRing, PartitionKind::OneWay]
+        );
+        assert_eq!(spec.clock_max_offset, 30);
+        assert_eq!(spec.kill_targets, KillTarget::ALL.to_vec());
+        assert_eq!(spec.loss_probability, 0.2);
+        spec.validate().unwrap();
+
+        let err = toml::from_str::<NemesisSpec>("fautls = [\"kill\"]").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        let err = toml::from_str::<NemesisSpec>("pause-targets = [\"all\"]").unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
+        assert_eq!(
+            toml::from_str::<NemesisSpec>("").unwrap(),
+            NemesisSpec::default()
+        );
+    }
+
+    #[test]
+    fn validate_rejects_out_of_range_values() {
+        let ok = NemesisSpec::default();
+        ok.validate().unwrap();
+        for (spec, field) in [
+            (
+                NemesisSpec {
+                    interval: 0.0,
+                    ..ok.clone()
+                },
+                "interval",
+            ),
+            (
+                NemesisSpec {
+                    jitter: 1.0,
+                    ..ok.clone()
+                },
+                "jitter",
+            ),
+            (
+                NemesisSpec {
+                    loss_probability: 0.0,
+                    ..ok.clone()
+                },
+                "loss-probability",
+            ),
+            (
+                NemesisSpec {
+                    faults: vec![FaultKind::Kill],
+                    kill_targets: vec![],
+                    ..ok.clone()
+                },
+                "kill-targets",
+            ),
+        ] {
+            let err = spec.validate().unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+}
