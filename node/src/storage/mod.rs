@@ -103,6 +103,8 @@ impl Default for StorageOptions {
 const KIND_HARD_STATE: u8 = 1;
 const KIND_ENTRY: u8 = 2;
 const KIND_SNAPSHOT_MARK: u8 = 3;
+/// Like a snapshot mark, but the snapshot came from a leader and replaces the whole log.
+const KIND_SNAPSHOT_RESET: u8 = 4;
 const NO_VOTE: u64 = u64::MAX;
 
 fn encode_hard_state(hs: &StoredHardState) -> Record {
@@ -127,14 +129,16 @@ fn encode_entry(e: &StoredEntry) -> Record {
     }
 }
 
-fn encode_mark(index: u64, term: u64) -> Record {
+fn encode_mark(index: u64, term: u64, reset: bool) -> Record {
     let mut data = Vec::with_capacity(16);
     data.extend_from_slice(&index.to_le_bytes());
     data.extend_from_slice(&term.to_le_bytes());
-    Record {
-        kind: KIND_SNAPSHOT_MARK,
-        data,
-    }
+    let kind = if reset {
+        KIND_SNAPSHOT_RESET
+    } else {
+        KIND_SNAPSHOT_MARK
+    };
+    Record { kind, data }
 }
 
 fn u64_at(b: &[u8], i: usize) -> Option<u64> {
@@ -146,7 +150,7 @@ fn u64_at(b: &[u8], i: usize) -> Option<u64> {
 /// The index an entry record carries, for segment bookkeeping.
 fn record_max_index(r: &Record) -> u64 {
     match r.kind {
-        KIND_ENTRY | KIND_SNAPSHOT_MARK => u64_at(&r.data, 0).unwrap_or(0),
+        KIND_ENTRY | KIND_SNAPSHOT_MARK | KIND_SNAPSHOT_RESET => u64_at(&r.data, 0).unwrap_or(0),
         _ => 0,
     }
 }
@@ -234,7 +238,7 @@ impl Storage {
                         data: r.data[16..].to_vec(),
                     });
                 }
-                KIND_SNAPSHOT_MARK => {
+                KIND_SNAPSHOT_MARK | KIND_SNAPSHOT_RESET => {
                     let (Some(index), Some(term)) = (u64_at(&r.data, 0), u64_at(&r.data, 1)) else {
                         return Err(corrupt("short snapshot-mark record".into()));
                     };
@@ -246,7 +250,12 @@ impl Storage {
                             "the log records snapshot {index} as durable but the newest snapshot file is at {snap_index}"
                         )));
                     }
-                    apply_snapshot(&mut entries, &mut base, index, term);
+                    if r.kind == KIND_SNAPSHOT_RESET {
+                        entries.clear();
+                        base = index;
+                    } else {
+                        apply_snapshot(&mut entries, &mut base, index, term);
+                    }
                 }
                 other => return Err(corrupt(format!("unknown record kind {other}"))),
             }
@@ -305,20 +314,22 @@ impl Storage {
     }
 
     /// Makes `snap` durable (atomically), records it in the WAL, then deletes the WAL segments and
-    /// older snapshot it makes redundant.
+    /// older snapshot it makes redundant. With `reset` (a snapshot received from a leader) every
+    /// stored entry is discarded; without (a local compaction) entries after the snapshot stay.
     ///
     /// # Errors
     /// I/O errors.
-    pub fn save_snapshot(&mut self, snap: &StoredSnapshot) -> io::Result<()> {
-        if snap.index <= self.snapshot_index {
+    pub fn save_snapshot(&mut self, snap: &StoredSnapshot, reset: bool) -> io::Result<()> {
+        if snap.index <= self.snapshot_index && !reset {
             return Ok(());
         }
         snapshot::save(&self.dir.join("snap"), snap)?;
         let hs = self.hard_state;
-        self.wal
-            .append(&[encode_mark(snap.index, snap.term)], snap.index, || {
-                vec![encode_hard_state(&hs)]
-            })?;
+        self.wal.append(
+            &[encode_mark(snap.index, snap.term, reset)],
+            snap.index,
+            || vec![encode_hard_state(&hs)],
+        )?;
         self.fsyncs += 1;
         self.snapshot_index = snap.index;
         self.wal.compact(snap.index)?;
@@ -416,7 +427,7 @@ mod tests {
             meta: b"m".to_vec(),
             data: b"state@30".to_vec(),
         };
-        s.save_snapshot(&snap).unwrap();
+        s.save_snapshot(&snap, false).unwrap();
         assert!(
             s.segment_count() < before,
             "{} -> {}",
@@ -438,13 +449,16 @@ mod tests {
         let (mut s, _) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
         s.persist(None, &[e(1, 1), e(2, 1), e(3, 1), e(4, 1), e(5, 1)])
             .unwrap();
-        // A leader sends snapshot 3@2: our 3@1 conflicts, so 4 and 5 must go too.
-        s.save_snapshot(&StoredSnapshot {
-            index: 3,
-            term: 2,
-            meta: vec![],
-            data: vec![],
-        })
+        // A leader sends snapshot 3@2: the log restarts after it.
+        s.save_snapshot(
+            &StoredSnapshot {
+                index: 3,
+                term: 2,
+                meta: vec![],
+                data: vec![],
+            },
+            true,
+        )
         .unwrap();
         drop(s);
         let (mut s, r) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
@@ -456,17 +470,42 @@ mod tests {
     }
 
     #[test]
+    fn received_snapshot_discards_even_a_matching_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
+        s.persist(None, &[e(1, 1), e(2, 1), e(3, 2), e(4, 2)])
+            .unwrap();
+        s.save_snapshot(
+            &StoredSnapshot {
+                index: 3,
+                term: 2,
+                meta: vec![],
+                data: vec![],
+            },
+            true,
+        )
+        .unwrap();
+        drop(s);
+        let (_, r) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
+        assert!(r.entries.is_empty());
+        assert_eq!(r.snapshot.unwrap().index, 3);
+    }
+
+    #[test]
     fn local_snapshot_keeps_matching_suffix() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
         s.persist(None, &[e(1, 1), e(2, 1), e(3, 2), e(4, 2)])
             .unwrap();
-        s.save_snapshot(&StoredSnapshot {
-            index: 3,
-            term: 2,
-            meta: vec![],
-            data: vec![],
-        })
+        s.save_snapshot(
+            &StoredSnapshot {
+                index: 3,
+                term: 2,
+                meta: vec![],
+                data: vec![],
+            },
+            false,
+        )
         .unwrap();
         drop(s);
         let (_, r) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
