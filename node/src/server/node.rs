@@ -391,39 +391,58 @@ impl Node {
                 }
             }
             Event::Read(key, reply) => self.new_reads.push((key, reply)),
-            Event::Conf(cc, reply) => match self.raft.propose_conf_change(cc.clone()) {
-                Ok(index) => {
-                    tracing::info!(kind = ?cc.kind, node = cc.node, index, "proposed membership change");
-                    let term = self.raft.status().term;
-                    self.proposals.insert(
-                        index,
-                        PendingProposal {
-                            term,
-                            reply,
-                            blind: false,
-                        },
-                    );
-                }
-                Err(ProposeError::NotLeader(nl)) => {
-                    let _ = reply.send(self.not_leader(nl.leader));
-                }
-                Err(e) => {
-                    let retry = matches!(
-                        e,
-                        ProposeError::ChangePending
-                            | ProposeError::LeaderNotReady
-                            | ProposeError::LearnerBehind(_)
-                    );
-                    let _ = reply.send(Reply::Refused {
-                        retry,
-                        reason: e.to_string(),
-                    });
-                }
-            },
+            Event::Conf(cc, reply) => {
+                self.propose_conf(cc, reply);
+            }
             Event::Status(reply) => {
                 let _ = reply.send(Reply::Status(Box::new(self.status())));
             }
             Event::Stop => {}
+        }
+    }
+
+    fn propose_conf(&mut self, cc: ConfChange, reply: oneshot::Sender<Reply>) {
+        // A new member must start from a snapshot: the initial membership is not in the log,
+        // so a learner that replayed the log from index 1 would not know the original voters.
+        // Compacting here makes the leader send it a snapshot (which carries the membership).
+        if cc.kind == ConfChangeKind::AddLearner
+            && self.raft.role() == Role::Leader
+            && self.applied > self.storage.snapshot_index()
+        {
+            tracing::info!(
+                index = self.applied,
+                "compacting so that the new member starts from a snapshot"
+            );
+            self.raft.compact(self.applied, self.sm.snapshot());
+        }
+        match self.raft.propose_conf_change(cc.clone()) {
+            Ok(index) => {
+                tracing::info!(kind = ?cc.kind, node = cc.node, index, "proposed membership change");
+                let term = self.raft.status().term;
+                self.proposals.insert(
+                    index,
+                    PendingProposal {
+                        term,
+                        reply,
+                        blind: false,
+                    },
+                );
+            }
+            Err(ProposeError::NotLeader(nl)) => {
+                let _ = reply.send(self.not_leader(nl.leader));
+            }
+            Err(e) => {
+                let retry = matches!(
+                    e,
+                    ProposeError::ChangePending
+                        | ProposeError::LeaderNotReady
+                        | ProposeError::LearnerBehind(_)
+                );
+                let _ = reply.send(Reply::Refused {
+                    retry,
+                    reason: e.to_string(),
+                });
+            }
         }
     }
 
