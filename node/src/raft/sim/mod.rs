@@ -1,0 +1,1 @@
+//! Seeded deterministic simulation (written below).
