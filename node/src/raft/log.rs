@@ -103,7 +103,7 @@ impl RaftLog {
         }
         let start = (lo - self.snapshot_index - 1) as usize;
         let end = ((hi - self.snapshot_index) as usize).min(self.entries.len());
-        let end = end.min(start + max);
+        let end = end.min(start.saturating_add(max));
         self.entries[start.min(end)..end].to_vec()
     }
 

@@ -105,13 +105,39 @@ impl Raft {
             Some(s) => (s.meta.index, s.meta.term, s.meta.membership.clone()),
             None => (0, 0, persisted.initial_membership.clone()),
         };
-        let log = RaftLog::recover(
+        let fresh = persisted.snapshot.is_none()
+            && persisted.entries.is_empty()
+            && persisted.hard_state == HardState::default();
+        let mut log = RaftLog::recover(
             snap_index,
             snap_term,
             persisted.entries,
             persisted.hard_state.commit,
         )
         .map_err(Error::Corrupt)?;
+        if fresh && !persisted.initial_membership.voters.is_empty() {
+            // Bootstrap (like etcd): every initial member writes the same committed entries of
+            // term 0 describing the initial membership, so a server that joins later learns
+            // it from the log like any other change.
+            let m = &persisted.initial_membership;
+            let changes = m
+                .voters
+                .iter()
+                .map(|&v| (ConfChangeKind::AddVoter, v))
+                .chain(m.learners.iter().map(|&l| (ConfChangeKind::AddLearner, l)));
+            for (i, (kind, node)) in changes.enumerate() {
+                log.append(Entry {
+                    index: i as u64 + 1,
+                    term: 0,
+                    payload: Payload::Conf(ConfChange {
+                        kind,
+                        node,
+                        context: Vec::new(),
+                    }),
+                });
+            }
+            log.commit = log.last_index();
+        }
         if config.bugs.is_empty() && persisted.hard_state.term < log.last_term() {
             return Err(Error::Corrupt(format!(
                 "term {} is behind the last log term {}",
@@ -562,6 +588,24 @@ impl Raft {
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn snapshot_index(&self) -> Index {
         self.log.snapshot_index()
+    }
+
+    /// The commit index.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn commit_index(&self) -> Index {
+        self.log.commit
+    }
+
+    /// The current term.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The term of the entry at `index`, if the log knows it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn term_at(&self, index: Index) -> Option<Term> {
+        self.log.term(index)
     }
 
     // ---- internals -------------------------------------------------------------------------

@@ -11,9 +11,12 @@ pub struct Persisted {
     pub snapshot: Option<Snapshot>,
     /// The log entries after the snapshot (or from index 1), contiguous and in order.
     pub entries: Vec<Entry>,
-    /// The membership to use when neither the snapshot nor the log says otherwise: the initial
-    /// voters for a new cluster, or an empty membership for a node that will join as a learner
-    /// (it then waits for a leader to contact it and never campaigns).
+    /// The initial members of a new cluster (the same on every initial member), or an empty
+    /// membership for a node that will join as a learner (it then waits for a leader to contact
+    /// it and never campaigns). On a node's very first boot (no snapshot, no entries, default
+    /// hard state) the core writes one committed entry of term 0 per initial member (a
+    /// `Conf` entry, like etcd's bootstrap), so that servers joining later learn the initial
+    /// membership from the log. Those entries appear in the first `Ready` like any other.
     pub initial_membership: Membership,
 }
 
