@@ -39,6 +39,8 @@ pub(crate) struct Faults {
     pub partition: f64,
     pub heal: f64,
     pub crash: f64,
+    /// Per-tick probability of crashing the current leader (rapid leader kills).
+    pub leader_crash: f64,
     pub restart: f64,
     /// Probability of leaving a node's `Ready` unhandled after an input (a slow fsync).
     pub defer_ready: f64,
@@ -61,6 +63,7 @@ impl Faults {
             partition: 0.0,
             heal: 0.0,
             crash: 0.0,
+            leader_crash: 0.0,
             restart: 0.0,
             defer_ready: 0.0,
             clock_jump: 0.0,
@@ -132,7 +135,7 @@ impl SimConfig {
         SimConfig {
             nodes,
             spare: 2,
-            chaos_ticks: 150,
+            chaos_ticks: 400,
             heal_ticks: 300,
             election_tick: 8,
             heartbeat_tick: 2,
@@ -151,6 +154,7 @@ impl SimConfig {
                 partition: 0.02 * scale,
                 heal: 0.05,
                 crash: 0.01 * scale,
+                leader_crash: 0.005 * scale,
                 restart: 0.08,
                 defer_ready: rng.random_range(0.0..0.3),
                 clock_jump: 0.02,
@@ -185,16 +189,25 @@ impl SimConfig {
                 c.faults.partition = 0.0;
             }
             Bug::CommitOldTerm => {
+                // Figure 8 needs rapid leader turnover and entries of several terms left on
+                // minorities: kill and isolate leaders often, replicate one entry at a time.
                 c.nodes = 5;
+                c.chaos_ticks = 300;
+                c.pre_vote = false;
+                c.check_quorum = false;
+                c.read_mode = ReadMode::ReadIndex;
                 c.max_append_entries = 1;
                 c.max_inflight = 1;
-                c.faults.crash = 0.06;
-                c.faults.restart = 0.3;
-                c.faults.partition = 0.06;
-                c.faults.heal = 0.1;
-                c.faults.loss = 0.1;
-                c.faults.max_delay = 3;
-                c.faults.propose = 0.8;
+                c.faults.crash = 0.02;
+                c.faults.leader_crash = 0.08;
+                c.faults.restart = 0.4;
+                c.faults.partition = 0.1;
+                c.faults.heal = 0.15;
+                c.faults.loss = 0.05;
+                c.faults.max_delay = 2;
+                c.faults.propose = 0.9;
+                c.faults.conf_change = 0.0;
+                c.faults.transfer = 0.0;
                 c.snapshot_threshold = 1000;
             }
             Bug::SkipPrevCheck => {
@@ -212,6 +225,7 @@ impl SimConfig {
             Bug::LeaseIgnoresSkew => {
                 c.read_mode = ReadMode::Lease;
                 c.check_quorum = true;
+                c.faults.read_anywhere = true;
                 c.faults.clock_jump = 0.2;
                 c.faults.partition = 0.08;
                 c.faults.heal = 0.04;
@@ -919,6 +933,11 @@ impl Cluster {
             if !live.is_empty() {
                 let id = live[self.rng.random_range(0..live.len())];
                 self.crash(id);
+            }
+        }
+        if f.leader_crash > 0.0 && self.rng.random_bool(f.leader_crash) {
+            if let Some(l) = self.leader() {
+                self.crash(l);
             }
         }
         if f.restart > 0.0 && self.rng.random_bool(f.restart) {

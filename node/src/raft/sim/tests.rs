@@ -103,7 +103,7 @@ fn sim_catches_forget_vote() {
 
 #[test]
 fn sim_catches_commit_old_term() {
-    bug_is_caught(Bug::CommitOldTerm, 300);
+    bug_is_caught(Bug::CommitOldTerm, 500);
 }
 
 #[test]
