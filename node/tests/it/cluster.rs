@@ -79,6 +79,21 @@ impl Proc {
         format!("{}/{}", self.peer, self.client)
     }
 
+    /// Fast timeouts for tests, unless the test's extra flags set them.
+    fn defaults(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (flag, value) in [
+            ("--election-timeout", "300"),
+            ("--heartbeat-interval", "50"),
+            ("--log-level", "info"),
+        ] {
+            if !self.extra.iter().any(|e| e == flag) {
+                out.extend([flag, value]);
+            }
+        }
+        out
+    }
+
     /// Starts the process (again), appending to its log file.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "node {} already running", self.id);
@@ -91,14 +106,7 @@ impl Proc {
             .args(["--id", &self.id.to_string(), "--peers", &self.peers_arg])
             .arg("--data-dir")
             .arg(&self.dir)
-            .args([
-                "--election-timeout",
-                "300",
-                "--heartbeat-interval",
-                "50",
-                "--log-level",
-                "info",
-            ])
+            .args(self.defaults())
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -129,7 +129,9 @@ fn killing_every_node_under_load_loses_no_acknowledged_write() {
     let addrs = c.running_clients();
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
-    // Unique keys per write, plus one shared list: both must survive.
+    let progress = Arc::new(AtomicU64::new(0));
+    let p2 = progress.clone();
+    // Unique keys per write: every acknowledged one must survive.
     let load = std::thread::spawn(move || {
         parallel(6, move |w| {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (w as u64) << 8);
@@ -149,13 +151,18 @@ fn killing_every_node_under_load_loses_no_acknowledged_write() {
                 ) {
                     if r.status == 200 {
                         acked.push((key, i));
+                        p2.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
             acked
         })
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // Kill in the middle of the load: after some progress (bounded wait), not at a fixed time.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while progress.load(Ordering::Relaxed) < 300 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for p in &mut c.nodes {
         p.kill();
     }

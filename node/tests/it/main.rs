@@ -2,6 +2,7 @@
 //! One test binary with a module per area keeps link time down.
 
 mod api;
+mod bugs;
 mod cli;
 mod cluster;
 mod failover;
