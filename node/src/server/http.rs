@@ -99,12 +99,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -136,10 +137,12 @@ struct TxnBody {
     ops: Vec<MicroOp>,
 }
 
+#[allow(clippy::result_large_err)] // an early-return response, built once per bad request
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Resp> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("bad JSON body: {e}")))
 }
 
+#[allow(clippy::result_large_err)] // an early-return response, built once per bad request
 fn parse(method: &Method, path: &str, body: &[u8]) -> Result<Op, Resp> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, segs.as_slice()) {
@@ -310,9 +313,9 @@ impl Api {
             match step {
                 Step::Done(r) => return r,
                 Step::Forward(addr) if !forwarded => {
-                    match self.forward(&addr, method, path, body, deadline).await {
-                        Some(r) => return r,
-                        None => {} // could not connect: nothing was sent; ask again
+                    // None: could not connect, nothing was sent; ask again.
+                    if let Some(r) = self.forward(&addr, method, path, body, deadline).await {
+                        return r;
                     }
                 }
                 Step::Forward(_) | Step::Wait => {}

@@ -497,13 +497,13 @@ impl Node {
     fn handle_ready(&mut self, mut rd: Ready) -> anyhow::Result<()> {
         // Members added by a change take effect when appended: connect to them right away.
         for e in &rd.entries {
-            if let Payload::Conf(cc) = &e.payload {
-                if let (ConfChangeKind::AddLearner, Some(a)) = (cc.kind, addrs_of(cc)) {
-                    if cc.node != self.config.id {
-                        self.transport.set_peer(cc.node, &a.peer);
-                    }
-                    self.sm.addrs.entry(cc.node).or_insert(a);
+            if let Payload::Conf(cc) = &e.payload
+                && let (ConfChangeKind::AddLearner, Some(a)) = (cc.kind, addrs_of(cc))
+            {
+                if cc.node != self.config.id {
+                    self.transport.set_peer(cc.node, &a.peer);
                 }
+                self.sm.addrs.entry(cc.node).or_insert(a);
             }
         }
         let (early, late): (Vec<Message>, Vec<Message>) = std::mem::take(&mut rd.messages)

@@ -261,10 +261,10 @@ impl Storage {
             }
         }
         // The newest snapshot file may not have reached the WAL as a mark (crash in between).
-        if let Some(s) = &snap {
-            if base < s.index {
-                apply_snapshot(&mut entries, &mut base, s.index, s.term);
-            }
+        if let Some(s) = &snap
+            && base < s.index
+        {
+            apply_snapshot(&mut entries, &mut base, s.index, s.term);
         }
         let last = base + entries.len() as u64;
         if let Some(hs) = hard_state.as_mut() {

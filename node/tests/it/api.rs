@@ -193,7 +193,7 @@ fn a_lone_node_without_quorum_answers_no_leader_definitely() {
     let addr = c.node(1).client();
     // Node 1 may have been elected before the others died; it steps down (CheckQuorum).
     let r = retry(
-        &[addr.clone()],
+        std::slice::from_ref(&addr),
         "PUT",
         "/kv/x",
         Some(&put_body(json!(1))),

@@ -105,7 +105,7 @@ fn killing_the_leader_elects_a_new_one_and_keeps_acknowledged_writes() {
         c.logs()
     );
     for addr in c.running_clients() {
-        let (list, set) = as_set(&read(&[addr.clone()], "log"));
+        let (list, set) = as_set(&read(std::slice::from_ref(&addr), "log"));
         assert_eq!(
             list.len(),
             set.len(),
@@ -148,11 +148,10 @@ fn killing_every_node_under_load_loses_no_acknowledged_write() {
                     &format!("/kv/{key}"),
                     Some(&put_body(json!(i))),
                     Duration::from_secs(2),
-                ) {
-                    if r.status == 200 {
-                        acked.push((key, i));
-                        p2.fetch_add(1, Ordering::Relaxed);
-                    }
+                ) && r.status == 200
+                {
+                    acked.push((key, i));
+                    p2.fetch_add(1, Ordering::Relaxed);
                 }
             }
             acked
