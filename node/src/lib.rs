@@ -3,5 +3,13 @@
 //!
 //! # Layout
 //! - [`raft`]: the sans-IO Raft core (no sockets, files, threads or clocks inside).
+//! - [`storage`]: the write-ahead log (checksummed frames, group-commit fsync, torn-tail recovery),
+//!   hard state and snapshot files.
+//! - [`transport`]: the peer transport (persistent TCP per peer, bounded queues, batched frames).
+//! - [`server`]: the I/O shell: the Raft loop, the HTTP client API (see `node/API.md`), the
+//!   key-value state machine, and [`server::run`], which `main` calls.
 
 pub mod raft;
+pub mod server;
+pub mod storage;
+pub mod transport;

@@ -1,0 +1,715 @@
+//! The Raft loop: one thread that owns the core, storage and the state machine.
+//!
+//! Each iteration waits for an input or the next tick, then drains every queued input, then
+//! handles `Ready`s by the core's durability rule: persist (one write, one fsync, for all the
+//! proposals gathered: group commit), send, apply, answer clients, advance. Client requests come
+//! in as [`Event`]s carrying a oneshot sender for the [`Reply`].
+//!
+//! Messages a leader sends to followers (AppendEntries, heartbeats, snapshots) are sent before
+//! the local fsync (dissertation §10.2.1: the leader may write its log in parallel with
+//! replicating it; it counts itself toward a commit only after `advance`). Every other message
+//! (votes, responses) waits for the fsync.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::ServerConfig;
+use super::state::{Addrs, Command, Outcome, StateMachine};
+use crate::raft::{
+    Bug, ConfChange, ConfChangeKind, Entry, HardState, Membership, Message, MessageBody, Payload,
+    Persisted, ProposeError, Raft, Ready, Role, Snapshot, SnapshotMeta,
+};
+use crate::storage::{Recovered, Storage, StoredEntry, StoredHardState, StoredSnapshot};
+use crate::transport::Transport;
+
+/// A node's status, as `GET /status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusView {
+    /// Node id.
+    pub id: u64,
+    /// `leader`, `follower`, `candidate`, `pre-candidate` or `learner`.
+    pub role: &'static str,
+    /// Current term.
+    pub term: u64,
+    /// Leader known in this term (null if none).
+    pub leader: Option<u64>,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// Voting members.
+    pub members: Vec<u64>,
+    /// Non-voting members.
+    pub learners: Vec<u64>,
+    /// Known addresses, `peer/client` by id.
+    pub addrs: BTreeMap<u64, String>,
+    /// Index of the newest durable snapshot.
+    pub snapshot_index: u64,
+}
+
+/// The answer to a client [`Event`].
+#[derive(Debug)]
+pub enum Reply {
+    /// The command was applied (or the read served) with this outcome.
+    Applied(Outcome),
+    /// Nothing was proposed: this node is not the leader. `client` is the leader's client
+    /// address, if known.
+    NotLeader {
+        /// Leader id, if known.
+        leader: Option<u64>,
+        /// Leader's client address, if known.
+        client: Option<String>,
+    },
+    /// The proposal's log slot was taken by another entry: it did not commit there, but this
+    /// node does not claim to know more (answered as indeterminate).
+    Superseded,
+    /// A membership change was refused before anything was appended.
+    Refused {
+        /// Whether retrying later may succeed (pending change, leader not ready, learner behind).
+        retry: bool,
+        /// Why.
+        reason: String,
+    },
+    /// The node's status.
+    Status(Box<StatusView>),
+}
+
+/// Inputs to the Raft loop.
+pub enum Event {
+    /// A message from a peer.
+    Message(Message),
+    /// Propose a client command.
+    Propose(Command, oneshot::Sender<Reply>),
+    /// A linearizable read of a key.
+    Read(String, oneshot::Sender<Reply>),
+    /// Propose a membership change.
+    Conf(ConfChange, oneshot::Sender<Reply>),
+    /// Report status.
+    Status(oneshot::Sender<Reply>),
+    /// Stop the loop.
+    Stop,
+}
+
+/// The sending side of the loop's queue; cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Event>,
+}
+
+/// Creates the loop's queue.
+pub fn channel() -> (Handle, mpsc::Receiver<Event>) {
+    let (tx, rx) = mpsc::channel();
+    (Handle { tx }, rx)
+}
+
+impl Handle {
+    /// Delivers a peer message.
+    pub fn message(&self, m: Message) {
+        let _ = self.tx.send(Event::Message(m));
+    }
+
+    /// Sends a request and waits for its reply (None if the loop is gone).
+    pub async fn call(&self, make: impl FnOnce(oneshot::Sender<Reply>) -> Event) -> Option<Reply> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Asks the loop to stop.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Event::Stop);
+    }
+}
+
+struct PendingProposal {
+    term: u64,
+    reply: oneshot::Sender<Reply>,
+    /// A write whose answer does not depend on the state (put, append): may be acked early
+    /// under the planted `early-ack` bug.
+    blind: bool,
+}
+
+/// The loop's state.
+pub struct Node {
+    config: ServerConfig,
+    raft: Raft,
+    storage: Storage,
+    sm: StateMachine,
+    applied: u64,
+    transport: Arc<Transport<Message>>,
+    proposals: BTreeMap<u64, PendingProposal>,
+    /// Reads gathered this iteration, sent to the core as one `read_index` (one heartbeat round).
+    new_reads: Vec<(String, oneshot::Sender<Reply>)>,
+    reads_by_ctx: HashMap<u64, Vec<(String, oneshot::Sender<Reply>)>>,
+    /// Read states from the core waiting for `applied >= index`, in arrival order.
+    ready_reads: Vec<(u64, u64)>,
+    next_ctx: u64,
+    last_role: Option<(Role, u64, Option<u64>)>,
+    early_ack: bool,
+    wall_clock: bool,
+}
+
+fn stored_entry(e: &Entry) -> StoredEntry {
+    StoredEntry {
+        index: e.index,
+        term: e.term,
+        data: serde_json::to_vec(e).expect("entries serialize"),
+    }
+}
+
+fn stored_snapshot(s: &Snapshot) -> StoredSnapshot {
+    StoredSnapshot {
+        index: s.meta.index,
+        term: s.meta.term,
+        meta: serde_json::to_vec(&s.meta).expect("meta serializes"),
+        data: s.data.clone(),
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Follower => "follower",
+        Role::PreCandidate => "pre-candidate",
+        Role::Candidate => "candidate",
+        Role::Leader => "leader",
+        Role::Learner => "learner",
+    }
+}
+
+/// Leader-to-follower messages, safe to send before the leader's own fsync.
+fn leader_outbound(m: &Message) -> bool {
+    matches!(
+        m.body,
+        MessageBody::Append { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. }
+    )
+}
+
+impl Node {
+    /// Recovers the core from storage and prepares the loop.
+    ///
+    /// # Errors
+    /// Undecodable stored data, or a core that refuses the recovered state.
+    pub fn boot(
+        config: ServerConfig,
+        raft_config: crate::raft::Config,
+        storage: Storage,
+        recovered: Recovered,
+        transport: Arc<Transport<Message>>,
+    ) -> anyhow::Result<Node> {
+        let mut entries = Vec::with_capacity(recovered.entries.len());
+        for se in &recovered.entries {
+            let e: Entry = serde_json::from_slice(&se.data).with_context(|| {
+                format!(
+                    "undecodable log entry {} in {}",
+                    se.index,
+                    config.data_dir.display()
+                )
+            })?;
+            anyhow::ensure!(
+                e.index == se.index && e.term == se.term,
+                "log entry {} does not match its record",
+                se.index
+            );
+            entries.push(e);
+        }
+        let snapshot = match &recovered.snapshot {
+            Some(s) => {
+                let meta: SnapshotMeta =
+                    serde_json::from_slice(&s.meta).context("undecodable snapshot metadata")?;
+                Some(Snapshot {
+                    meta,
+                    data: s.data.clone(),
+                })
+            }
+            None => None,
+        };
+        let hard_state = recovered
+            .hard_state
+            .map(|h| HardState {
+                term: h.term,
+                vote: h.vote,
+                commit: h.commit,
+            })
+            .unwrap_or_default();
+        let initial_membership = if config.join {
+            Membership::default()
+        } else {
+            Membership::with_voters(config.peers.keys().copied())
+        };
+        let mut sm = StateMachine::default();
+        let mut applied = 0;
+        if let Some(s) = &snapshot {
+            sm = StateMachine::restore(&s.data).context("undecodable state-machine snapshot")?;
+            applied = s.meta.index;
+        }
+        for (id, a) in &config.peers {
+            sm.addrs.insert(*id, a.clone());
+        }
+        tracing::info!(
+            term = hard_state.term,
+            vote = ?hard_state.vote,
+            commit = hard_state.commit,
+            snapshot_index = snapshot.as_ref().map_or(0, |s| s.meta.index),
+            entries = entries.len(),
+            "recovered storage"
+        );
+        let persisted = Persisted {
+            hard_state,
+            snapshot,
+            entries,
+            initial_membership,
+        };
+        let raft = Raft::new(raft_config, persisted)
+            .context("the Raft core refused the recovered state")?;
+        // Addresses of members added by (possibly uncommitted) changes in the recovered log.
+        for e in raft_entries_conf(&recovered.entries) {
+            if let Some(a) = addrs_of(&e) {
+                sm.addrs.entry(e.node).or_insert(a);
+            }
+        }
+        for (id, a) in &sm.addrs {
+            if *id != config.id {
+                transport.set_peer(*id, &a.peer);
+            }
+        }
+        let early_ack = raft.config().has_bug(Bug::EarlyAck);
+        let wall_clock = raft.config().has_bug(Bug::LeaseIgnoresSkew);
+        Ok(Node {
+            config,
+            raft,
+            storage,
+            sm,
+            applied,
+            transport,
+            proposals: BTreeMap::new(),
+            new_reads: Vec::new(),
+            reads_by_ctx: HashMap::new(),
+            ready_reads: Vec::new(),
+            next_ctx: 1,
+            last_role: None,
+            early_ack,
+            wall_clock,
+        })
+    }
+
+    /// Runs until [`Event::Stop`] or a fatal storage error.
+    ///
+    /// # Errors
+    /// A failed write or fsync: the node cannot know what is durable and must stop.
+    pub fn run(mut self, events: mpsc::Receiver<Event>) -> anyhow::Result<()> {
+        let tick = self.config.tick();
+        let mut next_tick = Instant::now() + tick;
+        let mut last_cleanup = Instant::now();
+        loop {
+            let now = Instant::now();
+            let wait = next_tick.saturating_duration_since(now);
+            match events.recv_timeout(wait) {
+                Ok(Event::Stop) => return Ok(()),
+                Ok(ev) => self.handle(ev),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            // Drain what is queued (bounded, so ticks are never starved), for group commit.
+            for _ in 0..8192 {
+                match events.try_recv() {
+                    Ok(Event::Stop) => return Ok(()),
+                    Ok(ev) => self.handle(ev),
+                    Err(_) => break,
+                }
+            }
+            self.flush_reads();
+            let now = Instant::now();
+            if now >= next_tick {
+                if self.wall_clock {
+                    let ms = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    self.raft.set_wall_clock(ms);
+                }
+                self.raft.tick();
+                next_tick += tick;
+                if next_tick < now {
+                    next_tick = now + tick;
+                }
+            }
+            while self.raft.has_ready() {
+                let rd = self.raft.ready();
+                self.handle_ready(rd)?;
+                self.raft.advance();
+            }
+            self.log_role();
+            if now.duration_since(last_cleanup) > Duration::from_secs(1) {
+                last_cleanup = now;
+                self.proposals.retain(|_, p| !p.reply.is_closed());
+                self.reads_by_ctx.retain(|_, v| {
+                    v.retain(|(_, r)| !r.is_closed());
+                    !v.is_empty()
+                });
+            }
+        }
+    }
+
+    fn not_leader(&self, leader: Option<u64>) -> Reply {
+        let leader = leader.filter(|l| *l != self.config.id);
+        Reply::NotLeader {
+            leader,
+            client: leader
+                .and_then(|l| self.sm.addrs.get(&l))
+                .map(|a| a.client.clone()),
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Message(m) => {
+                if let Err(e) = self.raft.step(m) {
+                    tracing::debug!(error = %e, "dropped a peer message");
+                }
+            }
+            Event::Propose(cmd, reply) => {
+                let blind = matches!(cmd, Command::Put { .. } | Command::Append { .. });
+                let data = serde_json::to_vec(&cmd).expect("commands serialize");
+                match self.raft.propose(data) {
+                    Ok(index) => {
+                        let term = self.raft.status().term;
+                        self.proposals
+                            .insert(index, PendingProposal { term, reply, blind });
+                    }
+                    Err(nl) => {
+                        let _ = reply.send(self.not_leader(nl.leader));
+                    }
+                }
+            }
+            Event::Read(key, reply) => self.new_reads.push((key, reply)),
+            Event::Conf(cc, reply) => {
+                self.propose_conf(cc, reply);
+            }
+            Event::Status(reply) => {
+                let _ = reply.send(Reply::Status(Box::new(self.status())));
+            }
+            Event::Stop => {}
+        }
+    }
+
+    fn propose_conf(&mut self, cc: ConfChange, reply: oneshot::Sender<Reply>) {
+        // A new member must start from a snapshot: the initial membership is not in the log,
+        // so a learner that replayed the log from index 1 would not know the original voters.
+        // Compacting here makes the leader send it a snapshot (which carries the membership).
+        if cc.kind == ConfChangeKind::AddLearner
+            && self.raft.role() == Role::Leader
+            && self.applied > self.storage.snapshot_index()
+        {
+            tracing::info!(
+                index = self.applied,
+                "compacting so that the new member starts from a snapshot"
+            );
+            self.raft.compact(self.applied, self.sm.snapshot());
+        }
+        match self.raft.propose_conf_change(cc.clone()) {
+            Ok(index) => {
+                tracing::info!(kind = ?cc.kind, node = cc.node, index, "proposed membership change");
+                let term = self.raft.status().term;
+                self.proposals.insert(
+                    index,
+                    PendingProposal {
+                        term,
+                        reply,
+                        blind: false,
+                    },
+                );
+            }
+            Err(ProposeError::NotLeader(nl)) => {
+                let _ = reply.send(self.not_leader(nl.leader));
+            }
+            Err(e) => {
+                let retry = matches!(
+                    e,
+                    ProposeError::ChangePending
+                        | ProposeError::LeaderNotReady
+                        | ProposeError::LearnerBehind(_)
+                );
+                let _ = reply.send(Reply::Refused {
+                    retry,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    fn status(&self) -> StatusView {
+        let s = self.raft.status();
+        StatusView {
+            id: s.id,
+            role: role_name(s.role),
+            term: s.term,
+            leader: s.leader,
+            commit: s.commit,
+            applied: self.applied,
+            last_index: s.last_index,
+            members: s.membership.voters.iter().copied().collect(),
+            learners: s.membership.learners.iter().copied().collect(),
+            addrs: self
+                .sm
+                .addrs
+                .iter()
+                .map(|(i, a)| (*i, a.to_string()))
+                .collect(),
+            snapshot_index: self.storage.snapshot_index(),
+        }
+    }
+
+    /// One `read_index` per iteration for all reads gathered: one heartbeat round for all.
+    fn flush_reads(&mut self) {
+        if self.new_reads.is_empty() {
+            return;
+        }
+        let ctx = self.next_ctx;
+        self.next_ctx += 1;
+        match self.raft.read_index(ctx) {
+            Ok(()) => {
+                let reads = std::mem::take(&mut self.new_reads);
+                self.reads_by_ctx.insert(ctx, reads);
+            }
+            Err(nl) => {
+                for (_, reply) in self.new_reads.drain(..) {
+                    let _ = reply.send(Reply::NotLeader {
+                        leader: nl.leader,
+                        client: nl
+                            .leader
+                            .and_then(|l| self.sm.addrs.get(&l))
+                            .map(|a| a.client.clone()),
+                    });
+                }
+            }
+        }
+    }
+
+    fn handle_ready(&mut self, mut rd: Ready) -> anyhow::Result<()> {
+        // Members added by a change take effect when appended: connect to them right away.
+        for e in &rd.entries {
+            if let Payload::Conf(cc) = &e.payload
+                && let (ConfChangeKind::AddLearner, Some(a)) = (cc.kind, addrs_of(cc))
+            {
+                if cc.node != self.config.id {
+                    self.transport.set_peer(cc.node, &a.peer);
+                }
+                self.sm.addrs.entry(cc.node).or_insert(a);
+            }
+        }
+        let (early, late): (Vec<Message>, Vec<Message>) = std::mem::take(&mut rd.messages)
+            .into_iter()
+            .partition(leader_outbound);
+        for m in early {
+            let to = m.to;
+            self.transport.send(to, m);
+        }
+        // 1. Persist, then fsync.
+        if let Some(s) = &rd.snapshot {
+            self.storage
+                .save_snapshot(&stored_snapshot(s), true)
+                .context("saving a received snapshot")?;
+            tracing::info!(
+                index = s.meta.index,
+                term = s.meta.term,
+                bytes = s.data.len(),
+                "installed snapshot from leader"
+            );
+        }
+        if let Some(s) = &rd.compaction {
+            self.storage
+                .save_snapshot(&stored_snapshot(s), false)
+                .context("saving a snapshot")?;
+            tracing::info!(
+                index = s.meta.index,
+                term = s.meta.term,
+                bytes = s.data.len(),
+                "snapshot saved; log compacted"
+            );
+        }
+        let hs = rd.hard_state.map(|h| StoredHardState {
+            term: h.term,
+            vote: h.vote,
+            commit: h.commit,
+        });
+        let entries: Vec<StoredEntry> = rd.entries.iter().map(stored_entry).collect();
+        self.storage
+            .persist(hs, &entries)
+            .context("writing the WAL")?;
+        // 2. Send.
+        for m in late {
+            let to = m.to;
+            self.transport.send(to, m);
+        }
+        // 3. Apply.
+        if let Some(s) = &rd.snapshot {
+            let mut sm =
+                StateMachine::restore(&s.data).context("undecodable snapshot from leader")?;
+            for (id, a) in &self.sm.addrs {
+                sm.addrs.entry(*id).or_insert_with(|| a.clone());
+            }
+            self.sm = sm;
+            self.applied = s.meta.index;
+            self.sync_peers();
+        }
+        if self.early_ack {
+            for index in &rd.acks {
+                if self.proposals.get(index).is_some_and(|p| p.blind) {
+                    let p = self.proposals.remove(index).unwrap();
+                    let _ = p.reply.send(Reply::Applied(Outcome::Done));
+                }
+            }
+        }
+        for e in rd.committed {
+            self.apply(e);
+        }
+        // 4. Reads, snapshots.
+        for r in rd.reads {
+            self.ready_reads.push((r.index, r.ctx));
+        }
+        self.serve_reads();
+        if rd.want_snapshot && self.applied > 0 {
+            self.raft.compact(self.applied, self.sm.snapshot());
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, e: Entry) {
+        if e.index <= self.applied {
+            return;
+        }
+        self.applied = e.index;
+        let outcome = match e.payload {
+            Payload::Noop => None,
+            Payload::Command(data) => match serde_json::from_slice::<Command>(&data) {
+                Ok(cmd) => Some(self.sm.apply(cmd)),
+                Err(err) => {
+                    tracing::error!(index = e.index, error = %err, "undecodable command in the log; skipped");
+                    Some(Outcome::Invalid(format!("undecodable command: {err}")))
+                }
+            },
+            Payload::Conf(cc) => {
+                self.apply_conf(&cc);
+                Some(Outcome::Done)
+            }
+        };
+        if let Some(p) = self.proposals.remove(&e.index) {
+            if p.term == e.term {
+                let _ = p
+                    .reply
+                    .send(Reply::Applied(outcome.unwrap_or(Outcome::Done)));
+            } else {
+                let _ = p.reply.send(Reply::Superseded);
+            }
+        }
+        // Proposals at lower indices that never showed up were overwritten by a new leader.
+        while let Some((&i, _)) = self.proposals.first_key_value() {
+            if i >= e.index {
+                break;
+            }
+            let p = self.proposals.remove(&i).unwrap();
+            let _ = p.reply.send(Reply::Superseded);
+        }
+    }
+
+    fn apply_conf(&mut self, cc: &ConfChange) {
+        tracing::info!(kind = ?cc.kind, node = cc.node, "membership change applied");
+        match cc.kind {
+            ConfChangeKind::AddLearner | ConfChangeKind::AddVoter => {
+                if let Some(a) = addrs_of(cc) {
+                    self.sm.addrs.insert(cc.node, a);
+                }
+            }
+            ConfChangeKind::Remove => {
+                if cc.node == self.config.id {
+                    tracing::warn!("this node was removed from the cluster");
+                }
+            }
+        }
+        self.sync_peers();
+    }
+
+    /// Points the transport at every current member (and away from removed ones).
+    fn sync_peers(&mut self) {
+        let members: Vec<u64> = self.raft.status().membership.members().collect();
+        for id in members {
+            if id == self.config.id {
+                continue;
+            }
+            if let Some(a) = self.sm.addrs.get(&id) {
+                self.transport.set_peer(id, &a.peer);
+            }
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        if self.ready_reads.is_empty() {
+            return;
+        }
+        let applied = self.applied;
+        let sm = &self.sm;
+        let by_ctx = &mut self.reads_by_ctx;
+        self.ready_reads.retain(|&(index, ctx)| {
+            if index > applied {
+                return true;
+            }
+            for (key, reply) in by_ctx.remove(&ctx).unwrap_or_default() {
+                let _ = reply.send(Reply::Applied(Outcome::Value(sm.get(&key))));
+            }
+            false
+        });
+    }
+
+    fn log_role(&mut self) {
+        let s = self.raft.status();
+        let now = (s.role, s.term, s.leader);
+        if self.last_role != Some(now) {
+            match self.last_role {
+                Some((role, term, _)) if role != s.role || term != s.term => {
+                    tracing::info!(from = role_name(role), to = role_name(s.role), term = s.term, leader = ?s.leader, "role change")
+                }
+                Some(_) => tracing::info!(term = s.term, leader = ?s.leader, "leader known"),
+                None => {
+                    tracing::info!(role = role_name(s.role), term = s.term, leader = ?s.leader, "initial role")
+                }
+            }
+            if s.role == Role::Candidate {
+                tracing::info!(term = s.term, "election started");
+            }
+            self.last_role = Some(now);
+        }
+    }
+}
+
+/// Addresses carried in a membership change's context (JSON of [`Addrs`]).
+pub fn addrs_of(cc: &ConfChange) -> Option<Addrs> {
+    serde_json::from_slice(&cc.context).ok()
+}
+
+fn raft_entries_conf(entries: &[StoredEntry]) -> Vec<ConfChange> {
+    entries
+        .iter()
+        .filter_map(|se| serde_json::from_slice::<Entry>(&se.data).ok())
+        .filter_map(|e| match e.payload {
+            Payload::Conf(cc) => Some(cc),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The value a read outcome carries (null otherwise).
+pub fn outcome_value(o: &Outcome) -> Value {
+    match o {
+        Outcome::Value(v) => v.clone(),
+        _ => Value::Null,
+    }
+}

@@ -1,0 +1,129 @@
+//! Planted bugs are wired through to the API (and absent without `--bug`): each test puts a
+//! node where a correct raftkv must refuse, and checks that the buggy one answers anyway.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::cluster::{Cluster, http, put_body, retry};
+
+/// Waits until every node applied what the leader has committed.
+fn wait_applied_everywhere(c: &Cluster, leader: u64) {
+    let commit = c.node(leader).status().unwrap()["commit"].as_u64().unwrap();
+    for p in &c.nodes {
+        retry(
+            &[p.client()],
+            "GET",
+            "/status",
+            None,
+            Duration::from_secs(10),
+            |r| r.body["applied"].as_u64() >= Some(commit),
+        );
+    }
+}
+
+/// A 3-node cluster with a value written, then both followers killed: the leader is alone.
+fn isolated_leader(extra: &[&str]) -> (Cluster, u64) {
+    let mut c = Cluster::start(3, extra);
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let r = retry(
+        &[c.node(leader).client()],
+        "PUT",
+        "/kv/x",
+        Some(&put_body(json!(1))),
+        Duration::from_secs(10),
+        |r| r.status == 200,
+    );
+    assert_eq!(r.body, json!({}));
+    wait_applied_everywhere(&c, leader);
+    for id in (1..=3).filter(|&i| i != leader) {
+        c.node_mut(id).kill();
+    }
+    (c, leader)
+}
+
+#[test]
+fn without_bugs_an_isolated_leader_neither_acks_writes_nor_serves_reads() {
+    let (c, leader) = isolated_leader(&["--request-timeout", "800", "--election-timeout", "3000"]);
+    let addr = c.node(leader).client();
+    let w = http(
+        &addr,
+        "PUT",
+        "/kv/x",
+        Some(&put_body(json!(2))),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_ne!(w.status, 200, "write acknowledged without a quorum: {w:?}");
+    // Still leader (CheckQuorum takes an election timeout): the write was appended and may
+    // still commit, so the answer must be indeterminate.
+    assert_eq!(
+        (w.status, &w.body),
+        (504, &json!({"error": "timeout", "definite": false}))
+    );
+    let r = http(&addr, "GET", "/kv/x", None, Duration::from_secs(5)).unwrap();
+    assert_ne!(
+        r.status, 200,
+        "read served without confirming leadership: {r:?}"
+    );
+}
+
+#[test]
+fn early_ack_bug_acknowledges_writes_that_cannot_commit() {
+    let (c, leader) = isolated_leader(&[
+        "--bug",
+        "early-ack",
+        "--request-timeout",
+        "800",
+        "--election-timeout",
+        "3000",
+    ]);
+    let addr = c.node(leader).client();
+    let w = http(
+        &addr,
+        "PUT",
+        "/kv/x",
+        Some(&put_body(json!(2))),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(
+        (w.status, w.body),
+        (200, json!({})),
+        "early-ack should ack on local append"
+    );
+}
+
+#[test]
+fn stale_read_bug_serves_reads_from_a_node_without_a_leader() {
+    let mut c = Cluster::start(3, &["--bug", "stale-read", "--request-timeout", "800"]);
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let r = retry(
+        &[c.node(leader).client()],
+        "PUT",
+        "/kv/x",
+        Some(&put_body(json!(1))),
+        Duration::from_secs(10),
+        |r| r.status == 200,
+    );
+    assert_eq!(r.status, 200);
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    wait_applied_everywhere(&c, leader);
+    // Leave the follower alone: no leader can exist, yet it answers reads from its own state.
+    for id in (1..=3).filter(|&i| i != follower) {
+        c.node_mut(id).kill();
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let r = http(
+            &c.node(follower).client(),
+            "GET",
+            "/kv/x",
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!((r.status, &r.body), (200, &json!({"value": 1})));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

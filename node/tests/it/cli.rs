@@ -1,0 +1,86 @@
+//! The command line: help, planted-bug names, bad flags.
+
+use std::process::Command;
+
+fn raftkv(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let (ok, text) = raftkv(&["--help"]);
+    assert!(ok);
+    for flag in [
+        "--id",
+        "--peers",
+        "--client-addr",
+        "--peer-addr",
+        "--data-dir",
+        "--election-timeout",
+        "--heartbeat-interval",
+        "--read-mode",
+        "--snapshot-threshold",
+        "--bug",
+        "--join",
+        "--request-timeout",
+        "--log-level",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+    }
+    assert!(text.contains("lease-ignores-skew") && text.contains("linearizable"));
+}
+
+#[test]
+fn misspelled_bug_is_refused_listing_the_known_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (ok, text) = raftkv(&[
+        "--id",
+        "1",
+        "--peers",
+        "1=127.0.0.1:1/127.0.0.1:2",
+        "--data-dir",
+        d,
+        "--bug",
+        "stale-reads",
+    ]);
+    assert!(!ok);
+    for name in [
+        "stale-read",
+        "forget-vote",
+        "commit-old-term",
+        "skip-prev-check",
+        "early-ack",
+        "lease-ignores-skew",
+    ] {
+        assert!(text.contains(name), "error does not list {name}:\n{text}");
+    }
+}
+
+#[test]
+fn peers_without_a_client_address_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (ok, text) = raftkv(&["--id", "1", "--peers", "1=127.0.0.1:2380", "--data-dir", d]);
+    assert!(!ok);
+    assert!(text.contains("PEERHOST:PORT/CLIENTHOST:PORT"), "{text}");
+    let (ok, text) = raftkv(&[
+        "--id",
+        "2",
+        "--peers",
+        "1=127.0.0.1:1/127.0.0.1:2",
+        "--data-dir",
+        d,
+    ]);
+    assert!(!ok);
+    assert!(text.contains("no entry for this node's id 2"), "{text}");
+}
