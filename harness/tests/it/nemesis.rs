@@ -219,6 +219,36 @@ async fn faults_take_effect_on_idle_containers_and_heal() {
     assert_eq!(op.outcome, Outcome::Installed, "{op:?}");
     let skew = epoch_seconds(&cluster, "n1").await - epoch_seconds(&cluster, "n2").await;
     assert!(skew.abs() <= 5, "after the reset n1 is {skew} s off");
+    // Strobe: n3's clock file flips between +0s and -5s until the stop, which leaves +0s.
+    let op = only(
+        nem.apply(
+            &Action::Start(Fault::Clock(ClockPlan::Strobe {
+                node: "n3".into(),
+                delta: -5,
+                period_ms: 100,
+            })),
+            &ctx,
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(op.outcome, Outcome::Installed, "{op:?}");
+    assert_eq!(nem.active(), vec!["clock-strobe:n3".to_string()]);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(45)).await;
+        seen.insert(nemesis::read_offset(clock.path(), "n3").unwrap());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec!["+0s", "-5s"]);
+    let op = only(
+        nem.apply(&Action::Stop(FaultKind::Clock), &ctx)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(op.outcome, Outcome::Installed, "{op:?}");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(nemesis::read_offset(clock.path(), "n3").unwrap(), "+0s");
+    assert!(nem.active().is_empty());
     // A binary libfaketime cannot reach is skipped, with the caller's reason.
     let etcd_like = NemesisContext {
         clock_supported: Err("etcd is a Go binary; libfaketime cannot reach it".into()),
