@@ -440,7 +440,7 @@ impl Nemesis {
                 self.start_pause(target.as_str(), nodes, ctx).await?
             }
             Action::Stop(FaultKind::Pause) => self.stop_pause(ctx).await?,
-            Action::Start(Fault::Clock(plan)) => self.start_clock(plan, ctx),
+            Action::Start(Fault::Clock(plan)) => self.start_clock(plan, ctx).await,
             Action::Stop(FaultKind::Clock) => self.stop_clock(ctx).await,
             Action::Start(Fault::Loss { nodes, probability }) => {
                 self.start_loss(nodes, *probability, ctx).await?
@@ -568,18 +568,15 @@ impl Nemesis {
                 Outcome::Skipped("no leader known".into()),
             ));
         };
-        if let Some(l) = ctx
-            .leader
-            .as_ref()
-            .filter(|_| kind == PartitionKind::IsolateLeader)
+        if let Some(l) = ctx.leader.as_ref()
+            && kind == PartitionKind::IsolateLeader
+            && !self.nodes.contains(l)
         {
-            if !self.nodes.contains(l) {
-                return Ok(NemesisOp::new(
-                    f,
-                    json!({"kind": kind}),
-                    Outcome::Skipped(format!("the leader {l} is not a node of this cluster")),
-                ));
-            }
+            return Ok(NemesisOp::new(
+                f,
+                json!({"kind": kind}),
+                Outcome::Skipped(format!("the leader {l} is not a node of this cluster")),
+            ));
         }
         let mut rules: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut unknown = Vec::new();
@@ -820,7 +817,7 @@ impl Nemesis {
         ))
     }
 
-    fn start_clock(&mut self, plan: &ClockPlan, ctx: &NemesisContext<'_>) -> NemesisOp {
+    async fn start_clock(&mut self, plan: &ClockPlan, ctx: &NemesisContext<'_>) -> NemesisOp {
         let f = "start-clock";
         let (kind, value) = match plan {
             ClockPlan::Bump { offsets } => {
@@ -880,16 +877,19 @@ impl Nemesis {
                     Outcome::Installed
                 }
             }
-            ClockPlan::Reset => self.reset_clocks(dir),
+            ClockPlan::Reset => self.reset_clocks(dir).await,
         };
         tracing::debug!("clock {kind}: {}", outcome.as_str());
         NemesisOp::new(f, value, outcome)
     }
 
     /// Stops any strobe and writes `+0s` for every node.
-    fn reset_clocks(&mut self, dir: &Path) -> Outcome {
+    async fn reset_clocks(&mut self, dir: &Path) -> Outcome {
         if let Some((_, task)) = self.strobe.take() {
             task.abort();
+            // The strobe may be writing on another worker right now; wait until it has stopped
+            // so that the reset is the last write.
+            let _ = task.await;
         }
         let steps: Vec<(String, Result<(), String>)> = self
             .nodes
@@ -915,13 +915,7 @@ impl Nemesis {
             return NemesisOp::new(f, json!({}), Outcome::Skipped(reason.clone()));
         }
         let had: Vec<String> = self.skewed.iter().cloned().collect();
-        if let Some((_, task)) = self.strobe.take() {
-            task.abort();
-            // The strobe may be between its write and its next tick; let the abort land before
-            // the reset so that the reset is the last write.
-            let _ = task.await;
-        }
-        let outcome = self.reset_clocks(ctx.clock_dir);
+        let outcome = self.reset_clocks(ctx.clock_dir).await;
         NemesisOp::new(f, json!({"kind": "reset", "nodes": had}), outcome)
     }
 
@@ -1087,7 +1081,10 @@ mod tests {
     fn one_failed_node_makes_the_step_indeterminate() {
         let ok = ("n1".to_string(), Ok(()));
         let bad = ("n2".to_string(), Err("container is paused".to_string()));
-        assert_eq!(Outcome::of_steps(&[ok.clone()]), Outcome::Installed);
+        assert_eq!(
+            Outcome::of_steps(std::slice::from_ref(&ok)),
+            Outcome::Installed
+        );
         assert_eq!(
             Outcome::of_steps(&[ok, bad]),
             Outcome::Indeterminate("n2: container is paused".into())

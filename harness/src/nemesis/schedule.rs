@@ -14,7 +14,7 @@ use super::spec::{ClockKind, FaultKind, KillTarget, NemesisSpec, PartitionKind, 
 
 /// The ChaCha stream the nemesis draws from, so that it never shares random numbers with the
 /// generator, which seeds its own generator from the same `--seed`.
-const NEMESIS_STREAM: u64 = 0x6e65_6d65_7369_73; // "nemesis"
+const NEMESIS_STREAM: u64 = 0x006e_656d_6573_6973; // "nemesis"
 
 /// Which nodes a kill or pause hits, as far as the seed decides it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

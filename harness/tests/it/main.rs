@@ -4,3 +4,4 @@
 //! (debootstrap, about a minute the first time) and leave nothing behind, also when they fail.
 
 mod docker;
+mod nemesis;
