@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::{HttpClient, RaftkvClient, Status};
 use crate::control::{Cluster, NodeSpec};
-use crate::nemesis::{CLOCK_MOUNT, clock_env};
+use crate::nemesis::{clock_bind, clock_env};
 
 /// A system under test.
 pub trait Db: Send + Sync {
@@ -77,7 +77,7 @@ impl Db for Raftkv {
         cmd.extend(self.args.iter().cloned());
         let name = node_name(i);
         NodeSpec {
-            binds: vec![format!("{}:{CLOCK_MOUNT}", clock_dir.join(&name).display())],
+            binds: vec![clock_bind(clock_dir, &name)],
             env: clock_env(),
             name,
             image: self.image.clone(),
