@@ -423,6 +423,11 @@ impl Cluster {
         c
     }
 
+    /// Starts a new, empty node that will join as a learner.
+    pub fn add_learner_node(&mut self, id: NodeId) {
+        self.add_node(id, Membership::default());
+    }
+
     fn add_node(&mut self, id: NodeId, initial: Membership) {
         let persisted = Persisted {
             initial_membership: initial.clone(),
@@ -754,6 +759,19 @@ impl Cluster {
         Ok(index)
     }
 
+    /// Proposes a membership change at `id`, recording it for the checker.
+    pub fn propose_conf_change(
+        &mut self,
+        id: NodeId,
+        cc: ConfChange,
+    ) -> Result<Index, super::ProposeError> {
+        let raft = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut());
+        let raft = raft.ok_or(NotLeader { leader: None })?;
+        let index = raft.propose_conf_change(cc.clone())?;
+        self.checker.proposed(id, index, Payload::Conf(cc));
+        Ok(index)
+    }
+
     /// Asks `id` for a read; returns its ctx. The floor is the highest commit index seen.
     pub fn read(&mut self, id: NodeId) -> Result<u64, NotLeader> {
         self.next_ctx += 1;
@@ -851,10 +869,8 @@ impl Cluster {
         } else {
             return Ok(());
         };
-        let raft = self.raft_mut(l).expect("up");
-        if let Ok(index) = raft.propose_conf_change(cc.clone()) {
+        if let Ok(index) = self.propose_conf_change(l, cc.clone()) {
             self.stats.conf_changes += 1;
-            self.checker.proposed(l, index, Payload::Conf(cc.clone()));
             self.log(|| format!("conf change at {l}: {cc:?} -> {index}"));
             if cc.kind == ConfChangeKind::AddLearner && !self.nodes.contains_key(&cc.node) {
                 self.add_node(cc.node, Membership::default());
@@ -1005,24 +1021,6 @@ impl Cluster {
     pub fn tick_n(&mut self, n: u64) -> Res {
         for _ in 0..n {
             self.step_tick(false)?;
-        }
-        Ok(())
-    }
-
-    /// Delivers messages (without ticking) until the network is quiet.
-    pub fn stabilize(&mut self) -> Res {
-        for _ in 0..100 {
-            let pending = !self.due.is_empty() || !self.future.is_empty();
-            if !pending {
-                return Ok(());
-            }
-            if let Some((&t, _)) = self.future.iter().next() {
-                if self.due.is_empty() {
-                    let v = self.future.remove(&t).expect("present");
-                    self.due.extend(v);
-                }
-            }
-            self.deliver()?;
         }
         Ok(())
     }
