@@ -122,7 +122,7 @@ impl SimConfig {
     /// The mixed configuration of the soak: shape, settings and faults all drawn from the seed.
     pub fn for_seed(seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5EED_5EED_5EED);
-        let nodes = if seed % 2 == 0 { 3 } else { 5 };
+        let nodes = if seed.is_multiple_of(2) { 3 } else { 5 };
         let read_mode = if rng.random_bool(0.5) {
             ReadMode::Lease
         } else {
@@ -565,13 +565,13 @@ impl Cluster {
 
     /// Crashes a node: everything not persisted is lost, including the state machine.
     pub fn crash(&mut self, id: NodeId) {
-        if let Some(n) = self.nodes.get_mut(&id) {
-            if n.raft.take().is_some() {
-                n.sm = StateMachine::default();
-                n.deferred = false;
-                self.stats.crashes += 1;
-                self.log(|| format!("crash {id}"));
-            }
+        if let Some(n) = self.nodes.get_mut(&id)
+            && n.raft.take().is_some()
+        {
+            n.sm = StateMachine::default();
+            n.deferred = false;
+            self.stats.crashes += 1;
+            self.log(|| format!("crash {id}"));
         }
     }
 
@@ -637,15 +637,14 @@ impl Cluster {
                 st.entries.clear();
                 st.snapshot = Some(s.clone());
             }
-            if let Some(s) = &rd.compaction {
-                if st
+            if let Some(s) = &rd.compaction
+                && st
                     .snapshot
                     .as_ref()
                     .is_none_or(|o| o.meta.index < s.meta.index)
-                {
-                    st.entries.retain(|e| e.index > s.meta.index);
-                    st.snapshot = Some(s.clone());
-                }
+            {
+                st.entries.retain(|e| e.index > s.meta.index);
+                st.snapshot = Some(s.clone());
             }
             if let Some(first) = rd.entries.first() {
                 st.entries.retain(|e| e.index < first.index);
@@ -809,28 +808,29 @@ impl Cluster {
         if f.conf_change > 0.0 && self.rng.random_bool(f.conf_change) {
             self.random_conf_change()?;
         }
-        if f.transfer > 0.0 && self.rng.random_bool(f.transfer) {
-            if let Some(l) = self.leader() {
-                let voters: Vec<NodeId> = self
-                    .raft(l)
-                    .expect("up")
-                    .status()
-                    .membership
-                    .voters
-                    .into_iter()
-                    .collect();
-                let to = voters[self.rng.random_range(0..voters.len())];
-                if self
-                    .raft_mut(l)
-                    .expect("up")
-                    .transfer_leadership(to)
-                    .is_ok()
-                {
-                    self.stats.transfers += 1;
-                    self.log(|| format!("transfer {l} -> {to}"));
-                }
-                self.after_input(l, true)?;
+        if f.transfer > 0.0
+            && self.rng.random_bool(f.transfer)
+            && let Some(l) = self.leader()
+        {
+            let voters: Vec<NodeId> = self
+                .raft(l)
+                .expect("up")
+                .status()
+                .membership
+                .voters
+                .into_iter()
+                .collect();
+            let to = voters[self.rng.random_range(0..voters.len())];
+            if self
+                .raft_mut(l)
+                .expect("up")
+                .transfer_leadership(to)
+                .is_ok()
+            {
+                self.stats.transfers += 1;
+                self.log(|| format!("transfer {l} -> {to}"));
             }
+            self.after_input(l, true)?;
         }
         Ok(())
     }
@@ -951,10 +951,11 @@ impl Cluster {
                 self.crash(id);
             }
         }
-        if f.leader_crash > 0.0 && self.rng.random_bool(f.leader_crash) {
-            if let Some(l) = self.leader() {
-                self.crash(l);
-            }
+        if f.leader_crash > 0.0
+            && self.rng.random_bool(f.leader_crash)
+            && let Some(l) = self.leader()
+        {
+            self.crash(l);
         }
         if f.restart > 0.0 && self.rng.random_bool(f.restart) {
             let down: Vec<NodeId> = self
@@ -1046,10 +1047,10 @@ impl Cluster {
         let mut pending: Option<(NodeId, Index, Vec<u8>)> = None;
         while self.now < start + self.cfg.heal_ticks {
             self.step_tick(false)?;
-            if let Some((_, index, data)) = &pending {
-                if self.checker.committed_payload(*index) == Some(&Payload::Command(data.clone())) {
-                    return self.checker.final_check();
-                }
+            if let Some((_, index, data)) = &pending
+                && self.checker.committed_payload(*index) == Some(&Payload::Command(data.clone()))
+            {
+                return self.checker.final_check();
             }
             let stale = match &pending {
                 Some((id, _, _)) => self.raft(*id).is_none_or(|r| r.role() != Role::Leader),
