@@ -167,6 +167,18 @@ impl SimConfig {
         }
     }
 
+    /// The soak's configuration: half the seeds use the mixed configuration, the other half
+    /// the harsher mixes tuned for each planted bug, with every bug off.
+    pub fn for_soak(seed: u64) -> Self {
+        if seed % 4 < 2 {
+            return SimConfig::for_seed(seed);
+        }
+        let bug = Bug::ALL[((seed / 4) % Bug::ALL.len() as u64) as usize];
+        let mut c = SimConfig::for_bug(bug, seed);
+        c.bugs.clear();
+        c
+    }
+
     /// A mix tuned to expose one planted bug (with the bug switched on).
     pub fn for_bug(bug: Bug, seed: u64) -> Self {
         let mut c = SimConfig::for_seed(seed);
@@ -1120,7 +1132,7 @@ impl Cluster {
 pub(crate) fn run_seed(seed: u64, bug: Option<Bug>) -> Result<Stats, Violation> {
     let cfg = match bug {
         Some(b) => SimConfig::for_bug(b, seed),
-        None => SimConfig::for_seed(seed),
+        None => SimConfig::for_soak(seed),
     };
     Cluster::new(seed, cfg).run()
 }
@@ -1140,7 +1152,7 @@ fn replay() {
         "config: {:?}",
         match bug {
             Some(b) => SimConfig::for_bug(b, seed),
-            None => SimConfig::for_seed(seed),
+            None => SimConfig::for_soak(seed),
         }
     );
     match run_seed(seed, bug) {

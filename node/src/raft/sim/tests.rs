@@ -9,7 +9,7 @@ fn soak_seeds() -> u64 {
     std::env::var("RAFT_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1000)
+        .unwrap_or(2000)
 }
 
 fn soak_shard(shard: u64) {
