@@ -52,6 +52,9 @@ struct LeaderState {
     waiting_reads: Vec<u64>,
     /// Leadership transfer in progress (dissertation §3.10).
     transferee: Option<NodeId>,
+    /// A TimeoutNow went out in this term: its election bypasses leader stickiness, possibly
+    /// even after the transfer timed out here, so this leader never trusts a lease again.
+    timeout_now_sent: bool,
     transfer_elapsed: u64,
 }
 
@@ -457,6 +460,7 @@ impl Raft {
             .get(&to)
             .is_some_and(|p| p.match_index == last);
         if caught_up {
+            leader.timeout_now_sent = true;
             self.send(to, MessageBody::TimeoutNow);
         } else {
             self.send_append(to);
@@ -827,6 +831,7 @@ impl Raft {
             reads: ReadQueue::default(),
             waiting_reads: Vec::new(),
             transferee: None,
+            timeout_now_sent: false,
             transfer_elapsed: 0,
         }));
         self.leader = Some(self.config.id);
@@ -1129,6 +1134,9 @@ impl Raft {
                     ProgressState::Replicate => {}
                 }
                 let transfer_ready = leader.transferee == Some(from) && pr.match_index == last;
+                if transfer_ready {
+                    leader.timeout_now_sent = true;
+                }
                 if advanced {
                     self.maybe_commit();
                 }
@@ -1175,10 +1183,16 @@ impl Raft {
         };
         pr.recent_active = true;
         pr.acked_round = pr.acked_round.max(round);
-        // Retransmit after loss: a lagging follower whose pipeline stalled is probed again.
+        // Retransmit after loss: a lagging follower whose pipeline made no progress over two
+        // heartbeats is probed again from its match index.
         match pr.state {
             ProgressState::Probe => pr.probe_sent = false,
-            ProgressState::Replicate if pr.match_index < last => pr.become_probe(),
+            ProgressState::Replicate if pr.match_index < last => {
+                pr.stalls += 1;
+                if pr.stalls >= 2 {
+                    pr.become_probe();
+                }
+            }
             ProgressState::Snapshot => pr.become_probe(),
             ProgressState::Replicate => {}
         }
@@ -1267,6 +1281,7 @@ impl Raft {
         let leader = self.leader_state_mut();
         let lease_ok = lease_mode
             && leader.transferee.is_none()
+            && !leader.timeout_now_sent
             && if wall_lease {
                 leader.reads.lease.valid_by_wall(wall)
             } else {
