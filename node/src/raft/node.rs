@@ -141,19 +141,20 @@ impl Raft {
             }
             log.commit = log.last_index();
         }
-        if config.bugs.is_empty() && persisted.hard_state.term < log.last_term() {
-            return Err(Error::Corrupt(format!(
-                "term {} is behind the last log term {}",
-                persisted.hard_state.term,
-                log.last_term()
-            )));
+        let mut hard_state = persisted.hard_state;
+        if hard_state.term < log.last_term() {
+            // A torn write: entries (or a snapshot) of a later term reached the disk, the hard
+            // state did not. The node was in that term, and cannot have voted in it: a vote
+            // only goes out after the hard state carrying it is durable.
+            hard_state.term = log.last_term();
+            hard_state.vote = None;
         }
         let mut rng = SplitMix(config.seed ^ config.id.wrapping_mul(0xA24B_AED4_963E_E407));
         let randomized_timeout = config.election_tick + rng.next() % config.election_tick;
         let mut raft = Raft {
             rng,
-            term: persisted.hard_state.term,
-            vote: persisted.hard_state.vote,
+            term: hard_state.term,
+            vote: hard_state.vote,
             leader: None,
             role: RoleState::Follower,
             log,

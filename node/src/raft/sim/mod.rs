@@ -44,6 +44,9 @@ pub(crate) struct Faults {
     pub restart: f64,
     /// Probability of leaving a node's `Ready` unhandled after an input (a slow fsync).
     pub defer_ready: f64,
+    /// Probability that handling a `Ready` is cut short by a crash: only a prefix of its
+    /// writes (snapshot, compaction, each entry, hard state) reaches the disk, nothing is sent.
+    pub torn_write: f64,
     pub clock_jump: f64,
     pub conf_change: f64,
     pub transfer: f64,
@@ -66,6 +69,7 @@ impl Faults {
             leader_crash: 0.0,
             restart: 0.0,
             defer_ready: 0.0,
+            torn_write: 0.0,
             clock_jump: 0.0,
             conf_change: 0.0,
             transfer: 0.0,
@@ -157,6 +161,7 @@ impl SimConfig {
                 leader_crash: 0.005 * scale,
                 restart: 0.08,
                 defer_ready: rng.random_range(0.0..0.3),
+                torn_write: 0.005,
                 clock_jump: 0.02,
                 conf_change: 0.03,
                 transfer: 0.01,
@@ -273,6 +278,7 @@ pub(crate) struct Stats {
     pub acks: u64,
     pub reads: u64,
     pub crashes: u64,
+    pub torn_writes: u64,
     pub snapshots_installed: u64,
     pub compactions: u64,
     pub conf_changes: u64,
@@ -643,13 +649,32 @@ impl Cluster {
                 return Ok(());
             }
             let rd = raft.ready();
-            // 1. Persist.
+            // 1. Persist, in the order of the durability rule. A torn write keeps a prefix.
+            let ops = rd.snapshot.is_some() as usize
+                + rd.compaction.is_some() as usize
+                + rd.entries.len()
+                + rd.hard_state.is_some() as usize;
+            let f = &self.cfg.faults;
+            let torn = ops > 0 && f.torn_write > 0.0 && self.rng.random_bool(f.torn_write);
+            let mut budget = if torn {
+                self.rng.random_range(0..ops)
+            } else {
+                ops
+            };
+            let mut take = || {
+                let ok = budget > 0;
+                budget = budget.saturating_sub(1);
+                ok
+            };
             let st = &mut n.storage;
-            if let Some(s) = &rd.snapshot {
+            if let Some(s) = &rd.snapshot
+                && take()
+            {
                 st.entries.clear();
                 st.snapshot = Some(s.clone());
             }
             if let Some(s) = &rd.compaction
+                && take()
                 && st
                     .snapshot
                     .as_ref()
@@ -658,26 +683,39 @@ impl Cluster {
                 st.entries.retain(|e| e.index > s.meta.index);
                 st.snapshot = Some(s.clone());
             }
-            if let Some(first) = rd.entries.first() {
-                st.entries.retain(|e| e.index < first.index);
-                let expected = st
-                    .entries
-                    .last()
-                    .map(|e| e.index)
-                    .or(st.snapshot.as_ref().map(|s| s.meta.index))
-                    .unwrap_or(0)
-                    + 1;
-                if first.index != expected {
-                    return Err(format!(
-                        "node {id} asked storage to write entry {} after {}",
-                        first.index,
-                        expected - 1
-                    ));
+            for (k, e) in rd.entries.iter().enumerate() {
+                if !take() {
+                    break;
                 }
-                st.entries.extend(rd.entries.iter().cloned());
+                if k == 0 {
+                    st.entries.retain(|x| x.index < e.index);
+                    let expected = st
+                        .entries
+                        .last()
+                        .map(|e| e.index)
+                        .or(st.snapshot.as_ref().map(|s| s.meta.index))
+                        .unwrap_or(0)
+                        + 1;
+                    if e.index != expected {
+                        return Err(format!(
+                            "node {id} asked storage to write entry {} after {}",
+                            e.index,
+                            expected - 1
+                        ));
+                    }
+                }
+                st.entries.push(e.clone());
             }
-            if let Some(hs) = rd.hard_state {
+            if let Some(hs) = rd.hard_state
+                && take()
+            {
                 st.hard_state = hs;
+            }
+            if torn {
+                self.stats.torn_writes += 1;
+                self.log(|| format!("torn write on {id}"));
+                self.crash(id);
+                return Ok(());
             }
             // 3. Apply (before sending is fine here: messages are only queued).
             if let Some(s) = &rd.snapshot {
@@ -1045,6 +1083,7 @@ impl Cluster {
         let f = &mut self.cfg.faults;
         f.loss = 0.0;
         f.dup = 0.0;
+        f.torn_write = 0.0;
         f.max_delay = f.max_delay.min(1);
         let down: Vec<NodeId> = self
             .nodes

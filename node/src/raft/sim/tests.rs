@@ -27,6 +27,7 @@ fn soak_shard(shard: u64) {
                 agg.compactions += s.compactions;
                 agg.conf_changes += s.conf_changes;
                 agg.crashes += s.crashes;
+                agg.torn_writes += s.torn_writes;
                 agg.transfers += s.transfers;
             }
             Err(v) => panic!("{v}"),
