@@ -1176,6 +1176,8 @@ impl Raft {
 
     fn on_heartbeat_response(&mut self, from: NodeId, round: u64) {
         let last = self.log.last_index();
+        // A snapshot may be large: resend it only after about two election timeouts.
+        let snapshot_patience = (2 * self.config.election_tick / self.config.heartbeat_tick).max(2);
         let Some(RoleState::Leader(leader)) = Some(&mut self.role) else {
             return;
         };
@@ -1194,7 +1196,12 @@ impl Raft {
                     pr.become_probe();
                 }
             }
-            ProgressState::Snapshot => pr.become_probe(),
+            ProgressState::Snapshot => {
+                pr.stalls += 1;
+                if pr.stalls as u64 >= snapshot_patience {
+                    pr.become_probe();
+                }
+            }
             ProgressState::Replicate => {}
         }
         self.release_reads();

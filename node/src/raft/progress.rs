@@ -69,6 +69,7 @@ impl Progress {
 
     pub fn become_snapshot(&mut self) {
         self.state = ProgressState::Snapshot;
+        self.stalls = 0;
         self.probe_sent = false;
         self.inflight.clear();
     }

@@ -1045,9 +1045,12 @@ impl Cluster {
         let tick_ms = self.cfg.tick_millis as i64;
         for id in self.live() {
             let now = self.now as i64;
-            let n = self.nodes.get_mut(&id).expect("live");
+            let n = self.nodes.get_mut(&id).expect("known");
             let wall = (now * tick_ms + 1_000_000 + n.wall_offset).max(0) as u64;
-            let raft = n.raft.as_mut().expect("live");
+            // Retired or crashed by an earlier node's step in this loop.
+            let Some(raft) = n.raft.as_mut() else {
+                continue;
+            };
             raft.set_wall_clock(wall);
             raft.tick();
             self.after_input(id, chaos)?;
