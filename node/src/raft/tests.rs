@@ -369,6 +369,78 @@ fn pipelining_is_bounded_by_max_inflight_and_batches_by_max_append_entries() {
     );
 }
 
+// Reference: §5.3 ("if followers crash or run slowly, or if network packets are lost, the
+// leader retries AppendEntries indefinitely").
+#[test]
+fn lost_append_is_retransmitted_after_two_stalled_heartbeats() {
+    let mut r = boot(config(1), &[1, 2]);
+    elect(&mut r, &[1, 2]);
+    drain(&mut r);
+    let term = r.term();
+    let last = r.status().last_index;
+    r.step(msg(
+        2,
+        1,
+        term,
+        MessageBody::AppendResponse { result: Ok(last) },
+    ))
+    .unwrap();
+    drain(&mut r);
+    let idx = r.propose(b"lost".to_vec()).unwrap();
+    let rd = drain(&mut r);
+    assert!(
+        rd.messages
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::Append { .. }))
+    );
+    // That Append is lost. The first heartbeat answer is patience; the second resends.
+    let resent = |rd: &Ready| {
+        rd.messages.iter().any(|m| match &m.body {
+            MessageBody::Append { entries, .. } => entries.iter().any(|e| e.index == idx),
+            _ => false,
+        })
+    };
+    r.step(msg(2, 1, term, MessageBody::HeartbeatResponse { round: 1 }))
+        .unwrap();
+    assert!(!resent(&drain(&mut r)));
+    r.step(msg(2, 1, term, MessageBody::HeartbeatResponse { round: 2 }))
+        .unwrap();
+    assert!(resent(&drain(&mut r)));
+}
+
+// Reference: §5.2 and the durability rule: a torn write may leave entries of a later term on
+// disk without the hard state; the node resumes in that term without a vote.
+#[test]
+fn boot_after_a_torn_write_resumes_in_the_last_log_term_without_a_vote() {
+    let mut entries = boot(config(1), &[1, 2, 3]).log_entries().to_vec();
+    entries.push(Entry {
+        index: 4,
+        term: 6,
+        payload: Payload::Noop,
+    });
+    let mut r = Raft::new(
+        config(1),
+        Persisted {
+            hard_state: HardState {
+                term: 4,
+                vote: Some(3),
+                commit: 3,
+            },
+            entries,
+            initial_membership: Membership::with_voters([1, 2, 3]),
+            ..Persisted::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.term(), 6);
+    assert_eq!(r.status().last_index, 4);
+    let rd = r.ready();
+    let hs = rd
+        .hard_state
+        .expect("the corrected hard state is persisted");
+    assert_eq!((hs.term, hs.vote), (6, None));
+}
+
 // Reference: §5.3 (conflicting entries are overwritten; fast back-off by conflict term).
 #[test]
 fn follower_with_a_conflicting_suffix_is_repaired_with_conflict_hints() {
