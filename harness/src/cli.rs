@@ -116,7 +116,8 @@ pub async fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::List => list(),
-        Command::Check(args) => crate::check_cmd::run(&args).map(|code| u8::try_from(code).unwrap_or(EXIT_HARNESS_ERROR)),
+        Command::Check(args) => crate::check_cmd::run(&args)
+            .map(|code| u8::try_from(code).unwrap_or(EXIT_HARNESS_ERROR)),
         Command::Images(args) => images(args).await,
         Command::Clean => clean().await,
     };
@@ -167,7 +168,10 @@ fn resolve(args: &RunArgs) -> anyhow::Result<(Workload, u64, String)> {
             w.nemesis = None;
         } else {
             let mut spec = w.nemesis.take().unwrap_or_default();
-            spec.faults = list.parse::<crate::nemesis::Faults>().map_err(|e| anyhow::anyhow!("--nemesis: {e}"))?.0;
+            spec.faults = list
+                .parse::<crate::nemesis::Faults>()
+                .map_err(|e| anyhow::anyhow!("--nemesis: {e}"))?
+                .0;
             w.nemesis = Some(spec);
         }
         repro += &format!(" --nemesis {list}");
@@ -191,9 +195,20 @@ fn resolve(args: &RunArgs) -> anyhow::Result<(Workload, u64, String)> {
 
 async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let (workload, seed, reproduce) = resolve(&args)?;
-    let results = args.results.clone().unwrap_or_else(|| crate::workspace::root().join("results"));
+    let results = args
+        .results
+        .clone()
+        .unwrap_or_else(|| crate::workspace::root().join("results"));
     let progress = !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let opts = RunOptions { workload, seed, node_bin: args.node_bin.clone(), label: args.label.clone(), results, reproduce, progress };
+    let opts = RunOptions {
+        workload,
+        seed,
+        node_bin: args.node_bin.clone(),
+        label: args.label.clone(),
+        results,
+        reproduce,
+        progress,
+    };
     let outcome = runner::run(opts.clone()).await?;
     print_summary(&opts, &outcome);
     Ok(outcome.valid.exit_code() as u8)
@@ -203,7 +218,15 @@ fn print_summary(opts: &RunOptions, outcome: &runner::RunOutcome) {
     let r = &outcome.checked.results;
     let verdict = r.valid.as_str().to_uppercase();
     println!();
-    println!("{} {verdict}{}", opts.workload.name, if outcome.interrupted { " (interrupted: partial history)" } else { "" });
+    println!(
+        "{} {verdict}{}",
+        opts.workload.name,
+        if outcome.interrupted {
+            " (interrupted: partial history)"
+        } else {
+            ""
+        }
+    );
     println!("  {}", runner::summary_line(&outcome.checked));
     if let Some(c) = r.linearizable.counterexample() {
         println!("  counterexample: {}", c.message);

@@ -55,7 +55,10 @@ impl Db for Raftkv {
         let peers: Vec<String> = (0..n)
             .map(|j| {
                 let ip = cluster.address_of(j);
-                format!("{}={ip}:{RAFTKV_PEER_PORT}/{ip}:{RAFTKV_CLIENT_PORT}", j + 1)
+                format!(
+                    "{}={ip}:{RAFTKV_PEER_PORT}/{ip}:{RAFTKV_CLIENT_PORT}",
+                    j + 1
+                )
             })
             .collect();
         let ip = cluster.address_of(i);
@@ -98,7 +101,9 @@ impl Db for Raftkv {
 
 /// What every node said on `/status`, for readiness, the leader, and the leader timeline.
 pub async fn statuses(clients: &[(String, RaftkvClient)]) -> Vec<(String, Result<Status, String>)> {
-    let polls = clients.iter().map(|(name, c)| async move { (name.clone(), c.status().await) });
+    let polls = clients
+        .iter()
+        .map(|(name, c)| async move { (name.clone(), c.status().await) });
     futures_util::future::join_all(polls).await
 }
 
@@ -107,7 +112,12 @@ pub async fn statuses(clients: &[(String, RaftkvClient)]) -> Vec<(String, Result
 pub fn leader_of(statuses: &[(String, Result<Status, String>)]) -> Option<String> {
     statuses
         .iter()
-        .filter_map(|(name, s)| s.as_ref().ok().filter(|s| s.role == "leader").map(|s| (s.term, name)))
+        .filter_map(|(name, s)| {
+            s.as_ref()
+                .ok()
+                .filter(|s| s.role == "leader")
+                .map(|s| (s.term, name))
+        })
         .max()
         .map(|(_, name)| name.clone())
 }
@@ -116,7 +126,10 @@ pub fn leader_of(statuses: &[(String, Result<Status, String>)]) -> Option<String
 ///
 /// # Errors
 /// After `timeout`, what each node last said.
-pub async fn await_ready(clients: &[(String, RaftkvClient)], timeout: Duration) -> Result<String, String> {
+pub async fn await_ready(
+    clients: &[(String, RaftkvClient)],
+    timeout: Duration,
+) -> Result<String, String> {
     let deadline = Instant::now() + timeout;
     loop {
         let all = statuses(clients).await;
@@ -132,15 +145,32 @@ pub async fn await_ready(clients: &[(String, RaftkvClient)], timeout: Duration) 
                     Err(e) => format!("{n}: {e}"),
                 })
                 .collect();
-            return Err(format!("no leader after {:.0} s; {}", timeout.as_secs_f64(), detail.join("; ")));
+            return Err(format!(
+                "no leader after {:.0} s; {}",
+                timeout.as_secs_f64(),
+                detail.join("; ")
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// Clients for every node of a cluster.
-pub fn clients_for(db: &dyn Db, cluster: &Cluster, http: &HttpClient) -> Vec<(String, RaftkvClient)> {
-    cluster.nodes().iter().map(|n| (n.name.clone(), RaftkvClient::new(http.clone(), &db.client_addr(n.ip)))).collect()
+pub fn clients_for(
+    db: &dyn Db,
+    cluster: &Cluster,
+    http: &HttpClient,
+) -> Vec<(String, RaftkvClient)> {
+    cluster
+        .nodes()
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                RaftkvClient::new(http.clone(), &db.client_addr(n.ip)),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -148,7 +178,14 @@ mod tests {
     use super::*;
 
     fn status(role: &str, term: u64) -> Result<Status, String> {
-        Ok(Status { id: 1, role: role.into(), term, leader: None, commit: 0, applied: 0 })
+        Ok(Status {
+            id: 1,
+            role: role.into(),
+            term,
+            leader: None,
+            commit: 0,
+            applied: 0,
+        })
     }
 
     #[test]
@@ -159,7 +196,10 @@ mod tests {
             ("n3".to_string(), Err("down".into())),
         ];
         assert_eq!(leader_of(&all).as_deref(), Some("n2"));
-        let none = vec![("n1".to_string(), status("follower", 3)), ("n2".to_string(), status("candidate", 4))];
+        let none = vec![
+            ("n1".to_string(), status("follower", 3)),
+            ("n2".to_string(), status("candidate", 4)),
+        ];
         assert_eq!(leader_of(&none), None);
     }
 }

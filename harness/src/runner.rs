@@ -48,6 +48,8 @@ pub struct RunOptions {
 /// What a finished run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
+    /// The run id (the value of the `faultline.run` label on its Docker objects).
+    pub run_id: String,
     /// The run's folder.
     pub dir: RunDir,
     /// The verdict.
@@ -116,7 +118,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     let dir = RunDir::create(&opts.results, &w.name)
         .with_context(|| format!("creating a run folder in {}", opts.results.display()))?;
     let run_id = format!("{}-{}", w.name, dir.stamp.to_lowercase());
-    eprintln!("faultline: run {} of '{}' with seed {} -> {}", run_id, w.name, opts.seed, dir.path.display());
+    eprintln!(
+        "faultline: run {} of '{}' with seed {} -> {}",
+        run_id,
+        w.name,
+        opts.seed,
+        dir.path.display()
+    );
 
     let docker = control::connect().await?;
     let images = Images::new(docker.clone(), opts.progress);
@@ -126,11 +134,24 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     };
     let base = images.ensure_base(false).await?;
     let image = images.ensure_node(&binary, false).await?;
-    let db = Raftkv { image: image.clone(), bugs: w.node.bugs.clone(), args: w.node.args.clone() };
+    let db = Raftkv {
+        image: image.clone(),
+        bugs: w.node.bugs.clone(),
+        args: w.node.args.clone(),
+    };
 
     let mut guard = RunGuard::new(&run_id);
     let interrupted = Arc::new(AtomicBool::new(false));
-    let body = run_cluster(&opts, &dir, &run_id, &docker, &db, &binary, vec![base, image], interrupted.clone());
+    let body = run_cluster(
+        &opts,
+        &dir,
+        &run_id,
+        &docker,
+        &db,
+        &binary,
+        vec![base, image],
+        interrupted.clone(),
+    );
     let outcome = tokio::select! {
         r = body => r,
         _ = tokio::signal::ctrl_c() => {
@@ -148,9 +169,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     outcome?;
     teardown?;
 
-    let checked = check_run(&dir).with_context(|| format!("checking {}", dir.history().display()))?;
+    let checked =
+        check_run(&dir).with_context(|| format!("checking {}", dir.history().display()))?;
     dir.update_latest().context("updating the latest links")?;
-    Ok(RunOutcome { valid: checked.results.valid, checked, dir, interrupted: interrupted.load(Ordering::SeqCst) })
+    Ok(RunOutcome {
+        run_id,
+        valid: checked.results.valid,
+        checked,
+        dir,
+        interrupted: interrupted.load(Ordering::SeqCst),
+    })
 }
 
 /// Latency quantiles of the operations that completed `ok`.
@@ -190,19 +218,30 @@ pub fn latency(history: &faultline_checker::History) -> Option<Latency> {
     }
     ms.sort_by(f64::total_cmp);
     let q = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
-    Some(Latency { p50_ms: q(0.5), p99_ms: q(0.99), max_ms: ms[ms.len() - 1] })
+    Some(Latency {
+        p50_ms: q(0.5),
+        p99_ms: q(0.99),
+        max_ms: ms[ms.len() - 1],
+    })
 }
 
 /// One line for the terminal: counts, availability and latency of the client operations.
 pub fn summary_line(checked: &Checked) -> String {
     let t = &checked.results.stats.total;
-    let availability = if t.count == 0 { 0.0 } else { 100.0 * t.ok as f64 / t.count as f64 };
+    let availability = if t.count == 0 {
+        0.0
+    } else {
+        100.0 * t.ok as f64 / t.count as f64
+    };
     let mut line = format!(
         "{} ops: {} ok, {} fail, {} info; availability {availability:.1}%",
         t.count, t.ok, t.fail, t.info
     );
     if let Some(l) = &checked.latency {
-        line += &format!("; latency of ok ops p50 {:.1} ms, p99 {:.1} ms", l.p50_ms, l.p99_ms);
+        line += &format!(
+            "; latency of ok ops p50 {:.1} ms, p99 {:.1} ms",
+            l.p50_ms, l.p99_ms
+        );
     }
     line
 }
@@ -213,14 +252,20 @@ pub fn summary_line(checked: &Checked) -> String {
 /// When the history cannot be read or the results cannot be written.
 pub fn check_run(dir: &RunDir) -> anyhow::Result<Checked> {
     let history = faultline_checker::read_history(&dir.history())?;
-    let options = CheckOptions { time_limit: Some(Duration::from_secs(60)), ..CheckOptions::default() };
+    let options = CheckOptions {
+        time_limit: Some(Duration::from_secs(60)),
+        ..CheckOptions::default()
+    };
     let result = faultline_checker::check(&history, &options)?;
     if let Some(c) = result.counterexample() {
         std::fs::write(dir.path.join("counterexample.svg"), &c.svg)?;
     }
     let results = Results::new(result, faultline_checker::stats(&history));
     dir.write_json("results.json", &results)?;
-    Ok(Checked { results, latency: latency(&history) })
+    Ok(Checked {
+        results,
+        latency: latency(&history),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -242,7 +287,9 @@ async fn run_cluster(
     let boot = Instant::now();
     let mut cluster = Cluster::create(docker, run_id).await?;
     for i in 0..w.nodes {
-        cluster.start_node(db.node_spec(&cluster, i, w.nodes, &clock_dir)).await?;
+        cluster
+            .start_node(db.node_spec(&cluster, i, w.nodes, &clock_dir))
+            .await?;
     }
     let cluster = Arc::new(cluster);
     let record = RunRecord {
@@ -262,7 +309,11 @@ async fn run_cluster(
         nodes: cluster
             .nodes()
             .iter()
-            .map(|n| NodeRecordAddr { name: n.name.clone(), ip: n.ip.to_string(), container: n.container.clone() })
+            .map(|n| NodeRecordAddr {
+                name: n.name.clone(),
+                ip: n.ip.to_string(),
+                container: n.container.clone(),
+            })
             .collect(),
     };
     dir.write_json("run.json", &record)?;
@@ -275,9 +326,23 @@ async fn run_cluster(
     let leader = db::await_ready(&status_clients, Duration::from_secs(30))
         .await
         .map_err(|e| anyhow::anyhow!("the cluster did not become ready: {e}"))?;
-    eprintln!("faultline: {} nodes up, {leader} leads, {:.1} s after boot", w.nodes, boot.elapsed().as_secs_f64());
+    eprintln!(
+        "faultline: {} nodes up, {leader} leads, {:.1} s after boot",
+        w.nodes,
+        boot.elapsed().as_secs_f64()
+    );
 
-    let result = drive(opts, dir, db, &cluster, &clients, &status_clients, &clock_dir, &interrupted).await;
+    let result = drive(
+        opts,
+        dir,
+        db,
+        &cluster,
+        &clients,
+        &status_clients,
+        &clock_dir,
+        &interrupted,
+    )
+    .await;
     collect_logs(&cluster, dir).await;
     result
 }
@@ -325,7 +390,13 @@ async fn drive(
         )));
     }
 
-    let mut nemesis = w.nemesis.as_ref().map(|spec| Nemesis::new(spec, opts.seed, cluster.nodes().iter().map(|n| n.name.clone()).collect()));
+    let mut nemesis = w.nemesis.as_ref().map(|spec| {
+        Nemesis::new(
+            spec,
+            opts.seed,
+            cluster.nodes().iter().map(|n| n.name.clone()).collect(),
+        )
+    });
     let active = Arc::new(Mutex::new(Vec::<String>::new()));
     let bar = progress_bar(opts.progress, main_phase);
     let ticker = {
@@ -338,7 +409,11 @@ async fn drive(
                     counters.ok.load(Ordering::Relaxed),
                     counters.fail.load(Ordering::Relaxed),
                     counters.info.load(Ordering::Relaxed),
-                    if faults.is_empty() { String::new() } else { format!(" | {faults}") }
+                    if faults.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" | {faults}")
+                    }
                 ));
                 bar.set_position(bar.elapsed().as_secs().min(bar.length().unwrap_or(0)));
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -391,8 +466,20 @@ async fn drive(
     }
 
     // Final reads: every key ever used, through every node in turn, until one read succeeds.
-    let keys = generator.lock().unwrap_or_else(|p| p.into_inner()).touched_keys().to_vec();
-    final_reads(&keys, clients, &history, &counters, &next_process, opts.seed).await?;
+    let keys = generator
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .touched_keys()
+        .to_vec();
+    final_reads(
+        &keys,
+        clients,
+        &history,
+        &counters,
+        &next_process,
+        opts.seed,
+    )
+    .await?;
     stop_poller.cancel();
     let _ = poller.await;
     eprintln!(
@@ -435,7 +522,13 @@ fn record_nemesis(history: &HistoryWriter, ops: &[NemesisOp]) -> anyhow::Result<
 }
 
 /// Writes one invocation and its completion to the history; returns the completion.
-async fn perform(history: &HistoryWriter, process: u64, node: &str, client: &RaftkvClient, op: &Op) -> anyhow::Result<Completion> {
+async fn perform(
+    history: &HistoryWriter,
+    process: u64,
+    node: &str,
+    client: &RaftkvClient,
+    op: &Op,
+) -> anyhow::Result<Completion> {
     history.append(&Event {
         process: Process::Client(process),
         kind: "invoke",
@@ -507,7 +600,11 @@ async fn final_reads(
         let first = rng.random_range(0..clients.len());
         for attempt in 0..clients.len() * 3 {
             let (node, client) = &clients[(first + attempt) % clients.len()];
-            let op = Op { f: F::Read, key: key.clone(), value: Value::Null };
+            let op = Op {
+                f: F::Read,
+                key: key.clone(),
+                value: Value::Null,
+            };
             let c = perform(history, process, node, client, &op).await?;
             counters.add(&c);
             if matches!(c, Completion::Info(_)) {
@@ -522,15 +619,24 @@ async fn final_reads(
     Ok(())
 }
 
-async fn poll_status(clients: Vec<(String, RaftkvClient)>, path: PathBuf, start: Instant, stop: CancellationToken) {
+async fn poll_status(
+    clients: Vec<(String, RaftkvClient)>,
+    path: PathBuf,
+    start: Instant,
+    stop: CancellationToken,
+) {
     use std::io::Write;
-    let Ok(file) = std::fs::File::create(&path) else { return };
+    let Ok(file) = std::fs::File::create(&path) else {
+        return;
+    };
     let mut out = std::io::BufWriter::new(file);
     loop {
         let time = start.elapsed().as_nanos() as u64;
         for (node, s) in db::statuses(&clients).await {
             let line = match s {
-                Ok(s) => json!({"time": time, "node": node, "role": s.role, "term": s.term, "leader": s.leader, "commit": s.commit}),
+                Ok(s) => {
+                    json!({"time": time, "node": node, "role": s.role, "term": s.term, "leader": s.leader, "commit": s.commit})
+                }
                 Err(e) => json!({"time": time, "node": node, "error": e}),
             };
             let _ = writeln!(out, "{line}");

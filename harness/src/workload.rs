@@ -35,7 +35,11 @@ pub struct Keys {
 
 impl Default for Keys {
     fn default() -> Self {
-        Self { active: default_active_keys(), ops_per_key: default_ops_per_key(), value_range: default_value_range() }
+        Self {
+            active: default_active_keys(),
+            ops_per_key: default_ops_per_key(),
+            value_range: default_value_range(),
+        }
     }
 }
 
@@ -176,7 +180,11 @@ pub fn list(dir: &Path) -> Vec<String> {
 /// # Errors
 /// [`WorkloadError`] naming the file, line and field.
 pub fn load(dir: &Path, name: &str) -> Result<Workload, WorkloadError> {
-    let path = if name.ends_with(".toml") { PathBuf::from(name) } else { dir.join(format!("{name}.toml")) };
+    let path = if name.ends_with(".toml") {
+        PathBuf::from(name)
+    } else {
+        dir.join(format!("{name}.toml"))
+    };
     let file = path.display().to_string();
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -190,7 +198,11 @@ pub fn load(dir: &Path, name: &str) -> Result<Workload, WorkloadError> {
         Err(source) => return Err(WorkloadError::Io { file, source }),
     };
     let mut w = parse(&text, &file)?;
-    w.name = path.file_stem().and_then(|s| s.to_str()).unwrap_or(name).to_string();
+    w.name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(name)
+        .to_string();
     Ok(w)
 }
 
@@ -199,7 +211,10 @@ pub fn load(dir: &Path, name: &str) -> Result<Workload, WorkloadError> {
 /// # Errors
 /// [`WorkloadError::Parse`] or [`WorkloadError::Invalid`].
 pub fn parse(text: &str, file: &str) -> Result<Workload, WorkloadError> {
-    let w: Workload = toml::from_str(text).map_err(|e| WorkloadError::Parse { file: file.to_string(), message: parse_message(text, &e) })?;
+    let w: Workload = toml::from_str(text).map_err(|e| WorkloadError::Parse {
+        file: file.to_string(),
+        message: parse_message(text, &e),
+    })?;
     w.validate(file)?;
     Ok(w)
 }
@@ -223,19 +238,35 @@ impl Workload {
     /// [`WorkloadError::Invalid`] naming the field and what is allowed.
     pub fn validate(&self, file: &str) -> Result<(), WorkloadError> {
         let bad = |field: &str, message: &str| {
-            Err(WorkloadError::Invalid { file: file.to_string(), field: field.to_string(), message: message.to_string() })
+            Err(WorkloadError::Invalid {
+                file: file.to_string(),
+                field: field.to_string(),
+                message: message.to_string(),
+            })
         };
         if !(1..=9).contains(&self.nodes) {
-            return bad("nodes", &format!("{} is not allowed: 1 to 9 nodes", self.nodes));
+            return bad(
+                "nodes",
+                &format!("{} is not allowed: 1 to 9 nodes", self.nodes),
+            );
         }
         if !(self.time_limit > 0.0 && self.time_limit.is_finite()) {
             return bad("time-limit", "must be a positive number of seconds");
         }
         if !(self.rate >= 0.0 && self.rate.is_finite()) {
-            return bad("rate", "must be 0 (unlimited) or a positive number of operations per second");
+            return bad(
+                "rate",
+                "must be 0 (unlimited) or a positive number of operations per second",
+            );
         }
         if !(1..=1024).contains(&self.concurrency) {
-            return bad("concurrency", &format!("{} is not allowed: 1 to 1024 client processes", self.concurrency));
+            return bad(
+                "concurrency",
+                &format!(
+                    "{} is not allowed: 1 to 1024 client processes",
+                    self.concurrency
+                ),
+            );
         }
         if !(self.op_timeout > 0.0 && self.op_timeout <= 600.0) {
             return bad("op-timeout", "must be between 0 and 600 seconds");
@@ -244,7 +275,10 @@ impl Workload {
             return bad("recovery", "must be between 0 and 600 seconds");
         }
         if self.ops.read + self.ops.write + self.ops.cas == 0 {
-            return bad("ops", "at least one of read, write, cas needs a positive weight");
+            return bad(
+                "ops",
+                "at least one of read, write, cas needs a positive weight",
+            );
         }
         if self.keys.active == 0 {
             return bad("keys.active", "at least one key must be active");
@@ -258,7 +292,10 @@ impl Workload {
         }
         for bug in &self.node.bugs {
             if !KNOWN_BUGS.contains(&bug.as_str()) {
-                return bad("node.bugs", &format!("unknown bug '{bug}' (known: {})", KNOWN_BUGS.join(", ")));
+                return bad(
+                    "node.bugs",
+                    &format!("unknown bug '{bug}' (known: {})", KNOWN_BUGS.join(", ")),
+                );
             }
         }
         Ok(())
@@ -278,8 +315,14 @@ impl Workload {
 }
 
 /// raftkv's planted bugs (its `--bug` flag).
-pub const KNOWN_BUGS: &[&str] =
-    &["stale-read", "forget-vote", "commit-old-term", "skip-prev-check", "early-ack", "lease-ignores-skew"];
+pub const KNOWN_BUGS: &[&str] = &[
+    "stale-read",
+    "forget-vote",
+    "commit-old-term",
+    "skip-prev-check",
+    "early-ack",
+    "lease-ignores-skew",
+];
 
 #[cfg(test)]
 mod tests {
@@ -299,7 +342,14 @@ write = 1
     fn a_minimal_workload_gets_defaults() {
         let w = parse(GOOD, "w.toml").unwrap();
         assert_eq!(w.nodes, 3);
-        assert_eq!(w.ops, Mix { read: 2, write: 1, cas: 0 });
+        assert_eq!(
+            w.ops,
+            Mix {
+                read: 2,
+                write: 1,
+                cas: 0
+            }
+        );
         assert_eq!(w.keys, Keys::default());
         assert!(w.nemesis.is_none());
         assert_eq!(w.target, Target::Raftkv);
@@ -322,11 +372,26 @@ write = 1
 
     #[test]
     fn out_of_range_values_name_the_field_and_the_allowed_range() {
-        let err = parse(&format!("nodes = 12\n{GOOD}"), "w.toml").unwrap_err().to_string();
-        assert_eq!(err, "w.toml: field `nodes`: 12 is not allowed: 1 to 9 nodes");
-        let err = parse(&format!("{GOOD}\n[node]\nbugs = [\"stale-reads\"]\n"), "w.toml").unwrap_err().to_string();
-        assert!(err.contains("node.bugs") && err.contains("stale-read,"), "{err}");
-        let err = parse(&GOOD.replace("read = 2\nwrite = 1", "read = 0"), "w.toml").unwrap_err().to_string();
+        let err = parse(&format!("nodes = 12\n{GOOD}"), "w.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "w.toml: field `nodes`: 12 is not allowed: 1 to 9 nodes"
+        );
+        let err = parse(
+            &format!("{GOOD}\n[node]\nbugs = [\"stale-reads\"]\n"),
+            "w.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("node.bugs") && err.contains("stale-read,"),
+            "{err}"
+        );
+        let err = parse(&GOOD.replace("read = 2\nwrite = 1", "read = 0"), "w.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`ops`"), "{err}");
     }
 
@@ -335,16 +400,34 @@ write = 1
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("register-none.toml"), GOOD).unwrap();
         let err = load(dir.path(), "register-nope").unwrap_err().to_string();
-        assert!(err.contains("register-nope") && err.contains("known: register-none"), "{err}");
-        assert_eq!(load(dir.path(), "register-none").unwrap().name, "register-none");
+        assert!(
+            err.contains("register-nope") && err.contains("known: register-none"),
+            "{err}"
+        );
+        assert_eq!(
+            load(dir.path(), "register-none").unwrap().name,
+            "register-none"
+        );
     }
 
     #[test]
     fn every_shipped_workload_parses() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads");
         let names = list(&dir);
-        for want in ["register-none", "register-partition", "register-kill", "register-pause", "register-clock", "register-loss", "register-all", "perf"] {
-            assert!(names.iter().any(|n| n == want), "workloads/{want}.toml is missing");
+        for want in [
+            "register-none",
+            "register-partition",
+            "register-kill",
+            "register-pause",
+            "register-clock",
+            "register-loss",
+            "register-all",
+            "perf",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "workloads/{want}.toml is missing"
+            );
         }
         for name in names {
             load(&dir, &name).unwrap_or_else(|e| panic!("{e}"));

@@ -124,6 +124,8 @@ mod tests {
 
     use super::*;
 
+    type Answer = Result<(StatusCode, Value), HttpError>;
+
     fn op(f: F, value: Value) -> Op {
         Op {
             f,
@@ -137,7 +139,7 @@ mod tests {
     fn answers_are_classified_by_status_and_definite_flag() {
         let cas = op(F::Cas, json!([1, 2]));
         let read = op(F::Read, Value::Null);
-        let cases: Vec<(&Op, Result<(StatusCode, Value), HttpError>, Completion)> = vec![
+        let cases: Vec<(&Op, Answer, Completion)> = vec![
             (&read, Ok((StatusCode::OK, json!({"value": 3}))),                         Completion::Ok(json!(3))),
             (&read, Ok((StatusCode::OK, json!({"value": null}))),                      Completion::Ok(Value::Null)),
             (&cas,  Ok((StatusCode::OK, json!({}))),                                   Completion::Ok(json!([1, 2]))),

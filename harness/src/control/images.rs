@@ -420,6 +420,8 @@ fn build_context(
 ) -> Result<Vec<u8>, ControlError> {
     let io = |what: String| move |source| ControlError::Io { what, source };
     let mut tar = tar::Builder::new(Vec::new());
+    // Docker's build-context reader rejects GNU sparse entries (header type S).
+    tar.sparse(false);
     for (name, data, mode) in inline {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);

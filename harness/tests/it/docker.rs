@@ -1,68 +1,8 @@
 //! Images, a cluster of containers on a fresh network, reachability, and clean teardown.
 
-use std::collections::HashMap;
+use faultline::control::{self, Cluster, NodeSpec, RunGuard};
 
-use bollard::Docker;
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-};
-use faultline::control::{self, Cluster, Images, NodeBinary, NodeSpec, RUN_LABEL, RunGuard};
-
-/// A run id no other test or run uses.
-fn unique_run_id(name: &str) -> String {
-    format!("test-{name}-{}-{}", std::process::id(), rand_suffix())
-}
-
-fn rand_suffix() -> u32 {
-    use std::hash::{BuildHasher, RandomState};
-    (RandomState::new().hash_one(std::time::SystemTime::now()) & 0xffff) as u32
-}
-
-/// Counts the containers, volumes and networks that carry the run's label.
-async fn objects_of_run(docker: &Docker, run_id: &str) -> (usize, usize, usize) {
-    let filters = HashMap::from([("label".to_string(), vec![format!("{RUN_LABEL}={run_id}")])]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap();
-    let volumes = docker
-        .list_volumes(Some(
-            ListVolumesOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap()
-        .volumes
-        .unwrap_or_default();
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap();
-    (containers.len(), volumes.len(), networks.len())
-}
-
-/// Builds (or finds) the base and node images, as `faultline run` would.
-async fn node_image(docker: &Docker) -> String {
-    let images = Images::new(docker.clone(), false);
-    let root = faultline::workspace::root();
-    let binary = NodeBinary::workspace_raftkv(&root)
-        .await
-        .expect("build raftkv");
-    images
-        .ensure_node(&binary, false)
-        .await
-        .expect("node image")
-}
+use crate::util::{node_image, objects_of_run, unique_run_id};
 
 fn idle_node(name: &str, image: &str) -> NodeSpec {
     NodeSpec {

@@ -5,3 +5,5 @@
 
 mod docker;
 mod nemesis;
+mod run;
+mod util;

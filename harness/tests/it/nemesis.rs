@@ -1,47 +1,14 @@
 //! The nemesis against three idle containers: each fault takes effect, is reported, and heals.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
-use bollard::query_parameters::ListContainersOptionsBuilder;
-use faultline::control::{self, Cluster, Images, NodeBinary, NodeSpec, RUN_LABEL, RunGuard};
+use crate::util::{node_image, objects_of_run, unique_run_id};
+use faultline::control::{self, Cluster, NodeSpec, RunGuard};
 use faultline::nemesis::{
     self, Action, ClockPlan, Fault, FaultKind, Nemesis, NemesisContext, NemesisOp, NemesisSpec,
     Outcome, PartitionKind, PauseTarget, Targets,
 };
-
-fn unique_run_id(name: &str) -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let suffix = RandomState::new().hash_one(std::time::SystemTime::now()) & 0xffff;
-    format!("test-{name}-{}-{suffix}", std::process::id())
-}
-
-async fn node_image(docker: &Docker) -> String {
-    let images = Images::new(docker.clone(), false);
-    let root = faultline::workspace::root();
-    let binary = NodeBinary::workspace_raftkv(&root)
-        .await
-        .expect("build raftkv");
-    images
-        .ensure_node(&binary, false)
-        .await
-        .expect("node image")
-}
-
-async fn containers_of_run(docker: &Docker, run_id: &str) -> usize {
-    let filters = HashMap::from([("label".to_string(), vec![format!("{RUN_LABEL}={run_id}")])]);
-    docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap()
-        .len()
-}
 
 /// Whether `from` gets an answer to one ping of `to` within a second.
 async fn reaches(cluster: &Cluster, from: &str, to: &str) -> bool {
@@ -408,7 +375,7 @@ async fn faults_take_effect_on_idle_containers_and_heal() {
     guard.disarm();
     assert_eq!(removed.containers.len(), 3);
     assert_eq!(
-        containers_of_run(&docker, &run_id).await,
+        objects_of_run(&docker, &run_id).await.0,
         0,
         "teardown left containers"
     );

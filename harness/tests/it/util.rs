@@ -1,0 +1,62 @@
+//! Helpers shared by the Docker tests.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+};
+use faultline::control::{Images, NodeBinary, RUN_LABEL};
+
+/// A run id no other test or run uses.
+pub fn unique_run_id(name: &str) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let suffix = RandomState::new().hash_one(std::time::SystemTime::now()) & 0xffff;
+    format!("test-{name}-{}-{suffix}", std::process::id())
+}
+
+/// Builds (or finds) the base and node images, as `faultline run` would.
+pub async fn node_image(docker: &Docker) -> String {
+    let images = Images::new(docker.clone(), false);
+    let root = faultline::workspace::root();
+    let binary = NodeBinary::workspace_raftkv(&root)
+        .await
+        .expect("build raftkv");
+    images
+        .ensure_node(&binary, false)
+        .await
+        .expect("node image")
+}
+
+/// Counts the containers, volumes and networks that carry the run's label.
+pub async fn objects_of_run(docker: &Docker, run_id: &str) -> (usize, usize, usize) {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{RUN_LABEL}={run_id}")])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap();
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default();
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap();
+    (containers.len(), volumes.len(), networks.len())
+}
