@@ -11,3 +11,6 @@ pub fn testdata() -> PathBuf {
         "/../../shared/testdata"
     ))
 }
+
+mod format;
+mod random;
