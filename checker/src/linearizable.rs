@@ -599,6 +599,12 @@ impl<S: Eq + Clone> Memo<S> {
 /// Lowe's search over one partition. In collect mode, it enumerates every configuration in
 /// which all operations with a return are linearized, recording their states and the first
 /// linearization, instead of stopping at the first.
+///
+/// Candidates at a configuration are tried in two passes: first the pending operations that
+/// must be linearized (list A, which also holds their return entries), then the optional ones
+/// (indeterminate operations, list B) invoked before the first pending return. Trying optional
+/// operations last keeps the search from guessing when an `info` write took effect until an
+/// observation needs it; the set of configurations explored is the same, only the order differs.
 fn search<M: Model>(
     model: &M,
     ops: &[Entry<M::Op>],
@@ -607,60 +613,71 @@ fn search<M: Model>(
     max_configurations: usize,
 ) -> SearchOut {
     let n = ops.len();
-    // Entries 2i (call) and 2i+1 (return of op i); HEAD and TAIL sentinels at 2n and 2n+1.
+    // Entries 2i (call) and 2i+1 (return of op i); sentinels HEAD = 2n and TAIL = 2n+1 in both
+    // lists. List A (next/prev): required operations' calls and returns in history order.
+    // List B (next_b/prev_b): optional operations' calls in history order.
     let head = 2 * n;
     let tail = 2 * n + 1;
-    let mut events: Vec<(usize, usize)> = Vec::with_capacity(2 * n);
-    for (i, e) in ops.iter().enumerate() {
-        events.push((e.call, 2 * i));
-        if let Some(r) = e.ret {
-            events.push((r, 2 * i + 1));
-        }
-    }
-    events.sort_unstable();
     let mut next = vec![0u32; 2 * n + 2];
     let mut prev = vec![0u32; 2 * n + 2];
-    let mut last = head;
-    for &(_, e) in &events {
-        next[last] = e as u32;
-        prev[e] = last as u32;
-        last = e;
+    let mut next_b = vec![0u32; 2 * n + 2];
+    let mut prev_b = vec![0u32; 2 * n + 2];
+    {
+        let mut events: Vec<(usize, usize)> = Vec::with_capacity(2 * n);
+        let mut optional: Vec<(usize, usize)> = Vec::new();
+        for (i, e) in ops.iter().enumerate() {
+            match e.ret {
+                Some(r) => {
+                    events.push((e.call, 2 * i));
+                    events.push((r, 2 * i + 1));
+                }
+                None => optional.push((e.call, 2 * i)),
+            }
+        }
+        for (list, next, prev) in [
+            (&mut events, &mut next, &mut prev),
+            (&mut optional, &mut next_b, &mut prev_b),
+        ] {
+            list.sort_unstable();
+            let mut last = head;
+            for &(_, e) in list.iter() {
+                next[last] = e as u32;
+                prev[e] = last as u32;
+                last = e;
+            }
+            next[last] = tail as u32;
+            prev[tail] = last as u32;
+        }
     }
-    next[last] = tail as u32;
-    prev[tail] = last as u32;
 
     let words = n.div_ceil(64).max(1);
-    let zob: Vec<u64> = (0..n as u64)
-        .map(|i| mix64(i ^ 0x2545_f491_4f6c_dd1d))
-        .collect();
+    let zob: Vec<u64> = (0..n as u64).map(|i| mix64(i ^ 0x2545_f491_4f6c_dd1d)).collect();
     let hasher = ahash::RandomState::with_seeds(7, 11, 13, 17);
     let mut bits = vec![0u64; words];
     let mut zhash = 0u64;
     let mut memo: Memo<M::State> = Memo::new(words);
     let mut state = model.init();
-    let mut stack: Vec<(u32, M::State, bool)> = Vec::new();
+    // (op, state before it, forced, the pass-B bound when it was chosen)
+    let mut stack: Vec<(u32, M::State, bool, usize)> = Vec::new();
     let mut required = ops.iter().filter(|e| e.ret.is_some()).count();
     let mut max_cut: (usize, usize) = (0, 0); // (return position, op)
     let mut cur = next[head] as usize;
+    let mut pass_b = false;
+    let mut bound = usize::MAX;
     let mut iters: u64 = 0;
     let mut accounted = 0usize;
     let per_entry = memo.bytes_per_entry();
 
     let finish = |end: End, memo: &Memo<M::State>, accounted: usize| {
         budget.memory_used.fetch_sub(accounted, Ordering::Relaxed);
-        SearchOut {
-            end,
-            configurations: memo.len(),
-        }
+        SearchOut { end, configurations: memo.len() }
     };
 
     loop {
         iters += 1;
         if iters & 0xfff == 0 {
             let bytes = memo.len() * per_entry;
-            let used = budget
-                .memory_used
-                .fetch_add(bytes - accounted, Ordering::Relaxed)
+            let used = budget.memory_used.fetch_add(bytes - accounted, Ordering::Relaxed)
                 + (bytes - accounted);
             accounted = bytes;
             if used > budget.memory_limit {
@@ -692,7 +709,7 @@ fn search<M: Model>(
                 Some(c) => {
                     if !c.found {
                         c.found = true;
-                        c.linearization = stack.iter().map(|(i, _, _)| *i).collect();
+                        c.linearization = stack.iter().map(|f| f.0).collect();
                     }
                     if !c.states.contains(&state) {
                         if c.states.len() < MAX_STATES {
@@ -705,9 +722,29 @@ fn search<M: Model>(
                 }
             }
         }
-        if cur != tail && cur & 1 == 0 {
+        let mut backtrack = false;
+        if !pass_b && cur != tail && cur & 1 == 1 || !pass_b && cur == tail {
+            // A return entry (an operation that must have been linearized by now) or the end
+            // of list A: the required candidates are exhausted; now the optional ones.
+            if cur != tail {
+                let pos = ops[cur >> 1].ret.unwrap_or(0);
+                if pos >= max_cut.0 {
+                    max_cut = (pos, cur >> 1);
+                }
+                bound = pos;
+            } else {
+                bound = usize::MAX;
+            }
+            pass_b = true;
+            cur = next_b[head] as usize;
+            continue;
+        }
+        if pass_b && (cur == tail || ops[cur >> 1].call >= bound) {
+            backtrack = true;
+        } else {
             // A call entry: try to linearize the operation now.
             let i = cur >> 1;
+            let mut advanced = false;
             if let Some(s2) = model.step(&state, &ops[i].op) {
                 bits[i >> 6] |= 1 << (i & 63);
                 zhash ^= zob[i];
@@ -717,57 +754,63 @@ fn search<M: Model>(
                     if memo.len() > max_configurations {
                         return finish(End::OverLimit, &memo, accounted);
                     }
-                    stack.push((i as u32, std::mem::replace(&mut state, s2), read_only));
-                    // Lift: unlink the call entry, then the return entry.
+                    stack.push((i as u32, std::mem::replace(&mut state, s2), read_only, bound));
                     let c = cur;
-                    next[prev[c] as usize] = next[c];
-                    prev[next[c] as usize] = prev[c];
-                    if ops[i].ret.is_some() {
+                    if pass_b {
+                        next_b[prev_b[c] as usize] = next_b[c];
+                        prev_b[next_b[c] as usize] = prev_b[c];
+                    } else {
+                        // Lift: unlink the call entry, then the return entry.
+                        next[prev[c] as usize] = next[c];
+                        prev[next[c] as usize] = prev[c];
                         let r = c + 1;
                         next[prev[r] as usize] = next[r];
                         prev[next[r] as usize] = prev[r];
                         required -= 1;
                     }
                     cur = next[head] as usize;
-                    continue;
-                }
-                bits[i >> 6] &= !(1 << (i & 63));
-                zhash ^= zob[i];
-                if read_only {
+                    pass_b = false;
+                    advanced = true;
+                } else {
+                    bits[i >> 6] &= !(1 << (i & 63));
+                    zhash ^= zob[i];
                     // This configuration plus the read was explored and failed, and a read
                     // commutes with everything: so this configuration fails too.
-                    cur = tail;
-                    continue;
+                    backtrack = read_only;
                 }
             }
-            cur = next[cur] as usize;
-        } else {
-            // A return entry (an operation that must have been linearized by now) or the end.
-            if cur != tail {
-                let pos = ops[cur >> 1].ret.unwrap_or(0);
-                if pos >= max_cut.0 {
-                    max_cut = (pos, cur >> 1);
-                }
+            if !advanced && !backtrack {
+                cur = if pass_b { next_b[cur] } else { next[cur] } as usize;
             }
-            let Some((i, old, forced)) = stack.pop() else {
+        }
+        while backtrack {
+            let Some((i, old, forced, b)) = stack.pop() else {
                 return finish(End::Exhausted { cut: max_cut.1 }, &memo, accounted);
             };
             let i = i as usize;
             state = old;
             bits[i >> 6] &= !(1 << (i & 63));
             zhash ^= zob[i];
-            // Unlift in reverse order: the return entry, then the call entry.
             let c = 2 * i;
             if ops[i].ret.is_some() {
+                // Unlift in reverse order: the return entry, then the call entry.
                 let r = c + 1;
                 next[prev[r] as usize] = r as u32;
                 prev[next[r] as usize] = r as u32;
+                next[prev[c] as usize] = c as u32;
+                prev[next[c] as usize] = c as u32;
                 required += 1;
+                pass_b = false;
+                cur = next[c] as usize;
+            } else {
+                next_b[prev_b[c] as usize] = c as u32;
+                prev_b[next_b[c] as usize] = c as u32;
+                pass_b = true;
+                bound = b;
+                cur = next_b[c] as usize;
             }
-            next[prev[c] as usize] = c as u32;
-            prev[next[c] as usize] = c as u32;
             // A read that was possible here was forced: no alternative to try at this level.
-            cur = if forced { tail } else { next[c] as usize };
+            backtrack = forced;
         }
     }
 }

@@ -14,3 +14,5 @@ pub fn testdata() -> PathBuf {
 
 mod format;
 mod random;
+mod counterexample;
+mod models;
