@@ -107,7 +107,11 @@ fn etcd() {
         println!(
             "etcd corpus ({label}): {} files, total wall {total:.1} ms{} (best of 5 each), wrong verdicts {wrong}; slowest (wall): {}",
             hs.len(),
-            if threads == Some(1) { format!(", CPU {total_cpu:.1} ms") } else { String::new() },
+            if threads == Some(1) {
+                format!(", CPU {total_cpu:.1} ms")
+            } else {
+                String::new()
+            },
             per.iter()
                 .take(3)
                 .map(|(ms, _, n)| format!("{n} {ms:.2} ms"))
@@ -138,7 +142,11 @@ fn kv(name: &str, partition: bool, reps: usize) {
             } else {
                 "unpartitioned"
             },
-            if threads == Some(1) { format!(", CPU {cpu:.2} ms") } else { String::new() },
+            if threads == Some(1) {
+                format!(", CPU {cpu:.2} ms")
+            } else {
+                String::new()
+            },
             h.operations.len()
         );
     }
@@ -338,9 +346,16 @@ fn main() {
             let h = generate(n, keys, 20, 42);
             let t = Instant::now();
             let r = check(&h, &opts(ModelKind::CasRegister, Some(1), true)).unwrap();
-            println!("{n} ops over {keys} keys: {:.0} ms, {}", t.elapsed().as_secs_f64() * 1e3, r.valid);
+            println!(
+                "{n} ops over {keys} keys: {:.0} ms, {}",
+                t.elapsed().as_secs_f64() * 1e3,
+                r.valid
+            );
             for k in r.keys.iter().take(10) {
-                println!("  {:?} ops={} configurations={} {:.1} ms", k.key, k.ops, k.configurations, k.elapsed_ms);
+                println!(
+                    "  {:?} ops={} configurations={} {:.1} ms",
+                    k.key, k.ops, k.configurations, k.elapsed_ms
+                );
             }
         }
         Some(g) if g.starts_with("gen:") => gen_case(g[4..].parse().expect("gen:N")),

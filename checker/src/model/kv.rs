@@ -1,9 +1,8 @@
 //! Porcupine's key-value model: string values with `get`, `put` and `append`.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use serde_json::Value;
+use smallvec::SmallVec;
+use std::collections::HashMap;
 
 use super::{Call, HStr, Interner, Model, expect_known, mix64};
 use crate::history::Outcome;
@@ -30,14 +29,22 @@ enum KvKind {
     Append(HStr),
 }
 
-/// The strings of every slot, with an incrementally maintained hash.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The strings of every slot, with an incrementally maintained hash. One slot (the per-key
+/// check) is stored inline, without allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvState {
     hash: u64,
-    vals: Arc<[HStr]>,
+    vals: SmallVec<[HStr; 1]>,
+}
+
+impl std::hash::Hash for KvState {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(self.hash)
+    }
 }
 
 fn slot_hash(slot: u32, s: &HStr) -> u64 {
+    // Mixed, so that per-slot hashes combine well by XOR.
     mix64(s.hash64() ^ (u64::from(slot) << 40))
 }
 
@@ -98,7 +105,7 @@ impl Model for KvModel {
 
     fn init(&self) -> KvState {
         let empty = HStr::new("");
-        let vals: Arc<[HStr]> = (0..self.nslots()).map(|_| empty.clone()).collect();
+        let vals: SmallVec<[HStr; 1]> = (0..self.nslots()).map(|_| empty.clone()).collect();
         let hash = (0..self.nslots() as u32).fold(0, |h, i| h ^ slot_hash(i, &empty));
         KvState { hash, vals }
     }
@@ -118,7 +125,7 @@ impl Model for KvModel {
                 if v.as_str().is_empty() {
                     return Some(s.clone());
                 }
-                cur.concat(v.as_str())
+                cur.concat(v)
             }
         };
         let hash = s.hash ^ slot_hash(op.slot, cur) ^ slot_hash(op.slot, &new);

@@ -22,7 +22,11 @@ fn knossos_bad_analysis_blames_a_spurious_read() {
     assert_eq!(states, ["0", "1"]);
     assert!(c.states_complete);
     assert!(c.prefix_length >= 4);
-    assert!(c.svg.contains("process 21") && c.svg.contains("#d00"), "{}", c.svg);
+    assert!(
+        c.svg.contains("process 21") && c.svg.contains("#d00"),
+        "{}",
+        c.svg
+    );
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["valid"], "invalid");
     assert_eq!(json["keys"][0]["counterexample"]["op"]["f"], "read");

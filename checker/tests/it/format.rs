@@ -7,7 +7,8 @@ fn jsonl(lines: &[&str]) -> String {
 }
 
 const W0: &str = r#"{"index":0,"time":10,"process":1,"type":"invoke","f":"write","key":"r1","value":3,"node":"n1"}"#;
-const W1: &str = r#"{"index":1,"time":20,"process":1,"type":"ok","f":"write","key":"r1","value":3,"node":"n1"}"#;
+const W1: &str =
+    r#"{"index":1,"time":20,"process":1,"type":"ok","f":"write","key":"r1","value":3,"node":"n1"}"#;
 
 fn err(text: &str) -> Error {
     parse_history(text, false).expect_err("should not parse")
@@ -18,9 +19,18 @@ fn reads_every_field_of_a_jsonl_op() {
     let nem = r#"{"index":2,"time":30,"process":"nemesis","type":"info","f":"start-partition","value":{"kind":"halves"}}"#;
     let h = parse_history(&jsonl(&[W0, W1, nem]), false).unwrap();
     let op = &h.ops[0];
-    assert_eq!((op.index, op.time, op.process), (0, Some(10), Process::Client(1)));
-    assert_eq!((op.kind, op.f.as_str(), op.key.as_deref()), (OpType::Invoke, "write", Some("r1")));
-    assert_eq!((op.value.clone(), op.node.as_deref()), (serde_json::json!(3), Some("n1")));
+    assert_eq!(
+        (op.index, op.time, op.process),
+        (0, Some(10), Process::Client(1))
+    );
+    assert_eq!(
+        (op.kind, op.f.as_str(), op.key.as_deref()),
+        (OpType::Invoke, "write", Some("r1"))
+    );
+    assert_eq!(
+        (op.value.clone(), op.node.as_deref()),
+        (serde_json::json!(3), Some("n1"))
+    );
     assert_eq!(h.ops[2].process, Process::Nemesis);
     assert_eq!(h.operations.len(), 1);
     assert!(h.warnings.is_empty());
@@ -28,7 +38,10 @@ fn reads_every_field_of_a_jsonl_op() {
 
 #[test]
 fn unknown_type_names_line_and_field() {
-    let e = err(&jsonl(&[W0, r#"{"index":1,"process":1,"type":"done","f":"write","value":3}"#]));
+    let e = err(&jsonl(&[
+        W0,
+        r#"{"index":1,"process":1,"type":"done","f":"write","value":3}"#,
+    ]));
     assert_eq!(e.line(), Some(2));
     let m = e.to_string();
     assert!(m.contains("\"type\"") && m.contains("done"), "{m}");
@@ -39,10 +52,16 @@ fn missing_and_ill_typed_fields_are_named() {
     let e = err(&jsonl(&[r#"{"index":0,"type":"invoke","f":"read"}"#]));
     assert_eq!(e.line(), Some(1));
     assert!(e.to_string().contains("missing field \"process\""), "{e}");
-    let e = err(&jsonl(&[W0, W1, r#"{"index":2,"time":"soon","process":1,"type":"invoke","f":"read"}"#]));
+    let e = err(&jsonl(&[
+        W0,
+        W1,
+        r#"{"index":2,"time":"soon","process":1,"type":"invoke","f":"read"}"#,
+    ]));
     assert_eq!(e.line(), Some(3));
     assert!(e.to_string().contains("\"time\""), "{e}");
-    let e = err(&jsonl(&[r#"{"index":0,"process":"bob","type":"invoke","f":"read"}"#]));
+    let e = err(&jsonl(&[
+        r#"{"index":0,"process":"bob","type":"invoke","f":"read"}"#,
+    ]));
     assert!(e.to_string().contains("\"process\""), "{e}");
 }
 
@@ -82,19 +101,28 @@ fn file_errors_name_the_file() {
     let p = dir.path().join("history.jsonl");
     std::fs::write(&p, jsonl(&[W0, r#"{"process":1,"type":"ok"}"#])).unwrap();
     let m = read_history(&p).unwrap_err().to_string();
-    assert!(m.contains("history.jsonl") && m.contains("line 2") && m.contains("\"f\""), "{m}");
+    assert!(
+        m.contains("history.jsonl") && m.contains("line 2") && m.contains("\"f\""),
+        "{m}"
+    );
     let e = read_history(&dir.path().join("nope.jsonl")).unwrap_err();
     assert!(matches!(e, Error::Io { .. }));
 }
 
 #[test]
 fn edn_errors_name_line_and_field() {
-    let e = parse_history("[{:process 1 :type :invoke :f :read}\n {:process 1 :type :ok}]", true)
-        .unwrap_err();
+    let e = parse_history(
+        "[{:process 1 :type :invoke :f :read}\n {:process 1 :type :ok}]",
+        true,
+    )
+    .unwrap_err();
     assert_eq!(e.line(), Some(2));
     assert!(e.to_string().contains(":f"), "{e}");
-    let e = parse_history("[{:process 1 :type :invoke :f :read}\n {:process 1 :type :ok :f :read", true)
-        .unwrap_err();
+    let e = parse_history(
+        "[{:process 1 :type :invoke :f :read}\n {:process 1 :type :ok :f :read",
+        true,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("not closed"), "{e}");
 }
 

@@ -12,7 +12,7 @@ pub fn testdata() -> PathBuf {
     ))
 }
 
-mod format;
-mod random;
 mod counterexample;
+mod format;
 mod models;
+mod random;

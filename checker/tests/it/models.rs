@@ -4,7 +4,11 @@ use faultline_checker::{CheckOptions, ModelKind, Validity, check, parse_history}
 
 fn verdict(model: ModelKind, edn: &str) -> Validity {
     let h = parse_history(edn, true).unwrap_or_else(|e| panic!("{e}"));
-    let opts = CheckOptions { model: Some(model), stop_on_invalid: false, ..CheckOptions::default() };
+    let opts = CheckOptions {
+        model: Some(model),
+        stop_on_invalid: false,
+        ..CheckOptions::default()
+    };
     check(&h, &opts).unwrap_or_else(|e| panic!("{e}")).valid
 }
 
@@ -107,7 +111,10 @@ fn an_unknown_function_is_a_model_error_naming_its_line() {
         true,
     )
     .unwrap();
-    let opts = CheckOptions { model: Some(ModelKind::CasRegister), ..CheckOptions::default() };
+    let opts = CheckOptions {
+        model: Some(ModelKind::CasRegister),
+        ..CheckOptions::default()
+    };
     let e = check(&h, &opts).unwrap_err();
     assert_eq!(e.line(), Some(3));
     assert!(e.to_string().contains("frob"), "{e}");

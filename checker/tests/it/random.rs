@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use faultline_checker::model::{CasRegister, Interner, ListAppend, Model};
 use faultline_checker::history::Operation;
+use faultline_checker::model::{CasRegister, Interner, ListAppend, Model};
 use faultline_checker::{
     CheckOptions, History, ModelKind, Op, OpType, Outcome, Process, Validity, check, parse_history,
 };
@@ -32,7 +32,8 @@ fn random_history(rng: &mut ChaCha8Rng, list: bool, n_ops: usize, keys: usize) -
         line: 0,
     };
     while issued < n_ops || !pending.is_empty() {
-        let invoke = issued < n_ops && !free.is_empty() && (pending.is_empty() || rng.random_bool(0.5));
+        let invoke =
+            issued < n_ops && !free.is_empty() && (pending.is_empty() || rng.random_bool(0.5));
         if invoke {
             let p = free.swap_remove(rng.random_range(0..free.len()));
             let key = (keys > 1).then(|| format!("k{}", rng.random_range(0..keys)));
@@ -40,7 +41,10 @@ fn random_history(rng: &mut ChaCha8Rng, list: bool, n_ops: usize, keys: usize) -
             let (f, value) = match (list, rng.random_range(0..3)) {
                 (false, 0) => ("read", Value::Null),
                 (false, 1) => ("write", v(rng)),
-                (false, _) => ("cas", json!([rng.random_range(0..3), rng.random_range(0..3)])),
+                (false, _) => (
+                    "cas",
+                    json!([rng.random_range(0..3), rng.random_range(0..3)]),
+                ),
                 (true, 0) => ("read", Value::Null),
                 (true, _) => ("append", json!(issued)),
             };
@@ -62,10 +66,18 @@ fn random_history(rng: &mut ChaCha8Rng, list: bool, n_ops: usize, keys: usize) -
             let value = match (f.as_str(), kind) {
                 ("read", OpType::Ok) if list => {
                     let len = rng.random_range(0..3);
-                    json!((0..len).map(|_| rng.random_range(0..issued)).collect::<Vec<_>>())
+                    json!(
+                        (0..len)
+                            .map(|_| rng.random_range(0..issued))
+                            .collect::<Vec<_>>()
+                    )
                 }
                 ("read", OpType::Ok) => {
-                    if rng.random_bool(0.2) { Value::Null } else { json!(rng.random_range(0..3)) }
+                    if rng.random_bool(0.2) {
+                        Value::Null
+                    } else {
+                        json!(rng.random_range(0..3))
+                    }
                 }
                 _ => input,
             };
@@ -114,7 +126,11 @@ fn brute_force<M: Model>(model: &M, h: &History, ops: &[&Operation]) -> bool {
         used: &mut Vec<bool>,
         s: &M::State,
     ) -> bool {
-        if enc.iter().zip(used.iter()).all(|(e, u)| *u || e.1.is_none()) {
+        if enc
+            .iter()
+            .zip(used.iter())
+            .all(|(e, u)| *u || e.1.is_none())
+        {
             return true;
         }
         for i in 0..enc.len() {
@@ -155,7 +171,10 @@ fn brute_force_by_key<M: Model>(model: &M, h: &History) -> Validity {
 }
 
 fn compare(list: bool, seed: u64, cases: usize) {
-    println!("random {} histories: seed {seed}", if list { "list-append" } else { "register" });
+    println!(
+        "random {} histories: seed {seed}",
+        if list { "list-append" } else { "register" }
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut counts = [0usize; 3];
     for case in 0..cases {
@@ -165,7 +184,10 @@ fn compare(list: bool, seed: u64, cases: usize) {
         let (want, model) = if list {
             (brute_force_by_key(&ListAppend, &h), ModelKind::ListAppend)
         } else {
-            (brute_force_by_key(&CasRegister::default(), &h), ModelKind::CasRegister)
+            (
+                brute_force_by_key(&CasRegister::default(), &h),
+                ModelKind::CasRegister,
+            )
         };
         let opts = CheckOptions {
             model: Some(model),
@@ -174,22 +196,36 @@ fn compare(list: bool, seed: u64, cases: usize) {
             ..CheckOptions::default()
         };
         let got = check(&h, &opts).unwrap();
-        let text: String = h.ops.iter().map(|o| serde_json::to_string(o).unwrap() + "\n").collect();
+        let text: String = h
+            .ops
+            .iter()
+            .map(|o| serde_json::to_string(o).unwrap() + "\n")
+            .collect();
         assert_eq!(
             got.valid, want,
             "seed {seed} case {case}: search says {}, brute force {want}; history:\n{text}",
             got.valid
         );
         // The JSONL form reads back to the same history.
-        assert_eq!(parse_history(&text, false).unwrap().ops, h.ops, "seed {seed} case {case}");
+        assert_eq!(
+            parse_history(&text, false).unwrap().ops,
+            h.ops,
+            "seed {seed} case {case}"
+        );
         counts[want as usize] += 1;
     }
     println!("valid {}, invalid {}", counts[0], counts[2]);
-    assert!(counts[0] > cases / 10 && counts[2] > cases / 10, "a poor mix: {counts:?}");
+    assert!(
+        counts[0] > cases / 10 && counts[2] > cases / 10,
+        "a poor mix: {counts:?}"
+    );
 }
 
 fn seed() -> u64 {
-    std::env::var("CHECKER_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_f417)
+    std::env::var("CHECKER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_f417)
 }
 
 #[test]
