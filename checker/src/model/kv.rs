@@ -3,6 +3,7 @@
 use serde_json::Value;
 use smallvec::SmallVec;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{Call, HStr, Interner, Model, expect_known, mix64};
 use crate::history::Outcome;
@@ -29,12 +30,127 @@ enum KvKind {
     Append(HStr),
 }
 
+/// A string built by puts and appends, shared structurally: an append allocates one small
+/// node pointing at the string before it, instead of copying it. The polynomial hash and the
+/// length are kept, so comparisons are O(1) unless the hashes agree.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    hash: u64,
+    pow: u64,
+    len: usize,
+    last: Option<Arc<RopeNode>>,
+}
+
+#[derive(Debug)]
+struct RopeNode {
+    prev: Rope,
+    chunk: HStr,
+}
+
+impl Drop for RopeNode {
+    // Dropping a long chain recursively could overflow the stack: unlink it iteratively.
+    fn drop(&mut self) {
+        let mut next = self.prev.last.take();
+        while let Some(node) = next {
+            match Arc::try_unwrap(node) {
+                Ok(mut n) => next = n.prev.last.take(),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+impl Rope {
+    fn empty() -> Rope {
+        Rope {
+            hash: 0,
+            pow: 1,
+            len: 0,
+            last: None,
+        }
+    }
+
+    fn from_chunk(v: &HStr) -> Rope {
+        Rope::empty().append(v)
+    }
+
+    fn append(&self, v: &HStr) -> Rope {
+        if v.as_str().is_empty() {
+            return self.clone();
+        }
+        Rope {
+            hash: self.hash.wrapping_mul(v.pow).wrapping_add(v.hash64()),
+            pow: self.pow.wrapping_mul(v.pow),
+            len: self.len + v.as_str().len(),
+            last: Some(Arc::new(RopeNode {
+                prev: self.clone(),
+                chunk: v.clone(),
+            })),
+        }
+    }
+
+    /// The chunks, last first.
+    fn chunks(&self) -> impl Iterator<Item = &str> {
+        let mut cur = self.last.as_deref();
+        std::iter::from_fn(move || {
+            let n = cur?;
+            cur = n.prev.last.as_deref();
+            Some(n.chunk.as_str())
+        })
+    }
+
+    fn to_string_lossless(&self) -> String {
+        let mut parts: Vec<&str> = self.chunks().collect();
+        parts.reverse();
+        parts.concat()
+    }
+
+    /// Whether this string equals `s`.
+    fn matches(&self, s: &HStr) -> bool {
+        if self.hash != s.hash64() || self.len != s.as_str().len() {
+            return false;
+        }
+        let mut end = s.as_str().len();
+        let bytes = s.as_str().as_bytes();
+        for c in self.chunks() {
+            let start = end - c.len();
+            if &bytes[start..end] != c.as_bytes() {
+                return false;
+            }
+            end = start;
+        }
+        true
+    }
+}
+
+impl PartialEq for Rope {
+    fn eq(&self, o: &Rope) -> bool {
+        if self.hash != o.hash || self.len != o.len {
+            return false;
+        }
+        // Walk back while the chunks line up; most equal ropes share a tail or a node.
+        let (mut a, mut b) = (self, o);
+        loop {
+            match (&a.last, &b.last) {
+                (None, None) => return true,
+                (Some(x), Some(y)) if Arc::ptr_eq(x, y) => return true,
+                (Some(x), Some(y)) if x.chunk == y.chunk => {
+                    a = &x.prev;
+                    b = &y.prev;
+                }
+                _ => return a.to_string_lossless() == b.to_string_lossless(),
+            }
+        }
+    }
+}
+impl Eq for Rope {}
+
 /// The strings of every slot, with an incrementally maintained hash. One slot (the per-key
 /// check) is stored inline, without allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvState {
     hash: u64,
-    vals: SmallVec<[HStr; 1]>,
+    vals: SmallVec<[Rope; 1]>,
 }
 
 impl std::hash::Hash for KvState {
@@ -43,9 +159,9 @@ impl std::hash::Hash for KvState {
     }
 }
 
-fn slot_hash(slot: u32, s: &HStr) -> u64 {
+fn slot_hash(slot: u32, s: &Rope) -> u64 {
     // Mixed, so that per-slot hashes combine well by XOR.
-    mix64(s.hash64() ^ (u64::from(slot) << 40))
+    mix64(s.hash ^ (s.len as u64) << 48 ^ (u64::from(slot) << 40))
 }
 
 fn as_string(v: &Value) -> String {
@@ -104,9 +220,11 @@ impl Model for KvModel {
     }
 
     fn init(&self) -> KvState {
-        let empty = HStr::new("");
-        let vals: SmallVec<[HStr; 1]> = (0..self.nslots()).map(|_| empty.clone()).collect();
-        let hash = (0..self.nslots() as u32).fold(0, |h, i| h ^ slot_hash(i, &empty));
+        let vals: SmallVec<[Rope; 1]> = (0..self.nslots()).map(|_| Rope::empty()).collect();
+        let hash = vals
+            .iter()
+            .enumerate()
+            .fold(0, |h, (i, r)| h ^ slot_hash(i as u32, r));
         KvState { hash, vals }
     }
 
@@ -114,27 +232,24 @@ impl Model for KvModel {
         let i = op.slot as usize;
         let cur = &s.vals[i];
         let new = match &op.kind {
-            KvKind::Get(v) => return (v == cur).then(|| s.clone()),
+            KvKind::Get(v) => return cur.matches(v).then(|| s.clone()),
             KvKind::Put(v) => {
-                if v == cur {
+                if cur.matches(v) {
                     return Some(s.clone());
                 }
-                v.clone()
+                Rope::from_chunk(v)
             }
             KvKind::Append(v) => {
                 if v.as_str().is_empty() {
                     return Some(s.clone());
                 }
-                cur.concat(v)
+                cur.append(v)
             }
         };
         let hash = s.hash ^ slot_hash(op.slot, cur) ^ slot_hash(op.slot, &new);
-        let mut vals: Vec<HStr> = s.vals.to_vec();
+        let mut vals = s.vals.clone();
         vals[i] = new;
-        Some(KvState {
-            hash,
-            vals: vals.into(),
-        })
+        Some(KvState { hash, vals })
     }
 
     fn is_read_only(&self, op: &KvOp) -> bool {
@@ -143,7 +258,7 @@ impl Model for KvModel {
 
     fn describe(&self, s: &KvState, _: &Interner) -> Value {
         if self.slots.is_empty() {
-            return Value::String(s.vals[0].as_str().to_string());
+            return Value::String(s.vals[0].to_string_lossless());
         }
         let mut m = serde_json::Map::new();
         let mut keys: Vec<_> = self.slots.iter().collect();
@@ -151,7 +266,7 @@ impl Model for KvModel {
         for (k, i) in keys {
             m.insert(
                 k.clone(),
-                Value::String(s.vals[*i as usize].as_str().to_string()),
+                Value::String(s.vals[*i as usize].to_string_lossless()),
             );
         }
         Value::Object(m)

@@ -200,7 +200,7 @@ impl std::fmt::Display for ModelKind {
 pub struct HStr {
     hash: u64,
     /// P^len, to extend the hash of a string this one is appended to.
-    pow: u64,
+    pub(crate) pow: u64,
     s: std::sync::Arc<str>,
 }
 
