@@ -522,7 +522,6 @@ fn counterexample<M: Model>(
         .collect();
     let complete = matches!(end, End::Exhausted { .. }) && !collect.truncated;
     Counterexample::new(
-        history,
         p.key.clone(),
         summarize(f),
         concurrent,
@@ -875,7 +874,7 @@ impl<'a, M: Model> Search<'a, M> {
                     e = next[e] as usize;
                 }
             }
-            if !*pass_b && *cur != tail && *cur & 1 == 1 || !*pass_b && *cur == tail {
+            if !*pass_b && (*cur == tail || *cur & 1 == 1) {
                 // A return entry (an operation that must have been linearized by now) or the end
                 // of list A: the *required candidates are exhausted; now the optional ones.
                 if *cur != tail {
@@ -902,7 +901,7 @@ impl<'a, M: Model> Search<'a, M> {
                     *zhash ^= zob[i];
                     let h = mix64(*zhash ^ hasher.hash_one(&s2));
                     let read_only = model.is_read_only(&ops[i].op);
-                    if memo.insert(h, &bits, &s2) {
+                    if memo.insert(h, bits, &s2) {
                         stack.push((i as u32, std::mem::replace(state, s2), read_only, *bound));
                         let c = *cur;
                         if *pass_b {
