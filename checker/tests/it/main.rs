@@ -12,6 +12,7 @@ pub fn testdata() -> PathBuf {
     ))
 }
 
+mod budget;
 mod counterexample;
 mod format;
 mod models;
