@@ -18,6 +18,13 @@
 //!   operation); the memo is an open-addressing table over an arena of bitsets and states.
 //! - Budgets: a deadline and a memo size limit (shared by the partitions running at once)
 //!   turn a blow-up into `unknown` with a reason; the search never hangs or exhausts memory.
+//! - Read-only operations (reads, gets) commute with everything around them: when one is
+//!   possible in a new configuration it is linearized at once and no alternative is tried there
+//!   (if that fails, so does the configuration). This cuts the search by an order of magnitude
+//!   on register histories with many concurrent writes.
+//! - Keys are searched in two passes: first each with a small configuration budget, then the
+//!   hard ones resume where they stopped. So a cheap violation on one key is found (and, with
+//!   `stop_on_invalid`, ends the check) before a hard key is searched to the end.
 //!
 //! This module must never read files or print: it is called from the harness and from tests.
 

@@ -29,15 +29,17 @@ pub fn parse_jsonl(text: &str) -> Result<(Vec<Op>, Vec<String>), Error> {
                 let unterminated = !text.ends_with('\n');
                 if is_last && (e.is_eof() || unterminated) {
                     warnings.push(format!(
-                        "line {line}: truncated last line ignored ({} bytes: {e})",
+                        "line {line}: truncated last line ignored ({} bytes)",
                         raw.len()
                     ));
                     break;
                 }
+                // serde_json counts lines within the one line it was given: keep the column.
+                let detail = e.to_string().replace(" at line 1 column ", " at column ");
                 return Err(Error::Parse {
                     file: None,
                     line,
-                    message: format!("invalid JSON: {e}"),
+                    message: format!("invalid JSON: {detail}"),
                 });
             }
         };
