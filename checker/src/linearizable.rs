@@ -559,8 +559,8 @@ enum End {
 /// The memo: a set of (linearized bitset, state), open addressing over an arena.
 struct Memo<S> {
     words: usize,
-    slots: Vec<u64>,
-    idx: Vec<u32>,
+    /// (hash | 1, entry) per slot; hash 0 marks an empty slot.
+    slots: Vec<(u64, u32)>,
     bits: Vec<u64>,
     states: Vec<S>,
 }
@@ -569,8 +569,7 @@ impl<S: Eq + Clone> Memo<S> {
     fn new(words: usize) -> Self {
         Memo {
             words,
-            slots: vec![0; 1024],
-            idx: vec![0; 1024],
+            slots: vec![(0, 0); 64],
             bits: Vec::new(),
             states: Vec::new(),
         }
@@ -581,7 +580,7 @@ impl<S: Eq + Clone> Memo<S> {
     }
 
     fn bytes_per_entry(&self) -> usize {
-        self.words * 8 + std::mem::size_of::<S>() + 2 * 12
+        self.words * 8 + std::mem::size_of::<S>() + 2 * 16
     }
 
     /// Inserts; false if already present.
@@ -593,16 +592,15 @@ impl<S: Eq + Clone> Memo<S> {
         let mask = self.slots.len() - 1;
         let mut p = (h >> 7) as usize & mask;
         loop {
-            let sh = self.slots[p];
+            let (sh, e) = self.slots[p];
             if sh == 0 {
-                self.slots[p] = h;
-                self.idx[p] = self.states.len() as u32;
+                self.slots[p] = (h, self.states.len() as u32);
                 self.bits.extend_from_slice(bits);
                 self.states.push(state.clone());
                 return true;
             }
             if sh == h {
-                let e = self.idx[p] as usize;
+                let e = e as usize;
                 if self.states[e] == *state
                     && self.bits[e * self.words..(e + 1) * self.words] == *bits
                 {
@@ -615,21 +613,18 @@ impl<S: Eq + Clone> Memo<S> {
 
     fn grow(&mut self) {
         let n = self.slots.len() * 2;
-        let mut slots = vec![0u64; n];
-        let mut idx = vec![0u32; n];
-        for (p, &h) in self.slots.iter().enumerate() {
+        let mut slots = vec![(0u64, 0u32); n];
+        for &(h, e) in &self.slots {
             if h == 0 {
                 continue;
             }
             let mut q = (h >> 7) as usize & (n - 1);
-            while slots[q] != 0 {
+            while slots[q].0 != 0 {
                 q = (q + 1) & (n - 1);
             }
-            slots[q] = h;
-            idx[q] = self.idx[p];
+            slots[q] = (h, e);
         }
         self.slots = slots;
-        self.idx = idx;
     }
 }
 
