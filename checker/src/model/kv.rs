@@ -272,3 +272,40 @@ impl Model for KvModel {
         Value::Object(m)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ropes_compare_by_content_whatever_their_chunks() {
+        let (a, b, ab) = (HStr::new("a"), HStr::new("b"), HStr::new("ab"));
+        let split = Rope::empty().append(&a).append(&b);
+        let whole = Rope::from_chunk(&ab);
+        assert_eq!(split, whole);
+        assert!(split.matches(&ab) && whole.matches(&ab));
+        assert_ne!(split, Rope::empty().append(&b).append(&a));
+        assert!(!split.matches(&HStr::new("ba")));
+        assert_eq!(split.to_string_lossless(), "ab");
+        let mut h = std::collections::HashSet::new();
+        h.insert(KvState {
+            hash: slot_hash(0, &split),
+            vals: [split].into_iter().collect(),
+        });
+        assert!(h.contains(&KvState {
+            hash: slot_hash(0, &whole),
+            vals: [whole].into_iter().collect()
+        }));
+    }
+
+    #[test]
+    fn a_long_rope_drops_without_recursion() {
+        let x = HStr::new("x");
+        let mut r = Rope::empty();
+        for _ in 0..200_000 {
+            r = r.append(&x);
+        }
+        assert_eq!(r.len, 200_000);
+        drop(r);
+    }
+}
