@@ -878,7 +878,7 @@ impl<'a, M: Model> Search<'a, M> {
             }
             if !*pass_b && (*cur == tail || *cur & 1 == 1) {
                 // A return entry (an operation that must have been linearized by now) or the end
-                // of list A: the *required candidates are exhausted; now the optional ones.
+                // of list A: the required candidates are exhausted; now the optional ones.
                 if *cur != tail {
                     let pos = ops[*cur >> 1].ret.unwrap_or(0);
                     if pos >= max_cut.0 {
