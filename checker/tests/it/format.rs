@@ -136,3 +136,19 @@ fn edn_sequence_without_vector_and_open_invocations_are_info() {
     assert_eq!(h.operations.len(), 2);
     assert_eq!(h.operations[1].outcome, faultline_checker::Outcome::Info);
 }
+
+#[test]
+fn escaped_strings_and_extra_fields_are_read_too() {
+    let h = parse_history(
+        &jsonl(&[
+            r#"{"index":0,"process":1,"type":"invoke","f":"wr\u0069te","key":"r\"1","value":"a\nb"}"#,
+            r#"{"index":1,"process":1,"type":"fail","f":"write","key":"r\"1","value":"a\nb","error":"timeout"}"#,
+        ]),
+        false,
+    )
+    .unwrap();
+    assert_eq!(h.ops[0].f, "write");
+    assert_eq!(h.ops[0].key.as_deref(), Some("r\"1"));
+    assert_eq!(h.ops[0].value, serde_json::json!("a\nb"));
+    assert_eq!(h.operations[0].outcome, faultline_checker::Outcome::Fail);
+}
