@@ -41,16 +41,29 @@ fn opts(model: ModelKind, threads: Option<usize>, partition: bool) -> CheckOptio
     }
 }
 
-/// Best of `reps` runs, in ms.
-fn time(reps: usize, mut f: impl FnMut() -> Validity) -> (f64, Validity) {
+/// CPU time of the calling thread, in ns (`/proc/thread-self/schedstat`): unlike wall time, it
+/// does not count the time other processes on this shared machine hold the cores.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Best of `reps` runs: (wall ms, calling thread's CPU ms, verdict). The CPU time is the whole
+/// cost only when the check runs on the calling thread (`threads: Some(1)`).
+fn time(reps: usize, mut f: impl FnMut() -> Validity) -> (f64, f64, Validity) {
     let mut best = Duration::MAX;
+    let mut best_cpu = u64::MAX;
     let mut v = Validity::Valid;
     for _ in 0..reps {
         let t = Instant::now();
+        let c = thread_cpu_ns();
         v = f();
+        best_cpu = best_cpu.min(thread_cpu_ns() - c);
         best = best.min(t.elapsed());
     }
-    (best.as_secs_f64() * 1e3, v)
+    (best.as_secs_f64() * 1e3, best_cpu as f64 / 1e6, v)
 }
 
 fn etcd() {
@@ -72,10 +85,10 @@ fn etcd() {
         .collect();
     let parse = t.elapsed().as_secs_f64() * 1e3;
     for (label, threads) in [("1 thread", Some(1)), ("parallel", None)] {
-        let mut per: Vec<(f64, &str)> = Vec::new();
+        let mut per: Vec<(f64, f64, &str)> = Vec::new();
         let mut wrong = 0;
         for (name, h) in &hs {
-            let (ms, v) = time(5, || {
+            let (ms, cpu, v) = time(5, || {
                 check(h, &opts(ModelKind::CasRegister, threads, true))
                     .unwrap()
                     .valid
@@ -86,16 +99,22 @@ fn etcd() {
                 Validity::Invalid
             };
             wrong += usize::from(v != want);
-            per.push((ms, name));
+            per.push((ms, cpu, name));
         }
         let total: f64 = per.iter().map(|p| p.0).sum();
+        let total_cpu: f64 = per.iter().map(|p| p.1).sum();
         per.sort_by(|a, b| b.0.total_cmp(&a.0));
         println!(
-            "etcd corpus ({label}): {} files, total {total:.1} ms (best of 5 each), wrong verdicts {wrong}; slowest: {}",
+            "etcd corpus ({label}): {} files, total wall {total:.1} ms{} (best of 5 each), wrong verdicts {wrong}; slowest (wall): {}",
             hs.len(),
+            if threads == Some(1) {
+                format!(", CPU {total_cpu:.1} ms")
+            } else {
+                String::new()
+            },
             per.iter()
                 .take(3)
-                .map(|(ms, n)| format!("{n} {ms:.2} ms"))
+                .map(|(ms, _, n)| format!("{n} {ms:.2} ms"))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -111,17 +130,22 @@ fn kv(name: &str, partition: bool, reps: usize) {
     let h = read_history(&testdata().join(format!("porcupine/kv/{name}.edn"))).unwrap();
     let parse = t.elapsed().as_secs_f64() * 1e3;
     for (label, threads) in [("1 thread", Some(1)), ("parallel", None)] {
-        let (ms, v) = time(reps, || {
+        let (ms, cpu, v) = time(reps, || {
             check(&h, &opts(ModelKind::Kv, threads, partition))
                 .unwrap()
                 .valid
         });
         println!(
-            "kv {name} {} ({label}): {ms:.2} ms (best of {reps}), verdict {v}, {} ops",
+            "kv {name} {} ({label}): wall {ms:.2} ms{} (best of {reps}), verdict {v}, {} ops",
             if partition {
                 "per key"
             } else {
                 "unpartitioned"
+            },
+            if threads == Some(1) {
+                format!(", CPU {cpu:.2} ms")
+            } else {
+                String::new()
             },
             h.operations.len()
         );
@@ -261,17 +285,6 @@ fn gen_case(n: usize) {
     let t = Instant::now();
     let h = generate(n, 1000, 20, 42);
     let gen_ms = t.elapsed().as_secs_f64() * 1e3;
-    let jsonl: String = h
-        .ops
-        .iter()
-        .map(|o| serde_json::to_string(o).unwrap() + "\n")
-        .collect();
-    let t = Instant::now();
-    let parsed = faultline_checker::parse_history(&jsonl, false).unwrap();
-    let parse_ms = t.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(parsed.operations.len(), h.operations.len());
-    drop(parsed);
-    drop(jsonl);
     let reps = if n >= 1_000_000 { 1 } else { 3 };
     for (label, threads) in [("parallel", None), ("1 thread", Some(1))] {
         let t = Instant::now();
@@ -290,7 +303,22 @@ fn gen_case(n: usize) {
         );
     }
     println!(
-        "generated {n} ops: generate {gen_ms:.0} ms, JSONL parse {parse_ms:.0} ms; peak memory {:.0} MiB",
+        "generated {n} ops: generate {gen_ms:.0} ms; peak memory (history + checks) {:.0} MiB",
+        peak_mib()
+    );
+    // Then the cost of reading the same history from history.jsonl.
+    let jsonl: String = h
+        .ops
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap() + "\n")
+        .collect();
+    let t = Instant::now();
+    let parsed = faultline_checker::parse_history(&jsonl, false).unwrap();
+    let parse_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(parsed.operations.len(), h.operations.len());
+    println!(
+        "generated {n} ops: JSONL {} MiB parsed in {parse_ms:.0} ms; peak memory with text and both copies {:.0} MiB",
+        jsonl.len() >> 20,
         peak_mib()
     );
 }
@@ -312,6 +340,25 @@ fn main() {
                 println!(
                     "{:?} {} ops={} conf={} {:.1} ms {:?}",
                     k.key, k.valid, k.ops, k.configurations, k.elapsed_ms, k.reason
+                );
+            }
+        }
+        Some(g) if g.starts_with("genkeys:") => {
+            // genkeys:N:KEYS prints each key's search size.
+            let mut it = g[8..].split(':').map(|x| x.parse::<usize>().unwrap());
+            let (n, keys) = (it.next().unwrap(), it.next().unwrap());
+            let h = generate(n, keys, 20, 42);
+            let t = Instant::now();
+            let r = check(&h, &opts(ModelKind::CasRegister, Some(1), true)).unwrap();
+            println!(
+                "{n} ops over {keys} keys: {:.0} ms, {}",
+                t.elapsed().as_secs_f64() * 1e3,
+                r.valid
+            );
+            for k in r.keys.iter().take(10) {
+                println!(
+                    "  {:?} ops={} configurations={} {:.1} ms",
+                    k.key, k.ops, k.configurations, k.elapsed_ms
                 );
             }
         }

@@ -84,10 +84,8 @@ impl OpSummary {
     /// A short text form: `p3 cas [1,2] ok`, `p1 read -> 4`.
     pub fn label(&self) -> String {
         let mut s = format!("{} {}", self.f, compact(&self.input));
-        if let Some(o) = &self.output {
-            if o != &self.input {
-                s = format!("{} -> {}", self.f, compact(o));
-            }
+        if let Some(o) = self.output.as_ref().filter(|o| **o != self.input) {
+            s = format!("{} -> {}", self.f, compact(o));
         }
         match self.outcome {
             Outcome::Info => s.push_str(" ?"),
@@ -140,7 +138,6 @@ pub struct Counterexample {
 
 impl Counterexample {
     pub(crate) fn new(
-        history: &History,
         key: Option<String>,
         op: OpSummary,
         concurrent: Vec<OpSummary>,
@@ -163,7 +160,6 @@ impl Counterexample {
             states.join(", "),
             if states_before.len() > 6 { ", ..." } else { "" }
         );
-        let _ = history;
         let mut c = Counterexample {
             key,
             op,

@@ -5,7 +5,7 @@
 //! outstanding, is an [`Error::Invalid`] naming the line. This module never interprets values:
 //! that is the models' job.
 
-use std::collections::HashMap;
+use ahash::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -185,7 +185,7 @@ impl History {
     /// whose `f` differs from its invocation's.
     pub fn from_ops(ops: Vec<Op>, warnings: Vec<String>) -> Result<History, Error> {
         let mut operations: Vec<Operation> = Vec::new();
-        let mut outstanding: HashMap<u64, usize> = HashMap::new();
+        let mut outstanding: HashMap<u64, usize> = HashMap::default();
         let invalid = |op: &Op, message: String| Error::Invalid {
             file: None,
             line: op.line,

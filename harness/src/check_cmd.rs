@@ -169,10 +169,11 @@ pub fn summary(file: &Path, history: &History, r: &CheckResult, run_dir: Option<
         let _ = writeln!(s, "warning: {w}");
     }
     let (v, u, i) = r.key_counts();
-    let how = if r.partitioned && r.keys.len() > 1 {
+    let how = if r.partitioned && r.keys.iter().any(|k| k.key.is_some()) {
         format!(
-            "per key ({} keys: {v} valid, {u} unknown, {i} invalid)",
-            r.keys.len()
+            "per key ({} key{}: {v} valid, {u} unknown, {i} invalid)",
+            r.keys.len(),
+            if r.keys.len() == 1 { "" } else { "s" }
         )
     } else if r.partitioned {
         "one register".to_string()

@@ -1,9 +1,9 @@
 //! Porcupine's key-value model: string values with `get`, `put` and `append`.
 
+use serde_json::Value;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use serde_json::Value;
 
 use super::{Call, HStr, Interner, Model, expect_known, mix64};
 use crate::history::Outcome;
@@ -30,15 +30,138 @@ enum KvKind {
     Append(HStr),
 }
 
-/// The strings of every slot, with an incrementally maintained hash.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KvState {
+/// A string built by puts and appends, shared structurally: an append allocates one small
+/// node pointing at the string before it, instead of copying it. The polynomial hash and the
+/// length are kept, so comparisons are O(1) unless the hashes agree.
+#[derive(Debug, Clone)]
+pub struct Rope {
     hash: u64,
-    vals: Arc<[HStr]>,
+    pow: u64,
+    len: usize,
+    last: Option<Arc<RopeNode>>,
 }
 
-fn slot_hash(slot: u32, s: &HStr) -> u64 {
-    mix64(s.hash64() ^ (u64::from(slot) << 40))
+#[derive(Debug)]
+struct RopeNode {
+    prev: Rope,
+    chunk: HStr,
+}
+
+impl Drop for RopeNode {
+    // Dropping a long chain recursively could overflow the stack: unlink it iteratively.
+    fn drop(&mut self) {
+        let mut next = self.prev.last.take();
+        while let Some(node) = next {
+            match Arc::try_unwrap(node) {
+                Ok(mut n) => next = n.prev.last.take(),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+impl Rope {
+    fn empty() -> Rope {
+        Rope {
+            hash: 0,
+            pow: 1,
+            len: 0,
+            last: None,
+        }
+    }
+
+    fn from_chunk(v: &HStr) -> Rope {
+        Rope::empty().append(v)
+    }
+
+    fn append(&self, v: &HStr) -> Rope {
+        if v.as_str().is_empty() {
+            return self.clone();
+        }
+        Rope {
+            hash: self.hash.wrapping_mul(v.pow).wrapping_add(v.hash64()),
+            pow: self.pow.wrapping_mul(v.pow),
+            len: self.len + v.as_str().len(),
+            last: Some(Arc::new(RopeNode {
+                prev: self.clone(),
+                chunk: v.clone(),
+            })),
+        }
+    }
+
+    /// The chunks, last first.
+    fn chunks(&self) -> impl Iterator<Item = &str> {
+        let mut cur = self.last.as_deref();
+        std::iter::from_fn(move || {
+            let n = cur?;
+            cur = n.prev.last.as_deref();
+            Some(n.chunk.as_str())
+        })
+    }
+
+    fn to_string_lossless(&self) -> String {
+        let mut parts: Vec<&str> = self.chunks().collect();
+        parts.reverse();
+        parts.concat()
+    }
+
+    /// Whether this string equals `s`.
+    fn matches(&self, s: &HStr) -> bool {
+        if self.hash != s.hash64() || self.len != s.as_str().len() {
+            return false;
+        }
+        let mut end = s.as_str().len();
+        let bytes = s.as_str().as_bytes();
+        for c in self.chunks() {
+            let start = end - c.len();
+            if &bytes[start..end] != c.as_bytes() {
+                return false;
+            }
+            end = start;
+        }
+        true
+    }
+}
+
+impl PartialEq for Rope {
+    fn eq(&self, o: &Rope) -> bool {
+        if self.hash != o.hash || self.len != o.len {
+            return false;
+        }
+        // Walk back while the chunks line up; most equal ropes share a tail or a node.
+        let (mut a, mut b) = (self, o);
+        loop {
+            match (&a.last, &b.last) {
+                (None, None) => return true,
+                (Some(x), Some(y)) if Arc::ptr_eq(x, y) => return true,
+                (Some(x), Some(y)) if x.chunk == y.chunk => {
+                    a = &x.prev;
+                    b = &y.prev;
+                }
+                _ => return a.to_string_lossless() == b.to_string_lossless(),
+            }
+        }
+    }
+}
+impl Eq for Rope {}
+
+/// The strings of every slot, with an incrementally maintained hash. One slot (the per-key
+/// check) is stored inline, without allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvState {
+    hash: u64,
+    vals: SmallVec<[Rope; 1]>,
+}
+
+impl std::hash::Hash for KvState {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(self.hash)
+    }
+}
+
+fn slot_hash(slot: u32, s: &Rope) -> u64 {
+    // Mixed, so that per-slot hashes combine well by XOR.
+    mix64(s.hash ^ (s.len as u64) << 48 ^ (u64::from(slot) << 40))
 }
 
 fn as_string(v: &Value) -> String {
@@ -97,9 +220,11 @@ impl Model for KvModel {
     }
 
     fn init(&self) -> KvState {
-        let empty = HStr::new("");
-        let vals: Arc<[HStr]> = (0..self.nslots()).map(|_| empty.clone()).collect();
-        let hash = (0..self.nslots() as u32).fold(0, |h, i| h ^ slot_hash(i, &empty));
+        let vals: SmallVec<[Rope; 1]> = (0..self.nslots()).map(|_| Rope::empty()).collect();
+        let hash = vals
+            .iter()
+            .enumerate()
+            .fold(0, |h, (i, r)| h ^ slot_hash(i as u32, r));
         KvState { hash, vals }
     }
 
@@ -107,27 +232,24 @@ impl Model for KvModel {
         let i = op.slot as usize;
         let cur = &s.vals[i];
         let new = match &op.kind {
-            KvKind::Get(v) => return (v == cur).then(|| s.clone()),
+            KvKind::Get(v) => return cur.matches(v).then(|| s.clone()),
             KvKind::Put(v) => {
-                if v == cur {
+                if cur.matches(v) {
                     return Some(s.clone());
                 }
-                v.clone()
+                Rope::from_chunk(v)
             }
             KvKind::Append(v) => {
                 if v.as_str().is_empty() {
                     return Some(s.clone());
                 }
-                cur.concat(v.as_str())
+                cur.append(v)
             }
         };
         let hash = s.hash ^ slot_hash(op.slot, cur) ^ slot_hash(op.slot, &new);
-        let mut vals: Vec<HStr> = s.vals.to_vec();
+        let mut vals = s.vals.clone();
         vals[i] = new;
-        Some(KvState {
-            hash,
-            vals: vals.into(),
-        })
+        Some(KvState { hash, vals })
     }
 
     fn is_read_only(&self, op: &KvOp) -> bool {
@@ -136,7 +258,7 @@ impl Model for KvModel {
 
     fn describe(&self, s: &KvState, _: &Interner) -> Value {
         if self.slots.is_empty() {
-            return Value::String(s.vals[0].as_str().to_string());
+            return Value::String(s.vals[0].to_string_lossless());
         }
         let mut m = serde_json::Map::new();
         let mut keys: Vec<_> = self.slots.iter().collect();
@@ -144,9 +266,46 @@ impl Model for KvModel {
         for (k, i) in keys {
             m.insert(
                 k.clone(),
-                Value::String(s.vals[*i as usize].as_str().to_string()),
+                Value::String(s.vals[*i as usize].to_string_lossless()),
             );
         }
         Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ropes_compare_by_content_whatever_their_chunks() {
+        let (a, b, ab) = (HStr::new("a"), HStr::new("b"), HStr::new("ab"));
+        let split = Rope::empty().append(&a).append(&b);
+        let whole = Rope::from_chunk(&ab);
+        assert_eq!(split, whole);
+        assert!(split.matches(&ab) && whole.matches(&ab));
+        assert_ne!(split, Rope::empty().append(&b).append(&a));
+        assert!(!split.matches(&HStr::new("ba")));
+        assert_eq!(split.to_string_lossless(), "ab");
+        let mut h = std::collections::HashSet::new();
+        h.insert(KvState {
+            hash: slot_hash(0, &split),
+            vals: [split].into_iter().collect(),
+        });
+        assert!(h.contains(&KvState {
+            hash: slot_hash(0, &whole),
+            vals: [whole].into_iter().collect()
+        }));
+    }
+
+    #[test]
+    fn a_long_rope_drops_without_recursion() {
+        let x = HStr::new("x");
+        let mut r = Rope::empty();
+        for _ in 0..200_000 {
+            r = r.append(&x);
+        }
+        assert_eq!(r.len, 200_000);
+        drop(r);
     }
 }

@@ -20,7 +20,6 @@ mod multi_register;
 mod mutex;
 mod register;
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -52,14 +51,14 @@ pub struct Call<'a> {
 /// Interns JSON values to dense `u32` ids; `null` is always id 0.
 #[derive(Debug, Clone)]
 pub struct Interner {
-    ids: HashMap<String, u32>,
+    ids: ahash::HashMap<String, u32>,
     values: Vec<Value>,
 }
 
 impl Default for Interner {
     fn default() -> Self {
         let mut i = Interner {
-            ids: HashMap::new(),
+            ids: ahash::HashMap::default(),
             values: Vec::new(),
         };
         i.intern(&Value::Null);
@@ -195,17 +194,34 @@ impl std::fmt::Display for ModelKind {
 }
 
 /// A string with its hash computed once, so that states holding long strings hash in O(1).
+/// The hash is polynomial (`h(ab) = h(a)·P^|b| + h(b)` modulo 2^64), so appending hashes only
+/// the tail.
 #[derive(Debug, Clone)]
 pub struct HStr {
     hash: u64,
+    /// P^len, to extend the hash of a string this one is appended to.
+    pub(crate) pow: u64,
     s: std::sync::Arc<str>,
+}
+
+const POLY: u64 = 0x100_0000_01b3;
+
+fn poly(b: &[u8]) -> (u64, u64) {
+    b.iter().fold((0u64, 1u64), |(h, p), &c| {
+        (
+            h.wrapping_mul(POLY).wrapping_add(u64::from(c) + 1),
+            p.wrapping_mul(POLY),
+        )
+    })
 }
 
 impl HStr {
     /// Wraps a string.
     pub fn new(s: &str) -> HStr {
+        let (hash, pow) = poly(s.as_bytes());
         HStr {
-            hash: hash_bytes(s.as_bytes()),
+            hash,
+            pow,
             s: s.into(),
         }
     }
@@ -221,17 +237,23 @@ impl HStr {
     }
 
     /// This string followed by `tail`.
-    pub fn concat(&self, tail: &str) -> HStr {
-        let mut s = String::with_capacity(self.s.len() + tail.len());
+    pub fn concat(&self, tail: &HStr) -> HStr {
+        let mut s = String::with_capacity(self.s.len() + tail.s.len());
         s.push_str(&self.s);
-        s.push_str(tail);
-        HStr::new(&s)
+        s.push_str(&tail.s);
+        HStr {
+            hash: self.hash.wrapping_mul(tail.pow).wrapping_add(tail.hash),
+            pow: self.pow.wrapping_mul(tail.pow),
+            s: s.into(),
+        }
     }
 }
 
 impl PartialEq for HStr {
     fn eq(&self, o: &HStr) -> bool {
-        self.hash == o.hash && (std::sync::Arc::ptr_eq(&self.s, &o.s) || self.s == o.s)
+        self.hash == o.hash
+            && self.s.len() == o.s.len()
+            && (std::sync::Arc::ptr_eq(&self.s, &o.s) || self.s == o.s)
     }
 }
 impl Eq for HStr {}
@@ -239,10 +261,6 @@ impl Hash for HStr {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         h.write_u64(self.hash)
     }
-}
-
-pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
-    ahash::RandomState::with_seeds(0x5151, 0xfa17, 0x11e5, 0xc4ec).hash_one(b)
 }
 
 /// A 64-bit finalizer (splitmix64), used to combine hashes.

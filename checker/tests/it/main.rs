@@ -11,3 +11,9 @@ pub fn testdata() -> PathBuf {
         "/../../shared/testdata"
     ))
 }
+
+mod budget;
+mod counterexample;
+mod format;
+mod models;
+mod random;
