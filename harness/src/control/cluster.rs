@@ -317,6 +317,57 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Follows a node's output into `path` while the run goes on, across kills and restarts
+    /// (Docker keeps one log per container, so each new follow starts from the beginning and the
+    /// bytes already written are skipped). Ends when `stop` is cancelled.
+    pub async fn stream_logs(
+        &self,
+        node: &str,
+        path: &std::path::Path,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        use std::io::Write;
+        let Ok(c) = self.container_of(node) else {
+            return;
+        };
+        let Ok(mut file) = std::fs::File::create(path) else {
+            return;
+        };
+        let mut written = 0usize;
+        while !stop.is_cancelled() {
+            let opts = bollard::query_parameters::LogsOptionsBuilder::default()
+                .follow(true)
+                .stdout(true)
+                .stderr(true)
+                .build();
+            let mut stream = self.docker.logs(&c, Some(opts));
+            let mut seen = 0usize;
+            loop {
+                let chunk = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    chunk = stream.next() => chunk,
+                };
+                let Some(Ok(chunk)) = chunk else { break };
+                let bytes = chunk.into_bytes();
+                let skip = written.saturating_sub(seen).min(bytes.len());
+                seen += bytes.len();
+                if skip < bytes.len()
+                    && file
+                        .write_all(&bytes[skip..])
+                        .and_then(|()| file.flush())
+                        .is_ok()
+                {
+                    written += bytes.len() - skip;
+                }
+            }
+            // The container stopped (killed by the nemesis); follow it again once it restarts.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
     /// The Docker client, for operations this type does not wrap.
     pub fn docker(&self) -> &Docker {
         &self.docker
