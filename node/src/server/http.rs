@@ -32,6 +32,9 @@ use crate::raft::{ConfChange, ConfChangeKind};
 /// Header marking a request forwarded by another node (value: that node's id).
 pub const FORWARDED: &str = "x-raftkv-forwarded";
 
+/// Largest request body accepted.
+const MAX_BODY: usize = 16 << 20;
+
 /// How long membership changes may take (they wait for a learner to catch up).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -227,7 +230,10 @@ impl Api {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let forwarded = req.headers().contains_key(FORWARDED);
-        let body = match req.into_body().collect().await {
+        let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
             Err(e) => return bad_request(format!("reading the body: {e}")),
         };

@@ -53,6 +53,18 @@ pub struct StatusView {
     pub addrs: BTreeMap<u64, String>,
     /// Index of the newest durable snapshot.
     pub snapshot_index: u64,
+    /// WAL counters since start: `fsyncs` and `entries` written (entries per fsync shows group
+    /// commit at work).
+    pub wal: WalStats,
+}
+
+/// WAL counters, part of [`StatusView`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WalStats {
+    /// `fdatasync` calls.
+    pub fsyncs: u64,
+    /// Entries written.
+    pub entries: u64,
 }
 
 /// The answer to a client [`Event`].
@@ -465,6 +477,10 @@ impl Node {
                 .map(|(i, a)| (*i, a.to_string()))
                 .collect(),
             snapshot_index: self.storage.snapshot_index(),
+            wal: WalStats {
+                fsyncs: self.storage.fsyncs(),
+                entries: self.storage.entries_written(),
+            },
         }
     }
 
@@ -674,8 +690,11 @@ impl Node {
         let now = (s.role, s.term, s.leader);
         if self.last_role != Some(now) {
             match self.last_role {
-                Some((role, term, _)) if role != s.role || term != s.term => {
+                Some((role, _, _)) if role != s.role => {
                     tracing::info!(from = role_name(role), to = role_name(s.role), term = s.term, leader = ?s.leader, "role change")
+                }
+                Some((_, term, _)) if term != s.term => {
+                    tracing::info!(role = role_name(s.role), from = term, term = s.term, leader = ?s.leader, "term change")
                 }
                 Some(_) => tracing::info!(term = s.term, leader = ?s.leader, "leader known"),
                 None => {
