@@ -51,6 +51,37 @@
 //! [`Raft::step`], [`Raft::propose`], [`Raft::read_index`] and friends, then takes a [`Ready`]
 //! and handles it by the durability rule documented there, and calls [`Raft::advance`].
 //!
+//! A minimal shell loop (storage and network are the shell's; this only shows the order):
+//!
+//! ```no_run
+//! use raftkv::raft::{Config, Membership, Persisted, Raft, Ready};
+//!
+//! # fn persist(_: &Ready) {}
+//! # fn send(_: raftkv::raft::Message) {}
+//! # fn apply(_: &raftkv::raft::Entry) {}
+//! let persisted = Persisted {
+//!     initial_membership: Membership::with_voters([1, 2, 3]),
+//!     ..Persisted::default()
+//! };
+//! let mut raft = Raft::new(Config::new(1), persisted).unwrap();
+//! loop {
+//!     // ... raft.tick() every tick, raft.step(msg) for each message received,
+//!     // raft.propose(cmd) / raft.read_index(ctx) for clients ...
+//!     raft.tick();
+//!     if raft.has_ready() {
+//!         let mut rd = raft.ready();
+//!         persist(&rd); // snapshot, compaction, entries, hard state; then fsync
+//!         for m in rd.messages.drain(..) {
+//!             send(m); // only after the fsync
+//!         }
+//!         rd.committed.iter().for_each(apply);
+//!         // serve rd.reads once applied, answer rd.acks, compact if rd.want_snapshot
+//!         raft.advance();
+//!     }
+//!     # break;
+//! }
+//! ```
+//!
 //! # Modules
 //!
 //! - `message`: messages, entries, snapshots, hard state.

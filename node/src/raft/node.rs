@@ -52,6 +52,9 @@ struct LeaderState {
     waiting_reads: Vec<u64>,
     /// Leadership transfer in progress (dissertation §3.10).
     transferee: Option<NodeId>,
+    /// A TimeoutNow went out in this term: its election bypasses leader stickiness, possibly
+    /// even after the transfer timed out here, so this leader never trusts a lease again.
+    timeout_now_sent: bool,
     transfer_elapsed: u64,
 }
 
@@ -138,19 +141,20 @@ impl Raft {
             }
             log.commit = log.last_index();
         }
-        if config.bugs.is_empty() && persisted.hard_state.term < log.last_term() {
-            return Err(Error::Corrupt(format!(
-                "term {} is behind the last log term {}",
-                persisted.hard_state.term,
-                log.last_term()
-            )));
+        let mut hard_state = persisted.hard_state;
+        if hard_state.term < log.last_term() {
+            // A torn write: entries (or a snapshot) of a later term reached the disk, the hard
+            // state did not. The node was in that term, and cannot have voted in it: a vote
+            // only goes out after the hard state carrying it is durable.
+            hard_state.term = log.last_term();
+            hard_state.vote = None;
         }
         let mut rng = SplitMix(config.seed ^ config.id.wrapping_mul(0xA24B_AED4_963E_E407));
         let randomized_timeout = config.election_tick + rng.next() % config.election_tick;
         let mut raft = Raft {
             rng,
-            term: persisted.hard_state.term,
-            vote: persisted.hard_state.vote,
+            term: hard_state.term,
+            vote: hard_state.vote,
             leader: None,
             role: RoleState::Follower,
             log,
@@ -457,6 +461,7 @@ impl Raft {
             .get(&to)
             .is_some_and(|p| p.match_index == last);
         if caught_up {
+            leader.timeout_now_sent = true;
             self.send(to, MessageBody::TimeoutNow);
         } else {
             self.send_append(to);
@@ -827,6 +832,7 @@ impl Raft {
             reads: ReadQueue::default(),
             waiting_reads: Vec::new(),
             transferee: None,
+            timeout_now_sent: false,
             transfer_elapsed: 0,
         }));
         self.leader = Some(self.config.id);
@@ -1129,6 +1135,9 @@ impl Raft {
                     ProgressState::Replicate => {}
                 }
                 let transfer_ready = leader.transferee == Some(from) && pr.match_index == last;
+                if transfer_ready {
+                    leader.timeout_now_sent = true;
+                }
                 if advanced {
                     self.maybe_commit();
                 }
@@ -1167,6 +1176,8 @@ impl Raft {
 
     fn on_heartbeat_response(&mut self, from: NodeId, round: u64) {
         let last = self.log.last_index();
+        // A snapshot may be large: resend it only after about two election timeouts.
+        let snapshot_patience = (2 * self.config.election_tick / self.config.heartbeat_tick).max(2);
         let Some(RoleState::Leader(leader)) = Some(&mut self.role) else {
             return;
         };
@@ -1175,11 +1186,22 @@ impl Raft {
         };
         pr.recent_active = true;
         pr.acked_round = pr.acked_round.max(round);
-        // Retransmit after loss: a lagging follower whose pipeline stalled is probed again.
+        // Retransmit after loss: a lagging follower whose pipeline made no progress over two
+        // heartbeats is probed again from its match index.
         match pr.state {
             ProgressState::Probe => pr.probe_sent = false,
-            ProgressState::Replicate if pr.match_index < last => pr.become_probe(),
-            ProgressState::Snapshot => pr.become_probe(),
+            ProgressState::Replicate if pr.match_index < last => {
+                pr.stalls += 1;
+                if pr.stalls >= 2 {
+                    pr.become_probe();
+                }
+            }
+            ProgressState::Snapshot => {
+                pr.stalls += 1;
+                if pr.stalls as u64 >= snapshot_patience {
+                    pr.become_probe();
+                }
+            }
             ProgressState::Replicate => {}
         }
         self.release_reads();
@@ -1267,6 +1289,7 @@ impl Raft {
         let leader = self.leader_state_mut();
         let lease_ok = lease_mode
             && leader.transferee.is_none()
+            && !leader.timeout_now_sent
             && if wall_lease {
                 leader.reads.lease.valid_by_wall(wall)
             } else {

@@ -33,6 +33,9 @@ pub(crate) struct Progress {
     pub recent_active: bool,
     /// The highest heartbeat round it acknowledged in the leader's term.
     pub acked_round: u64,
+    /// Heartbeat answers since the match index last advanced while entries were outstanding:
+    /// after two, the leader assumes an AppendEntries was lost and probes again.
+    pub stalls: u32,
 }
 
 impl Progress {
@@ -45,11 +48,13 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: false,
             acked_round: 0,
+            stalls: 0,
         }
     }
 
     pub fn become_probe(&mut self) {
         self.state = ProgressState::Probe;
+        self.stalls = 0;
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
         self.inflight.clear();
@@ -64,6 +69,7 @@ impl Progress {
 
     pub fn become_snapshot(&mut self) {
         self.state = ProgressState::Snapshot;
+        self.stalls = 0;
         self.probe_sent = false;
         self.inflight.clear();
     }
@@ -83,6 +89,7 @@ impl Progress {
             self.inflight.pop_front();
         }
         if index > self.match_index {
+            self.stalls = 0;
             self.match_index = index;
             self.next_index = self.next_index.max(index + 1);
             true

@@ -114,12 +114,13 @@ impl ReadQueue {
                 index: r.index,
             });
         }
-        if let Some(round) = self.rounds.get(&confirmed) {
-            if !round.transferring && round.epoch == self.lease.epoch {
-                let len = election_tick.saturating_sub(1);
-                self.lease.until_tick = self.lease.until_tick.max(round.tick + len);
-                self.lease.until_wall = self.lease.until_wall.max(round.wall + len * tick_millis);
-            }
+        if let Some(round) = self.rounds.get(&confirmed)
+            && !round.transferring
+            && round.epoch == self.lease.epoch
+        {
+            let len = election_tick.saturating_sub(1);
+            self.lease.until_tick = self.lease.until_tick.max(round.tick + len);
+            self.lease.until_wall = self.lease.until_wall.max(round.wall + len * tick_millis);
         }
         self.rounds = self.rounds.split_off(&(confirmed + 1));
         out

@@ -120,18 +120,18 @@ impl Checker {
                     }
                 }
                 None => {
-                    if let Some(p) = self.acked.get(&i) {
-                        if *p != e.payload {
-                            return Err(format!(
-                                "acknowledged write at {i} ({p:?}) replaced by {}",
-                                e.describe()
-                            ));
-                        }
+                    if let Some(p) = self.acked.get(&i)
+                        && *p != e.payload
+                    {
+                        return Err(format!(
+                            "acknowledged write at {i} ({p:?}) replaced by {}",
+                            e.describe()
+                        ));
                     }
-                    if let Payload::Conf(cc) = &e.payload {
-                        if cc.kind == ConfChangeKind::Remove {
-                            self.removed.push(cc.node);
-                        }
+                    if let Payload::Conf(cc) = &e.payload
+                        && cc.kind == ConfChangeKind::Remove
+                    {
+                        self.removed.push(cc.node);
                     }
                     self.committed
                         .insert(i, (e.term, e.payload.clone(), raft.term()));
@@ -183,19 +183,19 @@ impl Checker {
         let Some(p) = self.proposals.get(&(id, index)).cloned() else {
             return Err(format!("node {id} acked {index}, which it never proposed"));
         };
-        if let Some((t, c, _)) = self.committed.get(&index) {
-            if *c != p {
-                return Err(format!(
-                    "acknowledged write {p:?} at {index} lost: {index}@{t} {c:?} was committed"
-                ));
-            }
+        if let Some((t, c, _)) = self.committed.get(&index)
+            && *c != p
+        {
+            return Err(format!(
+                "acknowledged write {p:?} at {index} lost: {index}@{t} {c:?} was committed"
+            ));
         }
-        if let Some(prev) = self.acked.get(&index) {
-            if *prev != p {
-                return Err(format!(
-                    "two different writes acknowledged at {index}: {prev:?} and {p:?}"
-                ));
-            }
+        if let Some(prev) = self.acked.get(&index)
+            && *prev != p
+        {
+            return Err(format!(
+                "two different writes acknowledged at {index}: {prev:?} and {p:?}"
+            ));
         }
         self.acked.insert(index, p);
         Ok(())

@@ -44,6 +44,9 @@ pub(crate) struct Faults {
     pub restart: f64,
     /// Probability of leaving a node's `Ready` unhandled after an input (a slow fsync).
     pub defer_ready: f64,
+    /// Probability that handling a `Ready` is cut short by a crash: only a prefix of its
+    /// writes (snapshot, compaction, each entry, hard state) reaches the disk, nothing is sent.
+    pub torn_write: f64,
     pub clock_jump: f64,
     pub conf_change: f64,
     pub transfer: f64,
@@ -66,6 +69,7 @@ impl Faults {
             leader_crash: 0.0,
             restart: 0.0,
             defer_ready: 0.0,
+            torn_write: 0.0,
             clock_jump: 0.0,
             conf_change: 0.0,
             transfer: 0.0,
@@ -122,7 +126,7 @@ impl SimConfig {
     /// The mixed configuration of the soak: shape, settings and faults all drawn from the seed.
     pub fn for_seed(seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5EED_5EED_5EED);
-        let nodes = if seed % 2 == 0 { 3 } else { 5 };
+        let nodes = if seed.is_multiple_of(2) { 3 } else { 5 };
         let read_mode = if rng.random_bool(0.5) {
             ReadMode::Lease
         } else {
@@ -157,6 +161,7 @@ impl SimConfig {
                 leader_crash: 0.005 * scale,
                 restart: 0.08,
                 defer_ready: rng.random_range(0.0..0.3),
+                torn_write: 0.005,
                 clock_jump: 0.02,
                 conf_change: 0.03,
                 transfer: 0.01,
@@ -165,6 +170,18 @@ impl SimConfig {
                 read_anywhere: false,
             },
         }
+    }
+
+    /// The soak's configuration: half the seeds use the mixed configuration, the other half
+    /// the harsher mixes tuned for each planted bug, with every bug off.
+    pub fn for_soak(seed: u64) -> Self {
+        if seed % 4 < 2 {
+            return SimConfig::for_seed(seed);
+        }
+        let bug = Bug::ALL[((seed / 4) % Bug::ALL.len() as u64) as usize];
+        let mut c = SimConfig::for_bug(bug, seed);
+        c.bugs.clear();
+        c
     }
 
     /// A mix tuned to expose one planted bug (with the bug switched on).
@@ -261,6 +278,7 @@ pub(crate) struct Stats {
     pub acks: u64,
     pub reads: u64,
     pub crashes: u64,
+    pub torn_writes: u64,
     pub snapshots_installed: u64,
     pub compactions: u64,
     pub conf_changes: u64,
@@ -423,6 +441,11 @@ impl Cluster {
         c
     }
 
+    /// Starts a new, empty node that will join as a learner.
+    pub fn add_learner_node(&mut self, id: NodeId) {
+        self.add_node(id, Membership::default());
+    }
+
     fn add_node(&mut self, id: NodeId, initial: Membership) {
         let persisted = Persisted {
             initial_membership: initial.clone(),
@@ -560,13 +583,13 @@ impl Cluster {
 
     /// Crashes a node: everything not persisted is lost, including the state machine.
     pub fn crash(&mut self, id: NodeId) {
-        if let Some(n) = self.nodes.get_mut(&id) {
-            if n.raft.take().is_some() {
-                n.sm = StateMachine::default();
-                n.deferred = false;
-                self.stats.crashes += 1;
-                self.log(|| format!("crash {id}"));
-            }
+        if let Some(n) = self.nodes.get_mut(&id)
+            && n.raft.take().is_some()
+        {
+            n.sm = StateMachine::default();
+            n.deferred = false;
+            self.stats.crashes += 1;
+            self.log(|| format!("crash {id}"));
         }
     }
 
@@ -626,42 +649,73 @@ impl Cluster {
                 return Ok(());
             }
             let rd = raft.ready();
-            // 1. Persist.
+            // 1. Persist, in the order of the durability rule. A torn write keeps a prefix.
+            let ops = rd.snapshot.is_some() as usize
+                + rd.compaction.is_some() as usize
+                + rd.entries.len()
+                + rd.hard_state.is_some() as usize;
+            let f = &self.cfg.faults;
+            let torn = ops > 0 && f.torn_write > 0.0 && self.rng.random_bool(f.torn_write);
+            let mut budget = if torn {
+                self.rng.random_range(0..ops)
+            } else {
+                ops
+            };
+            let mut take = || {
+                let ok = budget > 0;
+                budget = budget.saturating_sub(1);
+                ok
+            };
             let st = &mut n.storage;
-            if let Some(s) = &rd.snapshot {
+            if let Some(s) = &rd.snapshot
+                && take()
+            {
                 st.entries.clear();
                 st.snapshot = Some(s.clone());
             }
-            if let Some(s) = &rd.compaction {
-                if st
+            if let Some(s) = &rd.compaction
+                && take()
+                && st
                     .snapshot
                     .as_ref()
                     .is_none_or(|o| o.meta.index < s.meta.index)
-                {
-                    st.entries.retain(|e| e.index > s.meta.index);
-                    st.snapshot = Some(s.clone());
-                }
+            {
+                st.entries.retain(|e| e.index > s.meta.index);
+                st.snapshot = Some(s.clone());
             }
-            if let Some(first) = rd.entries.first() {
-                st.entries.retain(|e| e.index < first.index);
-                let expected = st
-                    .entries
-                    .last()
-                    .map(|e| e.index)
-                    .or(st.snapshot.as_ref().map(|s| s.meta.index))
-                    .unwrap_or(0)
-                    + 1;
-                if first.index != expected {
-                    return Err(format!(
-                        "node {id} asked storage to write entry {} after {}",
-                        first.index,
-                        expected - 1
-                    ));
+            for (k, e) in rd.entries.iter().enumerate() {
+                if !take() {
+                    break;
                 }
-                st.entries.extend(rd.entries.iter().cloned());
+                if k == 0 {
+                    st.entries.retain(|x| x.index < e.index);
+                    let expected = st
+                        .entries
+                        .last()
+                        .map(|e| e.index)
+                        .or(st.snapshot.as_ref().map(|s| s.meta.index))
+                        .unwrap_or(0)
+                        + 1;
+                    if e.index != expected {
+                        return Err(format!(
+                            "node {id} asked storage to write entry {} after {}",
+                            e.index,
+                            expected - 1
+                        ));
+                    }
+                }
+                st.entries.push(e.clone());
             }
-            if let Some(hs) = rd.hard_state {
+            if let Some(hs) = rd.hard_state
+                && take()
+            {
                 st.hard_state = hs;
+            }
+            if torn {
+                self.stats.torn_writes += 1;
+                self.log(|| format!("torn write on {id}"));
+                self.crash(id);
+                return Ok(());
             }
             // 3. Apply (before sending is fine here: messages are only queued).
             if let Some(s) = &rd.snapshot {
@@ -754,6 +808,19 @@ impl Cluster {
         Ok(index)
     }
 
+    /// Proposes a membership change at `id`, recording it for the checker.
+    pub fn propose_conf_change(
+        &mut self,
+        id: NodeId,
+        cc: ConfChange,
+    ) -> Result<Index, super::ProposeError> {
+        let raft = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut());
+        let raft = raft.ok_or(NotLeader { leader: None })?;
+        let index = raft.propose_conf_change(cc.clone())?;
+        self.checker.proposed(id, index, Payload::Conf(cc));
+        Ok(index)
+    }
+
     /// Asks `id` for a read; returns its ctx. The floor is the highest commit index seen.
     pub fn read(&mut self, id: NodeId) -> Result<u64, NotLeader> {
         self.next_ctx += 1;
@@ -791,28 +858,29 @@ impl Cluster {
         if f.conf_change > 0.0 && self.rng.random_bool(f.conf_change) {
             self.random_conf_change()?;
         }
-        if f.transfer > 0.0 && self.rng.random_bool(f.transfer) {
-            if let Some(l) = self.leader() {
-                let voters: Vec<NodeId> = self
-                    .raft(l)
-                    .expect("up")
-                    .status()
-                    .membership
-                    .voters
-                    .into_iter()
-                    .collect();
-                let to = voters[self.rng.random_range(0..voters.len())];
-                if self
-                    .raft_mut(l)
-                    .expect("up")
-                    .transfer_leadership(to)
-                    .is_ok()
-                {
-                    self.stats.transfers += 1;
-                    self.log(|| format!("transfer {l} -> {to}"));
-                }
-                self.after_input(l, true)?;
+        if f.transfer > 0.0
+            && self.rng.random_bool(f.transfer)
+            && let Some(l) = self.leader()
+        {
+            let voters: Vec<NodeId> = self
+                .raft(l)
+                .expect("up")
+                .status()
+                .membership
+                .voters
+                .into_iter()
+                .collect();
+            let to = voters[self.rng.random_range(0..voters.len())];
+            if self
+                .raft_mut(l)
+                .expect("up")
+                .transfer_leadership(to)
+                .is_ok()
+            {
+                self.stats.transfers += 1;
+                self.log(|| format!("transfer {l} -> {to}"));
             }
+            self.after_input(l, true)?;
         }
         Ok(())
     }
@@ -851,10 +919,8 @@ impl Cluster {
         } else {
             return Ok(());
         };
-        let raft = self.raft_mut(l).expect("up");
-        if let Ok(index) = raft.propose_conf_change(cc.clone()) {
+        if let Ok(index) = self.propose_conf_change(l, cc.clone()) {
             self.stats.conf_changes += 1;
-            self.checker.proposed(l, index, Payload::Conf(cc.clone()));
             self.log(|| format!("conf change at {l}: {cc:?} -> {index}"));
             if cc.kind == ConfChangeKind::AddLearner && !self.nodes.contains_key(&cc.node) {
                 self.add_node(cc.node, Membership::default());
@@ -935,10 +1001,11 @@ impl Cluster {
                 self.crash(id);
             }
         }
-        if f.leader_crash > 0.0 && self.rng.random_bool(f.leader_crash) {
-            if let Some(l) = self.leader() {
-                self.crash(l);
-            }
+        if f.leader_crash > 0.0
+            && self.rng.random_bool(f.leader_crash)
+            && let Some(l) = self.leader()
+        {
+            self.crash(l);
         }
         if f.restart > 0.0 && self.rng.random_bool(f.restart) {
             let down: Vec<NodeId> = self
@@ -978,9 +1045,12 @@ impl Cluster {
         let tick_ms = self.cfg.tick_millis as i64;
         for id in self.live() {
             let now = self.now as i64;
-            let n = self.nodes.get_mut(&id).expect("live");
+            let n = self.nodes.get_mut(&id).expect("known");
             let wall = (now * tick_ms + 1_000_000 + n.wall_offset).max(0) as u64;
-            let raft = n.raft.as_mut().expect("live");
+            // Retired or crashed by an earlier node's step in this loop.
+            let Some(raft) = n.raft.as_mut() else {
+                continue;
+            };
             raft.set_wall_clock(wall);
             raft.tick();
             self.after_input(id, chaos)?;
@@ -1009,24 +1079,6 @@ impl Cluster {
         Ok(())
     }
 
-    /// Delivers messages (without ticking) until the network is quiet.
-    pub fn stabilize(&mut self) -> Res {
-        for _ in 0..100 {
-            let pending = !self.due.is_empty() || !self.future.is_empty();
-            if !pending {
-                return Ok(());
-            }
-            if let Some((&t, _)) = self.future.iter().next() {
-                if self.due.is_empty() {
-                    let v = self.future.remove(&t).expect("present");
-                    self.due.extend(v);
-                }
-            }
-            self.deliver()?;
-        }
-        Ok(())
-    }
-
     /// Heals everything, restarts every node, then requires a leader to commit a new proposal
     /// within `heal_ticks`, and every acknowledged write to be committed.
     pub fn heal_and_check_liveness(&mut self) -> Res {
@@ -1034,6 +1086,7 @@ impl Cluster {
         let f = &mut self.cfg.faults;
         f.loss = 0.0;
         f.dup = 0.0;
+        f.torn_write = 0.0;
         f.max_delay = f.max_delay.min(1);
         let down: Vec<NodeId> = self
             .nodes
@@ -1048,10 +1101,10 @@ impl Cluster {
         let mut pending: Option<(NodeId, Index, Vec<u8>)> = None;
         while self.now < start + self.cfg.heal_ticks {
             self.step_tick(false)?;
-            if let Some((_, index, data)) = &pending {
-                if self.checker.committed_payload(*index) == Some(&Payload::Command(data.clone())) {
-                    return self.checker.final_check();
-                }
+            if let Some((_, index, data)) = &pending
+                && self.checker.committed_payload(*index) == Some(&Payload::Command(data.clone()))
+            {
+                return self.checker.final_check();
             }
             let stale = match &pending {
                 Some((id, _, _)) => self.raft(*id).is_none_or(|r| r.role() != Role::Leader),
@@ -1121,7 +1174,7 @@ impl Cluster {
 pub(crate) fn run_seed(seed: u64, bug: Option<Bug>) -> Result<Stats, Violation> {
     let cfg = match bug {
         Some(b) => SimConfig::for_bug(b, seed),
-        None => SimConfig::for_seed(seed),
+        None => SimConfig::for_soak(seed),
     };
     Cluster::new(seed, cfg).run()
 }
@@ -1141,7 +1194,7 @@ fn replay() {
         "config: {:?}",
         match bug {
             Some(b) => SimConfig::for_bug(b, seed),
-            None => SimConfig::for_seed(seed),
+            None => SimConfig::for_soak(seed),
         }
     );
     match run_seed(seed, bug) {

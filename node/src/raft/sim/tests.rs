@@ -9,7 +9,7 @@ fn soak_seeds() -> u64 {
     std::env::var("RAFT_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1000)
+        .unwrap_or(2000)
 }
 
 fn soak_shard(shard: u64) {
@@ -27,6 +27,7 @@ fn soak_shard(shard: u64) {
                 agg.compactions += s.compactions;
                 agg.conf_changes += s.conf_changes;
                 agg.crashes += s.crashes;
+                agg.torn_writes += s.torn_writes;
                 agg.transfers += s.transfers;
             }
             Err(v) => panic!("{v}"),
