@@ -732,3 +732,101 @@ pub fn outcome_value(o: &Outcome) -> Value {
         _ => Value::Null,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StorageOptions;
+    use crate::transport::TransportOptions;
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    /// Reference: Raft paper Figure 2 ("persistent state ... updated on stable storage before
+    /// responding to RPCs"). The moment node 2 receives node 1's vote, node 1's WAL already
+    /// holds that vote.
+    #[test]
+    fn vote_is_durable_before_the_vote_response_is_sent() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let snapshots = tempfile::tempdir().unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let candidate = listener.local_addr().unwrap();
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        let (dir, copies) = (data.path().to_path_buf(), snapshots.path().to_path_buf());
+        let counter = std::sync::atomic::AtomicU64::new(0);
+        rt.spawn(crate::transport::serve(
+            listener,
+            TransportOptions::default(),
+            move |m: Message| {
+                // Snapshot node 1's data dir at the instant its answer arrives.
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let copy = copies.join(n.to_string());
+                copy_dir(&dir, &copy);
+                let _ = seen_tx.send((m, copy));
+            },
+        ));
+
+        let mut peers = BTreeMap::new();
+        peers.insert(1, Addrs::parse("127.0.0.1:1/127.0.0.1:2").unwrap());
+        peers.insert(
+            2,
+            Addrs::parse(&format!("{candidate}/127.0.0.1:3")).unwrap(),
+        );
+        peers.insert(3, Addrs::parse("127.0.0.1:4/127.0.0.1:5").unwrap());
+        let mut config = ServerConfig::new(1, peers, data.path().to_path_buf()).unwrap();
+        config.election_timeout = Duration::from_secs(30); // node 1 must not campaign itself
+        let raft_config = config.raft_config().unwrap();
+        let (storage, recovered) = Storage::open(data.path(), StorageOptions::default()).unwrap();
+        let transport = Arc::new(Transport::new(
+            TransportOptions::default(),
+            rt.handle().clone(),
+        ));
+        let node = Node::boot(config, raft_config, storage, recovered, transport).unwrap();
+        let (handle, events) = channel();
+        let thread = std::thread::spawn(move || node.run(events));
+
+        handle.message(Message {
+            from: 2,
+            to: 1,
+            term: 7,
+            body: MessageBody::Vote {
+                last_log_index: 1000,
+                last_log_term: 1000,
+                transfer: true, // bypasses leader stickiness at boot
+            },
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let copy = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (m, copy) = seen_rx
+                .recv_timeout(left)
+                .expect("node 1 never answered the vote request");
+            if let MessageBody::VoteResponse { granted } = m.body {
+                assert!(granted, "{m:?}");
+                assert_eq!(m.term, 7);
+                break copy;
+            }
+        };
+        handle.stop();
+        thread.join().unwrap().unwrap();
+        let (_, recovered) = Storage::open(&copy, StorageOptions::default()).unwrap();
+        let hs = recovered.hard_state.expect("a hard state on disk");
+        assert_eq!(
+            (hs.term, hs.vote),
+            (7, Some(2)),
+            "the vote was sent before it was durable"
+        );
+    }
+}
