@@ -203,6 +203,12 @@ async fn writer<M: Serialize>(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Under a partition (packets silently dropped) writes still land in the socket buffer;
+        // without a user timeout the kernel would retransmit with back-off for minutes, and
+        // messages written after the heal would wait behind that. Give up after `io_timeout`.
+        if let Err(e) = set_user_timeout(&stream, options.io_timeout) {
+            tracing::debug!(error = %e, "TCP_USER_TIMEOUT not set");
+        }
         stats.connects.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(peer = id, %addr, "peer connected");
         backoff = options.min_backoff;
@@ -255,6 +261,30 @@ async fn writer<M: Serialize>(
                 }
             }
         }
+    }
+}
+
+/// Sets `TCP_USER_TIMEOUT`: the connection fails once sent data stays unacknowledged this long.
+///
+/// # Errors
+/// The `setsockopt` error.
+pub fn set_user_timeout(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ms: libc::c_uint = timeout.as_millis().min(u32::MAX as u128) as libc::c_uint;
+    // SAFETY: a valid socket descriptor, and a pointer/length pair to a live c_uint.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -391,6 +421,28 @@ mod tests {
         }
         let batches = t.stats().batches.load(Ordering::Relaxed);
         assert!(batches < 2000, "every message was its own write: {batches}");
+    }
+
+    #[tokio::test]
+    async fn outbound_connections_give_up_on_unacknowledged_data() {
+        use std::os::fd::AsRawFd;
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        set_user_timeout(&s, Duration::from_millis(1500)).unwrap();
+        let mut v: libc::c_uint = 0;
+        let mut len = std::mem::size_of::<libc::c_uint>() as libc::socklen_t;
+        // SAFETY: valid descriptor and out-pointers to live locals.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_USER_TIMEOUT,
+                (&mut v as *mut libc::c_uint).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(v, 1500);
     }
 
     #[tokio::test]
