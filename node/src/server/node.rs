@@ -11,8 +11,8 @@
 //! (votes, responses) waits for the fsync.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -114,18 +114,50 @@ pub enum Event {
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Event>,
+    queued: Arc<AtomicUsize>,
 }
 
+/// The receiving side of the loop's queue.
+pub struct Inbox {
+    rx: mpsc::Receiver<Event>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// Peer messages queued for the loop beyond which new ones are dropped (Raft tolerates loss):
+/// a stalled loop (slow disk) cannot make the queue grow without bound.
+const MAX_QUEUED_MESSAGES: usize = 65_536;
+
 /// Creates the loop's queue.
-pub fn channel() -> (Handle, mpsc::Receiver<Event>) {
+pub fn channel() -> (Handle, Inbox) {
     let (tx, rx) = mpsc::channel();
-    (Handle { tx }, rx)
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        Handle {
+            tx,
+            queued: queued.clone(),
+        },
+        Inbox { rx, queued },
+    )
+}
+
+impl Inbox {
+    fn took(&self, ev: &Event) {
+        if matches!(ev, Event::Message(_)) {
+            self.queued.fetch_sub(1, AtomicOrdering::Relaxed);
+        }
+    }
 }
 
 impl Handle {
-    /// Delivers a peer message.
+    /// Delivers a peer message, or drops it if the loop is far behind.
     pub fn message(&self, m: Message) {
-        let _ = self.tx.send(Event::Message(m));
+        if self.queued.fetch_add(1, AtomicOrdering::Relaxed) >= MAX_QUEUED_MESSAGES {
+            self.queued.fetch_sub(1, AtomicOrdering::Relaxed);
+            return;
+        }
+        if self.tx.send(Event::Message(m)).is_err() {
+            self.queued.fetch_sub(1, AtomicOrdering::Relaxed);
+        }
     }
 
     /// Sends a request and waits for its reply (None if the loop is gone).
@@ -318,24 +350,30 @@ impl Node {
     ///
     /// # Errors
     /// A failed write or fsync: the node cannot know what is durable and must stop.
-    pub fn run(mut self, events: mpsc::Receiver<Event>) -> anyhow::Result<()> {
+    pub fn run(mut self, events: Inbox) -> anyhow::Result<()> {
         let tick = self.config.tick();
         let mut next_tick = Instant::now() + tick;
         let mut last_cleanup = Instant::now();
         loop {
             let now = Instant::now();
             let wait = next_tick.saturating_duration_since(now);
-            match events.recv_timeout(wait) {
+            match events.rx.recv_timeout(wait) {
                 Ok(Event::Stop) => return Ok(()),
-                Ok(ev) => self.handle(ev),
+                Ok(ev) => {
+                    events.took(&ev);
+                    self.handle(ev)
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
             }
             // Drain what is queued (bounded, so ticks are never starved), for group commit.
             for _ in 0..8192 {
-                match events.try_recv() {
+                match events.rx.try_recv() {
                     Ok(Event::Stop) => return Ok(()),
-                    Ok(ev) => self.handle(ev),
+                    Ok(ev) => {
+                        events.took(&ev);
+                        self.handle(ev)
+                    }
                     Err(_) => break,
                 }
             }
