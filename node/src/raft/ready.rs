@@ -74,8 +74,11 @@ pub struct Ready {
     pub committed: Vec<Entry>,
     /// Reads that may be served once the state machine has applied their index.
     pub reads: Vec<ReadState>,
-    /// Indices of this node's own proposals that the application may acknowledge to clients:
-    /// normally once committed (and listed in `committed` of this or an earlier `Ready`).
+    /// Indices of this node's own proposals (commands and membership changes) that the
+    /// application may acknowledge to clients: once committed, in the same `Ready` whose
+    /// `committed` carries them (a proposal lost to a leader change is never acknowledged; its
+    /// client should get an indeterminate outcome). Under the planted bug `early-ack`, as soon
+    /// as the leader appended them.
     pub acks: Vec<Index>,
     /// `snapshot_threshold` entries were applied since the last snapshot: please call
     /// [`Raft::compact`](super::Raft::compact).
