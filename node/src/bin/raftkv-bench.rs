@@ -225,7 +225,7 @@ async fn main() -> anyhow::Result<()> {
             ])
             .arg("--data-dir")
             .arg(dir.join(format!("n{id}")))
-            .args(["--log-level", "warn"])
+            .args(["--log-level", "info"])
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
