@@ -16,7 +16,6 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::ServerConfig;
@@ -792,14 +791,6 @@ fn raft_entries_conf(entries: &[StoredEntry]) -> Vec<ConfChange> {
             _ => None,
         })
         .collect()
-}
-
-/// The value a read outcome carries (null otherwise).
-pub fn outcome_value(o: &Outcome) -> Value {
-    match o {
-        Outcome::Value(v) => v.clone(),
-        _ => Value::Null,
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -363,14 +362,6 @@ async fn read_frames<M: DeserializeOwned>(
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         deliver(msg);
     }
-}
-
-/// Binds a listener, for callers that want to learn the port first.
-///
-/// # Errors
-/// Bind errors.
-pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 #[cfg(test)]
