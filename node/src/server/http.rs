@@ -416,6 +416,15 @@ impl Api {
             Some(Reply::Status(s)) => s,
             _ => return Step::Done(error(StatusCode::GATEWAY_TIMEOUT, "shutting-down", false)),
         };
+        // Only the leader's view of the membership is authoritative: elsewhere, forward.
+        if status.role != "leader" {
+            let client = status
+                .leader
+                .and_then(|l| status.addrs.get(&l))
+                .and_then(|a| Addrs::parse(a).ok())
+                .map(|a| a.client);
+            return client.map_or(Step::Wait, Step::Forward);
+        }
         if status.members.contains(&node) {
             return Step::Done(json_response(StatusCode::OK, json!({})));
         }
