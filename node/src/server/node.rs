@@ -206,7 +206,7 @@ const ENTRY_NOOP: u8 = 0;
 const ENTRY_COMMAND: u8 = 1;
 const ENTRY_CONF: u8 = 2;
 
-fn stored_entry(e: &Entry) -> StoredEntry {
+pub(crate) fn stored_entry(e: &Entry) -> StoredEntry {
     let data = match &e.payload {
         Payload::Noop => vec![ENTRY_NOOP],
         Payload::Command(cmd) => {
@@ -228,7 +228,7 @@ fn stored_entry(e: &Entry) -> StoredEntry {
     }
 }
 
-fn decode_entry(se: &StoredEntry) -> Result<Entry, String> {
+pub(crate) fn decode_entry(se: &StoredEntry) -> Result<Entry, String> {
     let payload = match se.data.split_first() {
         Some((&ENTRY_NOOP, [])) => Payload::Noop,
         Some((&ENTRY_COMMAND, cmd)) => Payload::Command(cmd.to_vec()),

@@ -7,7 +7,7 @@
 //! (pipelining), reconnects with exponential back-off, and gives up on a connection whose write
 //! stalls (a partitioned peer) so that a healed link is used again promptly.
 //!
-//! Wire format: frames of `[len: u32 little endian][serde_json of the message]`. Inbound
+//! Wire format: frames of `[len: u32 little endian][the message's `Wire` encoding]`. Inbound
 //! connections are anonymous; every message names its sender.
 //!
 //! This module must never block the caller or interpret messages.
@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -28,6 +26,18 @@ use tokio::task::JoinHandle;
 
 /// Largest frame accepted (snapshots travel as single messages).
 pub const MAX_FRAME: usize = 1 << 30;
+
+/// How a message travels: an encoding chosen by the message type (the Raft messages use a binary
+/// fast path for entries and snapshots, JSON for the rest).
+pub trait Wire: Sized + Send + 'static {
+    /// Appends the encoding of `self` to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+    /// Decodes one message.
+    ///
+    /// # Errors
+    /// A description of what is malformed.
+    fn decode(bytes: &[u8]) -> Result<Self, String>;
+}
 
 /// Tuning for the transport.
 #[derive(Debug, Clone)]
@@ -87,7 +97,7 @@ pub struct Transport<M> {
     _m: PhantomData<fn(M)>,
 }
 
-impl<M: Serialize + Send + 'static> Transport<M> {
+impl<M: Wire> Transport<M> {
     /// A transport that spawns its writer tasks on `runtime`.
     pub fn new(options: TransportOptions, runtime: tokio::runtime::Handle) -> Self {
         Transport {
@@ -163,15 +173,15 @@ impl<M> Drop for Transport<M> {
     }
 }
 
-fn encode<M: Serialize>(msg: &M, out: &mut Vec<u8>) {
+fn encode<M: Wire>(msg: &M, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    serde_json::to_writer(&mut *out, msg).expect("messages serialize");
+    msg.encode(out);
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-async fn writer<M: Serialize>(
+async fn writer<M: Wire>(
     id: u64,
     addr: String,
     mut rx: mpsc::Receiver<M>,
@@ -299,7 +309,7 @@ fn drop_queued<M>(rx: &mut mpsc::Receiver<M>, stats: &TransportStats, already: u
 /// until the listener fails or the task is aborted.
 pub async fn serve<M, F>(listener: TcpListener, options: TransportOptions, deliver: F)
 where
-    M: DeserializeOwned + Send + 'static,
+    M: Wire,
     F: Fn(M) + Send + Sync + 'static,
 {
     let deliver = Arc::new(deliver);
@@ -329,7 +339,7 @@ where
     }
 }
 
-async fn read_frames<M: DeserializeOwned>(
+async fn read_frames<M: Wire>(
     stream: TcpStream,
     idle: Duration,
     deliver: &(dyn Fn(M) + Send + Sync),
@@ -358,8 +368,7 @@ async fn read_frames<M: DeserializeOwned>(
         }
         payload.resize(len, 0);
         r.read_exact(&mut payload).await?;
-        let msg: M = serde_json::from_slice(&payload)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let msg = M::decode(&payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         deliver(msg);
     }
 }
@@ -373,6 +382,15 @@ mod tests {
         from: u64,
         seq: u64,
         body: Vec<u8>,
+    }
+
+    impl Wire for Msg {
+        fn encode(&self, out: &mut Vec<u8>) {
+            serde_json::to_writer(out, self).unwrap();
+        }
+        fn decode(bytes: &[u8]) -> Result<Self, String> {
+            serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        }
     }
 
     async fn receiver() -> (String, mpsc::UnboundedReceiver<Msg>, JoinHandle<()>) {
