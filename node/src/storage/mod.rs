@@ -25,6 +25,14 @@ pub enum StorageError {
     /// An operating-system error.
     #[error("storage I/O error: {0}")]
     Io(#[from] io::Error),
+    /// Another process holds the data directory.
+    #[error("{} is locked by another process ({source}): is another raftkv using this data dir?", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The `flock` error.
+        source: io::Error,
+    },
     /// Data on disk is damaged somewhere a crash cannot explain; the node refuses to start.
     #[error("corrupt data in {} at offset {offset}: {reason} (refusing to start; inspect or restore the file)", path.display())]
     Corrupt {
@@ -166,6 +174,26 @@ pub struct Storage {
     entries_written: u64,
     /// The in-memory hard state differs from the last one written (commit only).
     hs_dirty: bool,
+    /// Holds an exclusive `flock` on `LOCK` for as long as the storage is open.
+    _lock: std::fs::File,
+}
+
+/// Takes an exclusive lock on `dir/LOCK`, so that two processes never share a data dir.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StorageError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    // SAFETY: a valid descriptor owned by `file`.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        return Err(StorageError::Locked { path, source: err });
+    }
+    Ok(file)
 }
 
 impl Storage {
@@ -175,6 +203,8 @@ impl Storage {
     /// [`StorageError::Corrupt`] naming the file and offset for damage a crash cannot explain, and
     /// I/O errors. A torn final WAL frame is not an error: it is truncated and reported.
     pub fn open(dir: &Path, options: StorageOptions) -> Result<(Storage, Recovered), StorageError> {
+        std::fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
         let fresh = !dir.join("wal").exists();
         std::fs::create_dir_all(dir.join("wal"))?;
         std::fs::create_dir_all(dir.join("snap"))?;
@@ -290,6 +320,7 @@ impl Storage {
             fsyncs: 0,
             entries_written: 0,
             hs_dirty: false,
+            _lock: lock,
         };
         let recovered = Recovered {
             hard_state,
@@ -437,6 +468,16 @@ mod tests {
         let (_, r) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
         assert_eq!(r.hard_state, Some(hs(2, Some(3), 2)));
         assert_eq!(r.entries.len(), 3);
+    }
+
+    #[test]
+    fn a_data_dir_is_opened_by_one_storage_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
+        let err = Storage::open(dir.path(), StorageOptions::default()).unwrap_err();
+        assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+        drop(s);
+        Storage::open(dir.path(), StorageOptions::default()).unwrap();
     }
 
     #[test]
