@@ -164,6 +164,15 @@ async fn run_phase(
     }
 }
 
+/// The leader's WAL counters (fsyncs, entries) from `/status`.
+async fn wal_stats(client: &HttpClient, url: &str) -> Option<(u64, u64)> {
+    let (_, body) = request(client, "GET", &format!("{url}/status"), Bytes::new())
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some((v["wal"]["fsyncs"].as_u64()?, v["wal"]["entries"].as_u64()?))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -216,7 +225,7 @@ async fn main() -> anyhow::Result<()> {
             ])
             .arg("--data-dir")
             .arg(dir.join(format!("n{id}")))
-            .args(["--log-level", "warn"])
+            .args(["--log-level", "info"])
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -274,21 +283,30 @@ async fn main() -> anyhow::Result<()> {
         args.read_mode
     );
     println!(
-        "{:>5} {:>6} {:>10} {:>9} {:>9} {:>9} {:>7}",
-        "conc", "op", "ops/s", "p50 ms", "p90 ms", "p99 ms", "errors"
+        "{:>5} {:>6} {:>10} {:>9} {:>9} {:>9} {:>7} {:>13}",
+        "conc", "op", "ops/s", "p50 ms", "p90 ms", "p99 ms", "errors", "entries/fsync"
     );
     for &c in &args.concurrency {
         for write in [true, false] {
+            let before = wal_stats(&client, &leader_url).await;
             let p = run_phase(&client, &urls, write, c.max(1), &args).await;
+            let after = wal_stats(&client, &leader_url).await;
+            let per_fsync = match (before, after) {
+                (Some((f0, e0)), Some((f1, e1))) if f1 > f0 => {
+                    format!("{:.1}", (e1 - e0) as f64 / (f1 - f0) as f64)
+                }
+                _ => "-".to_string(),
+            };
             println!(
-                "{:>5} {:>6} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+                "{:>5} {:>6} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>13}",
                 c,
                 if write { "write" } else { "read" },
                 p.ok as f64 / p.secs,
                 p.quantile(0.5),
                 p.quantile(0.9),
                 p.quantile(0.99),
-                p.errors
+                p.errors,
+                if write { per_fsync } else { "-".to_string() },
             );
         }
     }

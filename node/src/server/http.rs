@@ -32,6 +32,9 @@ use crate::raft::{ConfChange, ConfChangeKind};
 /// Header marking a request forwarded by another node (value: that node's id).
 pub const FORWARDED: &str = "x-raftkv-forwarded";
 
+/// Largest request body accepted.
+const MAX_BODY: usize = 16 << 20;
+
 /// How long membership changes may take (they wait for a learner to catch up).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -227,7 +230,10 @@ impl Api {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let forwarded = req.headers().contains_key(FORWARDED);
-        let body = match req.into_body().collect().await {
+        let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
             Err(e) => return bad_request(format!("reading the body: {e}")),
         };
@@ -410,6 +416,15 @@ impl Api {
             Some(Reply::Status(s)) => s,
             _ => return Step::Done(error(StatusCode::GATEWAY_TIMEOUT, "shutting-down", false)),
         };
+        // Only the leader's view of the membership is authoritative: elsewhere, forward.
+        if status.role != "leader" {
+            let client = status
+                .leader
+                .and_then(|l| status.addrs.get(&l))
+                .and_then(|a| Addrs::parse(a).ok())
+                .map(|a| a.client);
+            return client.map_or(Step::Wait, Step::Forward);
+        }
         if status.members.contains(&node) {
             return Step::Done(json_response(StatusCode::OK, json!({})));
         }

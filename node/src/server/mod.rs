@@ -6,6 +6,7 @@
 //!   rule (persist, then send, then apply).
 //! - [`http`]: the client API (hyper 1), forwarding to the leader; the reference is `node/API.md`.
 //! - [`state`]: the deterministic key-value state machine and its snapshot.
+//! - [`wire`]: the peer-message encoding (binary for entries and snapshots, JSON otherwise).
 //!
 //! This module must never acknowledge a client write that is not committed (unless the planted
 //! `early-ack` bug is on), and never answer `definite: true` for an operation that may still
@@ -14,6 +15,7 @@
 pub mod http;
 pub mod node;
 pub mod state;
+pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

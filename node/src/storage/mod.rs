@@ -25,6 +25,14 @@ pub enum StorageError {
     /// An operating-system error.
     #[error("storage I/O error: {0}")]
     Io(#[from] io::Error),
+    /// Another process holds the data directory.
+    #[error("{} is locked by another process ({source}): is another raftkv using this data dir?", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The `flock` error.
+        source: io::Error,
+    },
     /// Data on disk is damaged somewhere a crash cannot explain; the node refuses to start.
     #[error("corrupt data in {} at offset {offset}: {reason} (refusing to start; inspect or restore the file)", path.display())]
     Corrupt {
@@ -163,6 +171,29 @@ pub struct Storage {
     hard_state: StoredHardState,
     snapshot_index: u64,
     fsyncs: u64,
+    entries_written: u64,
+    /// The in-memory hard state differs from the last one written (commit only).
+    hs_dirty: bool,
+    /// Holds an exclusive `flock` on `LOCK` for as long as the storage is open.
+    _lock: std::fs::File,
+}
+
+/// Takes an exclusive lock on `dir/LOCK`, so that two processes never share a data dir.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StorageError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    // SAFETY: a valid descriptor owned by `file`.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        return Err(StorageError::Locked { path, source: err });
+    }
+    Ok(file)
 }
 
 impl Storage {
@@ -173,6 +204,17 @@ impl Storage {
     /// I/O errors. A torn final WAL frame is not an error: it is truncated and reported.
     pub fn open(dir: &Path, options: StorageOptions) -> Result<(Storage, Recovered), StorageError> {
         std::fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
+        let fresh = !dir.join("wal").exists();
+        std::fs::create_dir_all(dir.join("wal"))?;
+        std::fs::create_dir_all(dir.join("snap"))?;
+        if fresh {
+            // Make the new directories themselves durable.
+            wal::sync_dir(dir)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                wal::sync_dir(parent)?;
+            }
+        }
         let snap = snapshot::load_latest(&dir.join("snap"))?;
         let (wal, records, report) =
             Wal::open(&dir.join("wal"), options.segment_bytes, record_max_index)?;
@@ -276,6 +318,9 @@ impl Storage {
             hard_state: hard_state.unwrap_or_default(),
             snapshot_index: snap_index,
             fsyncs: 0,
+            entries_written: 0,
+            hs_dirty: false,
+            _lock: lock,
         };
         let recovered = Recovered {
             hard_state,
@@ -287,7 +332,8 @@ impl Storage {
     }
 
     /// Makes a new hard state and/or entries durable with one write and one `fdatasync`.
-    /// Entries replace any stored entries at the same index and above.
+    /// Entries replace any stored entries at the same index and above. A hard state that only
+    /// moves the commit index is written with the next entries (or term/vote change) instead.
     ///
     /// # Errors
     /// I/O errors. The node must stop after one: it cannot know what reached the disk.
@@ -296,13 +342,22 @@ impl Storage {
         hard_state: Option<StoredHardState>,
         entries: &[StoredEntry],
     ) -> io::Result<()> {
-        if hard_state.is_none() && entries.is_empty() {
+        let mut must_write = !entries.is_empty();
+        if let Some(hs) = hard_state {
+            // Term and vote must be durable before anything that depends on them is sent; the
+            // commit index is only a hint (Raft re-learns it), so a change of commit alone
+            // waits for the next write instead of costing an fsync of its own.
+            must_write |= hs.term != self.hard_state.term || hs.vote != self.hard_state.vote;
+            self.hs_dirty |= hs != self.hard_state;
+            self.hard_state = hs;
+        }
+        if !must_write {
             return Ok(());
         }
         let mut records = Vec::with_capacity(entries.len() + 1);
-        if let Some(hs) = hard_state {
-            self.hard_state = hs;
-            records.push(encode_hard_state(&hs));
+        if self.hs_dirty {
+            records.push(encode_hard_state(&self.hard_state));
+            self.hs_dirty = false;
         }
         records.extend(entries.iter().map(encode_entry));
         let max = entries.iter().map(|e| e.index).max().unwrap_or(0);
@@ -310,6 +365,7 @@ impl Storage {
         self.wal
             .append(&records, max, || vec![encode_hard_state(&hs)])?;
         self.fsyncs += 1;
+        self.entries_written += entries.len() as u64;
         Ok(())
     }
 
@@ -344,6 +400,11 @@ impl Storage {
     /// Number of `fdatasync` calls made by `persist` and `save_snapshot` since open.
     pub fn fsyncs(&self) -> u64 {
         self.fsyncs
+    }
+
+    /// Number of entries written by `persist` since open.
+    pub fn entries_written(&self) -> u64 {
+        self.entries_written
     }
 
     /// Number of WAL segment files.
@@ -381,11 +442,42 @@ mod tests {
         s.persist(None, &[e(1, 1), e(2, 1)]).unwrap();
         s.persist(Some(hs(2, None, 2)), &[e(3, 2)]).unwrap();
         assert_eq!(s.fsyncs(), 3);
+        assert_eq!(s.entries_written(), 3);
         drop(s);
         let (_, r) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
         assert_eq!(r.hard_state, Some(hs(2, None, 2)));
         assert_eq!(idx(&r.entries), vec![(1, 1), (2, 1), (3, 2)]);
         assert_eq!(r.entries[2].data, b"3@2");
+    }
+
+    #[test]
+    fn commit_only_change_rides_with_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
+        s.persist(Some(hs(1, Some(1), 0)), &[e(1, 1), e(2, 1)])
+            .unwrap();
+        assert_eq!(s.fsyncs(), 1);
+        s.persist(Some(hs(1, Some(1), 2)), &[]).unwrap();
+        assert_eq!(s.fsyncs(), 1, "a commit-only change must not fsync");
+        s.persist(None, &[e(3, 1)]).unwrap();
+        assert_eq!(s.fsyncs(), 2);
+        // A vote change is written at once.
+        s.persist(Some(hs(2, Some(3), 2)), &[]).unwrap();
+        assert_eq!(s.fsyncs(), 3);
+        drop(s);
+        let (_, r) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
+        assert_eq!(r.hard_state, Some(hs(2, Some(3), 2)));
+        assert_eq!(r.entries.len(), 3);
+    }
+
+    #[test]
+    fn a_data_dir_is_opened_by_one_storage_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
+        let err = Storage::open(dir.path(), StorageOptions::default()).unwrap_err();
+        assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+        drop(s);
+        Storage::open(dir.path(), StorageOptions::default()).unwrap();
     }
 
     #[test]

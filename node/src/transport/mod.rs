@@ -7,7 +7,7 @@
 //! (pipelining), reconnects with exponential back-off, and gives up on a connection whose write
 //! stalls (a partitioned peer) so that a healed link is used again promptly.
 //!
-//! Wire format: frames of `[len: u32 little endian][serde_json of the message]`. Inbound
+//! Wire format: frames of `[len: u32 little endian][the message's `Wire` encoding]`. Inbound
 //! connections are anonymous; every message names its sender.
 //!
 //! This module must never block the caller or interpret messages.
@@ -15,13 +15,10 @@
 use std::collections::HashMap;
 use std::io;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -29,6 +26,18 @@ use tokio::task::JoinHandle;
 
 /// Largest frame accepted (snapshots travel as single messages).
 pub const MAX_FRAME: usize = 1 << 30;
+
+/// How a message travels: an encoding chosen by the message type (the Raft messages use a binary
+/// fast path for entries and snapshots, JSON for the rest).
+pub trait Wire: Sized + Send + 'static {
+    /// Appends the encoding of `self` to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+    /// Decodes one message.
+    ///
+    /// # Errors
+    /// A description of what is malformed.
+    fn decode(bytes: &[u8]) -> Result<Self, String>;
+}
 
 /// Tuning for the transport.
 #[derive(Debug, Clone)]
@@ -88,7 +97,7 @@ pub struct Transport<M> {
     _m: PhantomData<fn(M)>,
 }
 
-impl<M: Serialize + Send + 'static> Transport<M> {
+impl<M: Wire> Transport<M> {
     /// A transport that spawns its writer tasks on `runtime`.
     pub fn new(options: TransportOptions, runtime: tokio::runtime::Handle) -> Self {
         Transport {
@@ -164,15 +173,15 @@ impl<M> Drop for Transport<M> {
     }
 }
 
-fn encode<M: Serialize>(msg: &M, out: &mut Vec<u8>) {
+fn encode<M: Wire>(msg: &M, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    serde_json::to_writer(&mut *out, msg).expect("messages serialize");
+    msg.encode(out);
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-async fn writer<M: Serialize>(
+async fn writer<M: Wire>(
     id: u64,
     addr: String,
     mut rx: mpsc::Receiver<M>,
@@ -203,6 +212,12 @@ async fn writer<M: Serialize>(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Under a partition (packets silently dropped) writes still land in the socket buffer;
+        // without a user timeout the kernel would retransmit with back-off for minutes, and
+        // messages written after the heal would wait behind that. Give up after `io_timeout`.
+        if let Err(e) = set_user_timeout(&stream, options.io_timeout) {
+            tracing::debug!(error = %e, "TCP_USER_TIMEOUT not set");
+        }
         stats.connects.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(peer = id, %addr, "peer connected");
         backoff = options.min_backoff;
@@ -258,6 +273,30 @@ async fn writer<M: Serialize>(
     }
 }
 
+/// Sets `TCP_USER_TIMEOUT`: the connection fails once sent data stays unacknowledged this long.
+///
+/// # Errors
+/// The `setsockopt` error.
+pub fn set_user_timeout(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ms: libc::c_uint = timeout.as_millis().min(u32::MAX as u128) as libc::c_uint;
+    // SAFETY: a valid socket descriptor, and a pointer/length pair to a live c_uint.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn drop_queued<M>(rx: &mut mpsc::Receiver<M>, stats: &TransportStats, already: u64) {
     let mut n = already;
     while rx.try_recv().is_ok() {
@@ -270,7 +309,7 @@ fn drop_queued<M>(rx: &mut mpsc::Receiver<M>, stats: &TransportStats, already: u
 /// until the listener fails or the task is aborted.
 pub async fn serve<M, F>(listener: TcpListener, options: TransportOptions, deliver: F)
 where
-    M: DeserializeOwned + Send + 'static,
+    M: Wire,
     F: Fn(M) + Send + Sync + 'static,
 {
     let deliver = Arc::new(deliver);
@@ -300,7 +339,7 @@ where
     }
 }
 
-async fn read_frames<M: DeserializeOwned>(
+async fn read_frames<M: Wire>(
     stream: TcpStream,
     idle: Duration,
     deliver: &(dyn Fn(M) + Send + Sync),
@@ -329,18 +368,9 @@ async fn read_frames<M: DeserializeOwned>(
         }
         payload.resize(len, 0);
         r.read_exact(&mut payload).await?;
-        let msg: M = serde_json::from_slice(&payload)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let msg = M::decode(&payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         deliver(msg);
     }
-}
-
-/// Binds a listener, for callers that want to learn the port first.
-///
-/// # Errors
-/// Bind errors.
-pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 #[cfg(test)]
@@ -352,6 +382,15 @@ mod tests {
         from: u64,
         seq: u64,
         body: Vec<u8>,
+    }
+
+    impl Wire for Msg {
+        fn encode(&self, out: &mut Vec<u8>) {
+            serde_json::to_writer(out, self).unwrap();
+        }
+        fn decode(bytes: &[u8]) -> Result<Self, String> {
+            serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        }
     }
 
     async fn receiver() -> (String, mpsc::UnboundedReceiver<Msg>, JoinHandle<()>) {
@@ -391,6 +430,28 @@ mod tests {
         }
         let batches = t.stats().batches.load(Ordering::Relaxed);
         assert!(batches < 2000, "every message was its own write: {batches}");
+    }
+
+    #[tokio::test]
+    async fn outbound_connections_give_up_on_unacknowledged_data() {
+        use std::os::fd::AsRawFd;
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        set_user_timeout(&s, Duration::from_millis(1500)).unwrap();
+        let mut v: libc::c_uint = 0;
+        let mut len = std::mem::size_of::<libc::c_uint>() as libc::socklen_t;
+        // SAFETY: valid descriptor and out-pointers to live locals.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_USER_TIMEOUT,
+                (&mut v as *mut libc::c_uint).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(v, 1500);
     }
 
     #[tokio::test]

@@ -216,3 +216,37 @@ fn a_lone_node_without_quorum_answers_no_leader_definitely() {
     );
     assert_eq!(r.body, json!({"error": "no-leader", "definite": true}));
 }
+
+#[test]
+fn concurrent_writes_share_fsyncs_group_commit() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let addr = c.node(leader).client();
+    let wal = |s: &Value| {
+        (
+            s["wal"]["fsyncs"].as_u64().unwrap(),
+            s["wal"]["entries"].as_u64().unwrap(),
+        )
+    };
+    let (f0, e0) = wal(&c.node(leader).status().unwrap());
+    let acked: usize = crate::cluster::parallel(16, move |w| {
+        (0..40)
+            .filter(|i| {
+                let body = put_body(json!(i));
+                http(&addr, "PUT", &format!("/kv/g{w}-{i}"), Some(&body), T)
+                    .is_ok_and(|r| r.status == 200)
+            })
+            .count()
+    })
+    .into_iter()
+    .sum();
+    assert!(acked >= 600, "only {acked} of 640 writes acknowledged");
+    let (f1, e1) = wal(&c.node(leader).status().unwrap());
+    let (fsyncs, entries) = (f1 - f0, e1 - e0);
+    println!("leader wrote {entries} entries with {fsyncs} fsyncs");
+    assert!(entries >= acked as u64);
+    assert!(
+        fsyncs < entries,
+        "no group commit: {entries} entries took {fsyncs} fsyncs"
+    );
+}

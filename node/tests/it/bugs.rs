@@ -127,3 +127,38 @@ fn stale_read_bug_serves_reads_from_a_node_without_a_leader() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn every_other_planted_bug_boots_and_serves_a_calm_cluster() {
+    for bug in [
+        "forget-vote",
+        "commit-old-term",
+        "skip-prev-check",
+        "lease-ignores-skew",
+    ] {
+        let c = Cluster::start(3, &["--bug", bug]);
+        c.wait_leader(Duration::from_secs(20));
+        for p in &c.nodes {
+            assert!(
+                p.log_text().contains("PLANTED BUGS ENABLED"),
+                "{bug}: no warning in the log"
+            );
+        }
+        let addrs = c.running_clients();
+        for (i, addr) in addrs.iter().enumerate() {
+            let r = retry(
+                std::slice::from_ref(addr),
+                "POST",
+                "/kv/l/append",
+                Some(&put_body(json!(i))),
+                Duration::from_secs(10),
+                |r| r.status == 200,
+            );
+            assert_eq!(r.body, json!({}), "{bug}");
+        }
+        let r = retry(&addrs, "GET", "/kv/l", None, Duration::from_secs(10), |r| {
+            r.status == 200
+        });
+        assert_eq!(r.body, json!({"value": [0, 1, 2]}), "{bug}");
+    }
+}

@@ -66,9 +66,18 @@ fn as_set(v: &Value) -> (Vec<u64>, BTreeSet<u64>) {
 
 #[test]
 fn killing_the_leader_elects_a_new_one_and_keeps_acknowledged_writes() {
+    kill_leader_under_load(3);
+}
+
+#[test]
+fn killing_the_leader_of_five_elects_a_new_one_and_keeps_acknowledged_writes() {
+    kill_leader_under_load(5);
+}
+
+fn kill_leader_under_load(n: u64) {
     let seed: u64 = rand::rng().random();
     println!("seed {seed}");
-    let mut c = Cluster::start(3, &[]);
+    let mut c = Cluster::start(n, &[]);
     let old = c.wait_leader(Duration::from_secs(20));
     let old_term = c.node(old).status().unwrap()["term"].as_u64().unwrap();
     let addrs = c.running_clients();

@@ -7,4 +7,5 @@ mod cli;
 mod cluster;
 mod failover;
 mod membership;
+mod snapshots;
 mod wal;
