@@ -16,6 +16,7 @@ fn idle_node(name: &str, image: &str) -> NodeSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_containers_on_a_fresh_network_reach_each_other_and_leave_nothing_behind() {
+    let _slot = crate::util::docker_slot().await;
     let docker = control::connect()
         .await
         .expect("a Docker engine must be running for this test");
@@ -87,6 +88,7 @@ async fn three_containers_on_a_fresh_network_reach_each_other_and_leave_nothing_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_run_is_torn_down_by_its_guard() {
+    let _slot = crate::util::docker_slot().await;
     let docker = control::connect()
         .await
         .expect("a Docker engine must be running for this test");

@@ -49,6 +49,7 @@ fn only(ops: Vec<NemesisOp>) -> NemesisOp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_take_effect_on_idle_containers_and_heal() {
+    let _slot = crate::util::docker_slot().await;
     let docker = control::connect()
         .await
         .expect("a Docker engine must be running for this test");

@@ -149,6 +149,7 @@ async fn run_and_check_faults_bite(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_partition_run_is_valid_and_the_partition_bites() {
+    let _slot = crate::util::docker_slot().await;
     run_and_check_faults_bite(
         "register-partition",
         r#"faults = ["partition"]
@@ -162,6 +163,7 @@ partition-kinds = ["isolate-leader"]"#,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_kill_run_is_valid_and_the_kill_bites() {
+    let _slot = crate::util::docker_slot().await;
     run_and_check_faults_bite(
         "register-kill",
         r#"faults = ["kill"]
@@ -175,6 +177,7 @@ kill-targets = ["leader"]"#,
 
 #[test]
 fn ctrl_c_mid_run_leaves_nothing_behind_and_the_partial_history_checks() {
+    let _slot = crate::util::docker_slot_blocking();
     let results = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args([

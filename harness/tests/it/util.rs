@@ -60,3 +60,17 @@ pub async fn objects_of_run(docker: &Docker, run_id: &str) -> (usize, usize, usi
         .unwrap();
     (containers.len(), volumes.len(), networks.len())
 }
+
+/// Held by every test that runs containers, so that they run one at a time: on a 2-core machine,
+/// two clusters at once starve each other and turn timing into flakiness.
+static SLOT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for the Docker slot (async tests).
+pub async fn docker_slot() -> tokio::sync::MutexGuard<'static, ()> {
+    SLOT.lock().await
+}
+
+/// Waits for the Docker slot (tests outside a runtime).
+pub fn docker_slot_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    SLOT.blocking_lock()
+}
