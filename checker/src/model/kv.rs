@@ -3,7 +3,7 @@
 use serde_json::Value;
 use smallvec::SmallVec;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::{Call, HStr, Interner, Model, expect_known, mix64};
 use crate::history::Outcome;
@@ -26,8 +26,9 @@ pub struct KvOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum KvKind {
     /// The value observed, and the polynomial hash of each of its prefixes (by length), so
-    /// that whether a state is a prefix of it is one comparison.
-    Get(HStr, Arc<[u64]>),
+    /// that whether a state is a prefix of it is one comparison. Computed when the search
+    /// first needs them: most gets of a key that stops early never do.
+    Get(HStr, OnceLock<Box<[u64]>>),
     Put(HStr),
     Append(HStr),
 }
@@ -167,7 +168,7 @@ fn slot_hash(slot: u32, s: &Rope) -> u64 {
 }
 
 /// `h[k]` is the polynomial hash (as [`HStr`]'s) of `b[..k]`.
-fn prefix_hashes(b: &[u8]) -> Arc<[u64]> {
+fn prefix_hashes(b: &[u8]) -> Box<[u64]> {
     let mut h = Vec::with_capacity(b.len() + 1);
     let mut x = 0u64;
     h.push(x);
@@ -223,10 +224,7 @@ impl Model for KvModel {
         };
         let kind = match c.f {
             "get" | "read" => match (c.outcome, c.output) {
-                (Outcome::Ok, Some(v)) => {
-                    let v = as_string(v);
-                    KvKind::Get(HStr::new(&v), prefix_hashes(v.as_bytes()))
-                }
+                (Outcome::Ok, Some(v)) => KvKind::Get(HStr::new(&as_string(v)), OnceLock::new()),
                 _ => return Ok(None),
             },
             "put" | "write" => KvKind::Put(HStr::new(&as_string(c.input))),
@@ -284,8 +282,9 @@ impl Model for KvModel {
     /// collision can only keep a dead configuration, never prune a live one.)
     fn may_reach(&self, s: &KvState, op: &KvOp) -> bool {
         match &op.kind {
-            KvKind::Get(_, prefixes) => {
+            KvKind::Get(v, prefixes) => {
                 let cur = &s.vals[op.slot as usize];
+                let prefixes = prefixes.get_or_init(|| prefix_hashes(v.as_str().as_bytes()));
                 prefixes.get(cur.len).is_some_and(|&h| h == cur.hash)
             }
             _ => true,
