@@ -3,7 +3,7 @@
 use serde_json::Value;
 use smallvec::SmallVec;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::{Call, HStr, Interner, Model, expect_known, mix64};
 use crate::history::Outcome;
@@ -25,7 +25,10 @@ pub struct KvOp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum KvKind {
-    Get(HStr),
+    /// The value observed, and the polynomial hash of each of its prefixes (by length), so
+    /// that whether a state is a prefix of it is one comparison. Computed when the search
+    /// first needs them: most gets of a key that stops early never do.
+    Get(HStr, OnceLock<Box<[u64]>>),
     Put(HStr),
     Append(HStr),
 }
@@ -164,6 +167,18 @@ fn slot_hash(slot: u32, s: &Rope) -> u64 {
     mix64(s.hash ^ (s.len as u64) << 48 ^ (u64::from(slot) << 40))
 }
 
+/// `h[k]` is the polynomial hash (as [`HStr`]'s) of `b[..k]`.
+fn prefix_hashes(b: &[u8]) -> Box<[u64]> {
+    let mut h = Vec::with_capacity(b.len() + 1);
+    let mut x = 0u64;
+    h.push(x);
+    for &c in b {
+        x = x.wrapping_mul(super::POLY).wrapping_add(u64::from(c) + 1);
+        h.push(x);
+    }
+    h.into()
+}
+
 fn as_string(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
@@ -209,7 +224,7 @@ impl Model for KvModel {
         };
         let kind = match c.f {
             "get" | "read" => match (c.outcome, c.output) {
-                (Outcome::Ok, Some(v)) => KvKind::Get(HStr::new(&as_string(v))),
+                (Outcome::Ok, Some(v)) => KvKind::Get(HStr::new(&as_string(v)), OnceLock::new()),
                 _ => return Ok(None),
             },
             "put" | "write" => KvKind::Put(HStr::new(&as_string(c.input))),
@@ -232,7 +247,7 @@ impl Model for KvModel {
         let i = op.slot as usize;
         let cur = &s.vals[i];
         let new = match &op.kind {
-            KvKind::Get(v) => return cur.matches(v).then(|| s.clone()),
+            KvKind::Get(v, _) => return cur.matches(v).then(|| s.clone()),
             KvKind::Put(v) => {
                 if cur.matches(v) {
                     return Some(s.clone());
@@ -253,7 +268,27 @@ impl Model for KvModel {
     }
 
     fn is_read_only(&self, op: &KvOp) -> bool {
-        matches!(op.kind, KvKind::Get(_))
+        matches!(op.kind, KvKind::Get(..))
+    }
+
+    const PRUNES: bool = true;
+
+    fn resets(&self, op: &KvOp) -> bool {
+        matches!(op.kind, KvKind::Put(_))
+    }
+
+    /// Appends only extend a string: without a put, a get can only see an extension of the
+    /// current value. (Compared by hash: equal strings always have equal hashes, so a
+    /// collision can only keep a dead configuration, never prune a live one.)
+    fn may_reach(&self, s: &KvState, op: &KvOp) -> bool {
+        match &op.kind {
+            KvKind::Get(v, prefixes) => {
+                let cur = &s.vals[op.slot as usize];
+                let prefixes = prefixes.get_or_init(|| prefix_hashes(v.as_str().as_bytes()));
+                prefixes.get(cur.len).is_some_and(|&h| h == cur.hash)
+            }
+            _ => true,
+        }
     }
 
     fn describe(&self, s: &KvState, _: &Interner) -> Value {

@@ -112,6 +112,27 @@ pub trait Model: Send + Sync {
         let _ = op;
         false
     }
+
+    /// Whether the search should prune with [`Model::may_reach`]: after each state change it
+    /// checks the nearest pending operations that must still be linearized. Default `false`.
+    const PRUNES: bool = false;
+
+    /// Whether `op` may make the state forget what came before it (like a put). The pruning
+    /// of [`Model::may_reach`] only looks at operations that no such operation can precede.
+    /// The default, `true`, is always correct.
+    fn resets(&self, op: &Self::Op) -> bool {
+        let _ = op;
+        true
+    }
+
+    /// `false` only if no sequence of operations that do not [reset](Model::resets) leads from
+    /// `state` to a state where `op` is possible: a configuration in that state with `op` still
+    /// to be linearized (and no resetting operation able to come before it) is dead. The
+    /// default, `true`, is always correct.
+    fn may_reach(&self, state: &Self::State, op: &Self::Op) -> bool {
+        let _ = (state, op);
+        true
+    }
 }
 
 /// The models the checker knows, by name.

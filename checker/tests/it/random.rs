@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use faultline_checker::history::Operation;
-use faultline_checker::model::{CasRegister, Interner, ListAppend, Model};
+use faultline_checker::model::{CasRegister, Interner, KvModel, ListAppend, Model};
 use faultline_checker::{
     CheckOptions, History, ModelKind, Op, OpType, Outcome, Process, Validity, check, parse_history,
 };
@@ -236,4 +236,158 @@ fn register_search_agrees_with_brute_force() {
 #[test]
 fn list_append_search_agrees_with_brute_force() {
     compare(true, seed() ^ 1, 1500);
+}
+
+/// A random kv history (`get`, `put`, `append` on strings). Each write takes effect when it
+/// completes (an `info` one half of the time), and a get mostly sees the value then, else an
+/// older or a corrupted one: so both linearizable and non-linearizable histories come out, and
+/// appends of the same few letters make many orders look alike.
+fn random_kv_history(rng: &mut ChaCha8Rng, n_ops: usize, keys: usize) -> History {
+    let mut ops: Vec<Op> = Vec::new();
+    let mut pending: HashMap<u64, (String, Option<String>, Value)> = HashMap::new();
+    let mut state: HashMap<Option<String>, Vec<String>> = HashMap::new();
+    let mut free: Vec<u64> = (0..4).collect();
+    let mut next_proc = 4;
+    let mut issued = 0;
+    let mk = |p: u64, kind, f: &str, key: &Option<String>, value: Value| Op {
+        index: 0,
+        time: None,
+        process: Process::Client(p),
+        kind,
+        f: f.to_string(),
+        key: key.clone(),
+        value,
+        node: None,
+        line: 0,
+    };
+    while issued < n_ops || !pending.is_empty() {
+        let invoke =
+            issued < n_ops && !free.is_empty() && (pending.is_empty() || rng.random_bool(0.6));
+        if invoke {
+            let p = free.swap_remove(rng.random_range(0..free.len()));
+            let key = (keys > 1).then(|| format!("k{}", rng.random_range(0..keys)));
+            let (f, value) = match rng.random_range(0..10) {
+                0..4 => ("get", Value::Null),
+                4..9 => (
+                    "append",
+                    json!(["a", "b", "c", "ab"][rng.random_range(0..4)]),
+                ),
+                _ => ("put", json!(["", "a", "x"][rng.random_range(0..3)])),
+            };
+            ops.push(mk(p, OpType::Invoke, f, &key, value.clone()));
+            pending.insert(p, (f.to_string(), key, value));
+            issued += 1;
+        } else {
+            let ps: Vec<u64> = pending.keys().copied().collect();
+            let p = ps[rng.random_range(0..ps.len())];
+            let (f, key, input) = pending.remove(&p).unwrap();
+            let roll = rng.random_range(0..100);
+            let kind = if roll < 15 {
+                OpType::Info
+            } else if roll < 25 && f != "get" {
+                OpType::Fail
+            } else {
+                OpType::Ok
+            };
+            let past = state
+                .entry(key.clone())
+                .or_insert_with(|| vec![String::new()]);
+            let cur = past.last().unwrap().clone();
+            let effect = kind == OpType::Ok || (kind == OpType::Info && rng.random_bool(0.5));
+            let value = match f.as_str() {
+                "get" if kind == OpType::Ok => {
+                    let v = match rng.random_range(0..10) {
+                        0..6 => cur,
+                        6..9 => past[past.len().saturating_sub(4)..]
+                            [rng.random_range(0..past.len().min(4))]
+                        .clone(),
+                        _ => {
+                            let mut v: Vec<char> = cur.chars().collect();
+                            v.reverse();
+                            v.into_iter().collect::<String>() + "a"
+                        }
+                    };
+                    json!(v)
+                }
+                "get" => Value::Null,
+                "append" if effect => {
+                    past.push(cur + input.as_str().unwrap());
+                    input
+                }
+                "put" if effect => {
+                    past.push(input.as_str().unwrap().to_string());
+                    input
+                }
+                _ => input,
+            };
+            ops.push(mk(p, kind, &f, &key, value));
+            if kind == OpType::Info {
+                free.push(next_proc);
+                next_proc += 1;
+            } else {
+                free.push(p);
+            }
+        }
+    }
+    for (i, o) in ops.iter_mut().enumerate() {
+        o.index = i as u64;
+        o.line = i + 1;
+    }
+    History::from_ops(ops, Vec::new()).unwrap()
+}
+
+/// The kv search, per key and over all keys at once, against brute force.
+fn compare_kv(seed: u64, cases: usize) {
+    println!("random kv histories: seed {seed}");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut counts = [0usize; 3];
+    for case in 0..cases {
+        let n = rng.random_range(1..=9);
+        let keys = rng.random_range(1..=2);
+        let h = random_kv_history(&mut rng, n, keys);
+        let text: String = h
+            .ops
+            .iter()
+            .map(|o| serde_json::to_string(o).unwrap() + "\n")
+            .collect();
+        let want = brute_force_by_key(&KvModel::per_key(), &h);
+        let all_keys = KvModel::all_keys(h.operations.iter().map(|o| h.key(o).unwrap_or("")));
+        let all: Vec<&Operation> = h.operations.iter().collect();
+        let want_all = if brute_force(&all_keys, &h, &all) {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        };
+        assert_eq!(
+            want, want_all,
+            "seed {seed} case {case}: P-compositionality; history:\n{text}"
+        );
+        for partition in [true, false] {
+            let opts = CheckOptions {
+                model: Some(ModelKind::Kv),
+                partition,
+                stop_on_invalid: false,
+                threads: Some(1),
+                ..CheckOptions::default()
+            };
+            let got = check(&h, &opts).unwrap();
+            assert_eq!(
+                got.valid, want,
+                "seed {seed} case {case} (partition {partition}): search says {}, brute force \
+                 {want}; history:\n{text}",
+                got.valid
+            );
+        }
+        counts[want as usize] += 1;
+    }
+    println!("valid {}, invalid {}", counts[0], counts[2]);
+    assert!(
+        counts[0] > cases / 10 && counts[2] > cases / 10,
+        "a poor mix: {counts:?}"
+    );
+}
+
+#[test]
+fn kv_search_agrees_with_brute_force() {
+    compare_kv(seed() ^ 2, 3000);
 }
