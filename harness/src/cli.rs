@@ -94,6 +94,13 @@ pub struct RunArgs {
     /// Seconds between fault changes (overrides `[nemesis] interval`).
     #[arg(long)]
     pub nemesis_interval: Option<f64>,
+    /// The system under test (overrides the workload's `target`).
+    #[arg(long, value_enum)]
+    pub target: Option<crate::workload::Target>,
+    /// etcd: serializable reads (`"serializable": true`), which may be stale (sets
+    /// `[node] serializable-reads`).
+    #[arg(long)]
+    pub etcd_serializable_reads: bool,
     /// Enable a planted raftkv bug (repeatable; adds to the workload's `[node] bugs`).
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
@@ -181,6 +188,14 @@ fn resolve(args: &RunArgs) -> anyhow::Result<(Workload, u64, String)> {
             spec.interval = i;
         }
         repro += &format!(" --nemesis-interval {i}");
+    }
+    if let Some(t) = args.target {
+        w.target = t;
+        repro += &format!(" --target {}", t.as_str());
+    }
+    if args.etcd_serializable_reads {
+        w.node.serializable_reads = true;
+        repro += " --etcd-serializable-reads";
     }
     for bug in &args.bugs {
         w.node.bugs.push(bug.clone());
