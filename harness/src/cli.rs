@@ -41,6 +41,12 @@ pub enum Command {
     Images(ImagesArgs),
     /// Remove containers, volumes and networks left behind by a harness that was killed.
     Clean,
+    /// The detection matrix: every planted bug's workload (and etcd's serializable reads) with
+    /// several seeds, plus correct raftkv and etcd as controls; writes results/matrix-<stamp>/.
+    Matrix(crate::matrix::MatrixArgs),
+    /// Throughput and latency of the `perf` workload, raftkv against etcd, at several
+    /// concurrencies.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Which images to rebuild.
@@ -127,6 +133,8 @@ pub async fn main(cli: Cli) -> ExitCode {
             .map(|code| u8::try_from(code).unwrap_or(EXIT_HARNESS_ERROR)),
         Command::Images(args) => images(args).await,
         Command::Clean => clean().await,
+        Command::Matrix(args) => crate::matrix::run(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),
