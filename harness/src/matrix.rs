@@ -443,7 +443,7 @@ mod tests {
         };
         assert_eq!(r.rate(), "2/3");
         assert_eq!(r.median_first_anomaly(), Some(7.0));
-        let t = table(&[r.clone()]);
+        let t = table(std::slice::from_ref(&r));
         assert!(
             t.contains("2/3") && t.contains("7.0") && t.contains("3:invalid"),
             "{t}"
