@@ -37,7 +37,7 @@ pub enum Command {
     List,
     /// Check a recorded history (a run folder, a history.jsonl or a Jepsen history.edn).
     Check(crate::check_cmd::CheckArgs),
-    /// Show Faultline's Docker images, building the missing ones (base and raftkv).
+    /// Show Faultline's Docker images, building the missing ones (base, raftkv and etcd).
     Images(ImagesArgs),
     /// Remove containers, volumes and networks left behind by a harness that was killed.
     Clean,
@@ -56,7 +56,9 @@ pub enum Rebuild {
     Base,
     /// Only the raftkv node image.
     Raftkv,
-    /// Both.
+    /// Only the etcd image (Debian's etcd-server).
+    Etcd,
+    /// All of them.
     All,
 }
 
@@ -275,6 +277,9 @@ async fn images(args: ImagesArgs) -> anyhow::Result<u8> {
                 &binary,
                 matches!(rebuild, Some(Rebuild::Raftkv | Rebuild::All)),
             )
+            .await?;
+        images
+            .ensure_etcd(matches!(rebuild, Some(Rebuild::Etcd | Rebuild::All)))
             .await?;
     }
     let rows = images.list().await.context("listing images")?;
