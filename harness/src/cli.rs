@@ -37,10 +37,16 @@ pub enum Command {
     List,
     /// Check a recorded history (a run folder, a history.jsonl or a Jepsen history.edn).
     Check(crate::check_cmd::CheckArgs),
-    /// Show Faultline's Docker images, building the missing ones (base and raftkv).
+    /// Show Faultline's Docker images, building the missing ones (base, raftkv and etcd).
     Images(ImagesArgs),
     /// Remove containers, volumes and networks left behind by a harness that was killed.
     Clean,
+    /// The detection matrix: every planted bug's workload (and etcd's serializable reads) with
+    /// several seeds, plus correct raftkv and etcd as controls; writes results/matrix-<stamp>/.
+    Matrix(crate::matrix::MatrixArgs),
+    /// Throughput and latency of the `perf` workload, raftkv against etcd, at several
+    /// concurrencies.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Which images to rebuild.
@@ -50,7 +56,9 @@ pub enum Rebuild {
     Base,
     /// Only the raftkv node image.
     Raftkv,
-    /// Both.
+    /// Only the etcd image (Debian's etcd-server).
+    Etcd,
+    /// All of them.
     All,
 }
 
@@ -94,6 +102,13 @@ pub struct RunArgs {
     /// Seconds between fault changes (overrides `[nemesis] interval`).
     #[arg(long)]
     pub nemesis_interval: Option<f64>,
+    /// The system under test (overrides the workload's `target`).
+    #[arg(long, value_enum)]
+    pub target: Option<crate::workload::Target>,
+    /// etcd: serializable reads (`"serializable": true`), which may be stale (sets
+    /// `[node] serializable-reads`).
+    #[arg(long)]
+    pub etcd_serializable_reads: bool,
     /// Enable a planted raftkv bug (repeatable; adds to the workload's `[node] bugs`).
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
@@ -120,6 +135,8 @@ pub async fn main(cli: Cli) -> ExitCode {
             .map(|code| u8::try_from(code).unwrap_or(EXIT_HARNESS_ERROR)),
         Command::Images(args) => images(args).await,
         Command::Clean => clean().await,
+        Command::Matrix(args) => crate::matrix::run(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -181,6 +198,14 @@ fn resolve(args: &RunArgs) -> anyhow::Result<(Workload, u64, String)> {
             spec.interval = i;
         }
         repro += &format!(" --nemesis-interval {i}");
+    }
+    if let Some(t) = args.target {
+        w.target = t;
+        repro += &format!(" --target {}", t.as_str());
+    }
+    if args.etcd_serializable_reads {
+        w.node.serializable_reads = true;
+        repro += " --etcd-serializable-reads";
     }
     for bug in &args.bugs {
         w.node.bugs.push(bug.clone());
@@ -252,6 +277,9 @@ async fn images(args: ImagesArgs) -> anyhow::Result<u8> {
                 &binary,
                 matches!(rebuild, Some(Rebuild::Raftkv | Rebuild::All)),
             )
+            .await?;
+        images
+            .ensure_etcd(matches!(rebuild, Some(Rebuild::Etcd | Rebuild::All)))
             .await?;
     }
     let rows = images.list().await.context("listing images")?;

@@ -1,5 +1,5 @@
 //! Systems under test (Jepsen's `DB`): how to start a cluster of them in containers, when it is
-//! ready, and which node leads. raftkv is the first; etcd comes through the same trait.
+//! ready, and which node leads: raftkv, and etcd (Debian's `etcd-server`) through the same trait.
 //!
 //! A `Db` only describes nodes; `control` starts and stops the containers, and the nemesis kills,
 //! pauses and partitions them without the `Db`'s help.
@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::client::{HttpClient, RaftkvClient, Status};
+use crate::client::{EtcdClient, HttpClient, NodeClient, RaftkvClient, Status};
 use crate::control::{Cluster, NodeSpec};
 use crate::nemesis::{clock_bind, clock_env};
 
@@ -19,8 +19,8 @@ pub trait Db: Send + Sync {
     /// The container of node `i` (0-based) of `n`; `clock_dir` is the host folder whose `<node>/`
     /// subfolders hold each node's clock file.
     fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, clock_dir: &Path) -> NodeSpec;
-    /// Where clients reach a node with this address.
-    fn client_addr(&self, ip: Ipv4Addr) -> String;
+    /// A client of the node with this address.
+    fn client(&self, http: &HttpClient, ip: Ipv4Addr) -> NodeClient;
     /// `Ok` when clock faults reach the nodes (libfaketime), else why not.
     fn clock_supported(&self) -> Result<(), String>;
 }
@@ -90,8 +90,11 @@ impl Db for Raftkv {
         }
     }
 
-    fn client_addr(&self, ip: Ipv4Addr) -> String {
-        format!("{ip}:{RAFTKV_CLIENT_PORT}")
+    fn client(&self, http: &HttpClient, ip: Ipv4Addr) -> NodeClient {
+        NodeClient::Raftkv(RaftkvClient::new(
+            http.clone(),
+            &format!("{ip}:{RAFTKV_CLIENT_PORT}"),
+        ))
     }
 
     fn clock_supported(&self) -> Result<(), String> {
@@ -99,8 +102,92 @@ impl Db for Raftkv {
     }
 }
 
+/// etcd in containers built from `faultline/etcd:*`: a static cluster, every member named after
+/// its node (`n1`, ...) and listed in `--initial-cluster` with its fixed address.
+#[derive(Debug, Clone)]
+pub struct Etcd {
+    /// The etcd image.
+    pub image: String,
+    /// Reads with `serializable: true`: served by any member from its local state, maybe stale.
+    pub serializable_reads: bool,
+    /// Extra arguments for every member.
+    pub args: Vec<String>,
+}
+
+/// etcd's client port.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+/// etcd's peer port.
+pub const ETCD_PEER_PORT: u16 = 2380;
+
+impl Db for Etcd {
+    fn name(&self) -> &str {
+        "etcd"
+    }
+
+    fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, _clock_dir: &Path) -> NodeSpec {
+        let initial: Vec<String> = (0..n)
+            .map(|j| {
+                format!(
+                    "{}=http://{}:{ETCD_PEER_PORT}",
+                    node_name(j),
+                    cluster.address_of(j)
+                )
+            })
+            .collect();
+        let ip = cluster.address_of(i);
+        let name = node_name(i);
+        let mut cmd: Vec<String> = vec![
+            "--name".into(),
+            name.clone(),
+            // A subfolder, so etcd creates it with the 0700 mode it insists on.
+            "--data-dir".into(),
+            "/data/etcd".into(),
+            "--listen-client-urls".into(),
+            format!("http://0.0.0.0:{ETCD_CLIENT_PORT}"),
+            "--advertise-client-urls".into(),
+            format!("http://{ip}:{ETCD_CLIENT_PORT}"),
+            "--listen-peer-urls".into(),
+            format!("http://{ip}:{ETCD_PEER_PORT}"),
+            "--initial-advertise-peer-urls".into(),
+            format!("http://{ip}:{ETCD_PEER_PORT}"),
+            "--initial-cluster".into(),
+            initial.join(","),
+            "--initial-cluster-state".into(),
+            "new".into(),
+            "--initial-cluster-token".into(),
+            cluster.run_id().to_string(),
+        ];
+        cmd.extend(self.args.iter().cloned());
+        NodeSpec {
+            // No clock file: libfaketime cannot reach a Go binary (see `clock_supported`).
+            binds: Vec::new(),
+            env: Vec::new(),
+            name,
+            image: self.image.clone(),
+            entrypoint: None,
+            cmd,
+            data_dir: "/data".into(),
+        }
+    }
+
+    fn client(&self, http: &HttpClient, ip: Ipv4Addr) -> NodeClient {
+        NodeClient::Etcd(EtcdClient::new(
+            http.clone(),
+            &format!("{ip}:{ETCD_CLIENT_PORT}"),
+            self.serializable_reads,
+        ))
+    }
+
+    fn clock_supported(&self) -> Result<(), String> {
+        Err(
+            "etcd is a Go binary: it reads the clock without libc, so libfaketime cannot reach it"
+                .into(),
+        )
+    }
+}
+
 /// What every node said on `/status`, for readiness, the leader, and the leader timeline.
-pub async fn statuses(clients: &[(String, RaftkvClient)]) -> Vec<(String, Result<Status, String>)> {
+pub async fn statuses(clients: &[(String, NodeClient)]) -> Vec<(String, Result<Status, String>)> {
     let polls = clients
         .iter()
         .map(|(name, c)| async move { (name.clone(), c.status().await) });
@@ -127,7 +214,7 @@ pub fn leader_of(statuses: &[(String, Result<Status, String>)]) -> Option<String
 /// # Errors
 /// After `timeout`, what each node last said.
 pub async fn await_ready(
-    clients: &[(String, RaftkvClient)],
+    clients: &[(String, NodeClient)],
     timeout: Duration,
 ) -> Result<String, String> {
     let deadline = Instant::now() + timeout;
@@ -156,20 +243,11 @@ pub async fn await_ready(
 }
 
 /// Clients for every node of a cluster.
-pub fn clients_for(
-    db: &dyn Db,
-    cluster: &Cluster,
-    http: &HttpClient,
-) -> Vec<(String, RaftkvClient)> {
+pub fn clients_for(db: &dyn Db, cluster: &Cluster, http: &HttpClient) -> Vec<(String, NodeClient)> {
     cluster
         .nodes()
         .iter()
-        .map(|n| {
-            (
-                n.name.clone(),
-                RaftkvClient::new(http.clone(), &db.client_addr(n.ip)),
-            )
-        })
+        .map(|n| (n.name.clone(), db.client(http, n.ip)))
         .collect()
 }
 

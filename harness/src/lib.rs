@@ -12,19 +12,23 @@
 //! - [`client`]: one process's connection to one node; every answer becomes ok, fail or info.
 //! - [`store`]: the run folder, `run.json`, and the history writer (flushed line by line).
 //! - [`workload`]: named workloads (`workloads/*.toml`) and their validation.
-//! - [`db`]: systems under test (Jepsen's DB): raftkv's containers, readiness, the leader.
+//! - [`db`]: systems under test (Jepsen's DB): raftkv and etcd containers, readiness, the leader.
 //! - [`runner`]: one run end to end: cluster, clients, nemesis, heal, final reads, teardown, check.
 //! - [`check_cmd`]: `faultline check`.
+//! - [`matrix`]: `faultline matrix`: each planted bug's workload over several seeds, with controls.
+//! - [`bench`]: `faultline bench`: the `perf` workload, raftkv against etcd.
 //! - [`nemesis`]: faults (partition, kill, pause, clock, loss, delay), their seeded schedule,
 //!   applying and healing them; outcomes (`installed`, `skipped`, `indeterminate`) are data.
 //! - [`workspace`]: finding the project folder (workloads, results, the node's sources).
 
+pub mod bench;
 pub mod check_cmd;
 pub mod cli;
 pub mod client;
 pub mod control;
 pub mod db;
 pub mod generator;
+pub mod matrix;
 pub mod nemesis;
 pub mod runner;
 pub mod store;

@@ -18,13 +18,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Completion, HttpClient, RaftkvClient};
+use crate::client::{Completion, HttpClient, NodeClient};
 use crate::control::{self, Cluster, Images, NodeBinary, RunGuard};
-use crate::db::{self, Db, Raftkv};
+use crate::db::{self, Db, Etcd, Raftkv};
 use crate::generator::{F, Generator, Op};
 use crate::nemesis::{Nemesis, NemesisContext, NemesisOp, prepare_clock_dir};
 use crate::store::{Event, HistoryWriter, Process, RunDir};
-use crate::workload::Workload;
+use crate::workload::{Target, Workload};
 
 /// Everything a run needs besides the workload file's contents.
 #[derive(Debug, Clone)]
@@ -128,17 +128,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
 
     let docker = control::connect().await?;
     let images = Images::new(docker.clone(), opts.progress);
-    let binary = match &opts.node_bin {
-        Some(p) => NodeBinary::from_path(p, &format!("--node-bin {}", p.display()))?,
-        None => NodeBinary::workspace_raftkv(&crate::workspace::root()).await?,
-    };
-    let base = images.ensure_base(false).await?;
-    let image = images.ensure_node(&binary, false).await?;
-    let db = Raftkv {
-        image: image.clone(),
-        bugs: w.node.bugs.clone(),
-        args: w.node.args.clone(),
-    };
+    let (db, node, node_images) = prepare_db(w, &images, opts.node_bin.as_deref()).await?;
 
     let mut guard = RunGuard::new(&run_id);
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -147,9 +137,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         &dir,
         &run_id,
         &docker,
-        &db,
-        &binary,
-        vec![base, image],
+        db.as_ref(),
+        node,
+        node_images,
         interrupted.clone(),
     );
     let outcome = tokio::select! {
@@ -179,6 +169,58 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         dir,
         interrupted: interrupted.load(Ordering::SeqCst),
     })
+}
+
+/// The system under test of a workload (its `target`), with its images built or found, what
+/// `run.json` says about its binary, and the images used.
+///
+/// # Errors
+/// When an image cannot be had, or `--node-bin` is given for etcd.
+async fn prepare_db(
+    w: &Workload,
+    images: &Images,
+    node_bin: Option<&Path>,
+) -> anyhow::Result<(Box<dyn Db>, NodeRecord, Vec<String>)> {
+    let base = images.ensure_base(false).await?;
+    match w.target {
+        Target::Raftkv => {
+            let binary = match node_bin {
+                Some(p) => NodeBinary::from_path(p, &format!("--node-bin {}", p.display()))?,
+                None => NodeBinary::workspace_raftkv(&crate::workspace::root()).await?,
+            };
+            let image = images.ensure_node(&binary, false).await?;
+            let record = NodeRecord {
+                binary: binary.path.display().to_string(),
+                origin: binary.origin.clone(),
+                sha256: binary.digest()?,
+            };
+            let db = Raftkv {
+                image: image.clone(),
+                bugs: w.node.bugs.clone(),
+                args: w.node.args.clone(),
+            };
+            Ok((Box::new(db), record, vec![base, image]))
+        }
+        Target::Etcd => {
+            anyhow::ensure!(
+                node_bin.is_none(),
+                "--node-bin is a raftkv binary; the etcd target runs Debian's {}",
+                control::ETCD_PACKAGE
+            );
+            let image = images.ensure_etcd(false).await?;
+            let record = NodeRecord {
+                binary: "/usr/local/bin/etcd".into(),
+                origin: format!("Debian {} {}", control::ETCD_PACKAGE, image.version),
+                sha256: image.sha256.clone(),
+            };
+            let db = Etcd {
+                image: image.name.clone(),
+                serializable_reads: w.node.serializable_reads,
+                args: w.node.args.clone(),
+            };
+            Ok((Box::new(db), record, vec![base, image.name]))
+        }
+    }
 }
 
 /// Latency quantiles of the operations that completed `ok`.
@@ -275,7 +317,7 @@ async fn run_cluster(
     run_id: &str,
     docker: &bollard::Docker,
     db: &dyn Db,
-    binary: &NodeBinary,
+    node: NodeRecord,
     images: Vec<String>,
     interrupted: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
@@ -300,11 +342,7 @@ async fn run_cluster(
         reproduce: &opts.reproduce,
         harness_version: env!("CARGO_PKG_VERSION"),
         started: chrono::Utc::now().to_rfc3339(),
-        node: NodeRecord {
-            binary: binary.path.display().to_string(),
-            origin: binary.origin.clone(),
-            sha256: binary.digest()?,
-        },
+        node,
         images,
         nodes: cluster
             .nodes()
@@ -353,8 +391,8 @@ async fn drive(
     dir: &RunDir,
     db: &dyn Db,
     cluster: &Arc<Cluster>,
-    clients: &[(String, RaftkvClient)],
-    status_clients: &[(String, RaftkvClient)],
+    clients: &[(String, NodeClient)],
+    status_clients: &[(String, NodeClient)],
     clock_dir: &Path,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<()> {
@@ -526,7 +564,7 @@ async fn perform(
     history: &HistoryWriter,
     process: u64,
     node: &str,
-    client: &RaftkvClient,
+    client: &NodeClient,
     op: &Op,
 ) -> anyhow::Result<Completion> {
     history.append(&Event {
@@ -559,7 +597,7 @@ async fn perform(
 async fn worker(
     index: u64,
     node: String,
-    client: RaftkvClient,
+    client: NodeClient,
     generator: Arc<Mutex<Generator>>,
     history: Arc<HistoryWriter>,
     counters: Arc<Counters>,
@@ -587,7 +625,7 @@ async fn worker(
 
 async fn final_reads(
     keys: &[String],
-    clients: &[(String, RaftkvClient)],
+    clients: &[(String, NodeClient)],
     history: &HistoryWriter,
     counters: &Counters,
     next_process: &AtomicU64,
@@ -620,7 +658,7 @@ async fn final_reads(
 }
 
 async fn poll_status(
-    clients: Vec<(String, RaftkvClient)>,
+    clients: Vec<(String, NodeClient)>,
     path: PathBuf,
     start: Instant,
     stop: CancellationToken,

@@ -15,6 +15,18 @@ use crate::nemesis::NemesisSpec;
 pub enum Target {
     /// raftkv, the Raft key-value store of this workspace.
     Raftkv,
+    /// etcd 3.4 from Debian's `etcd-server` package, through its v3 JSON gateway.
+    Etcd,
+}
+
+impl Target {
+    /// The name used in workload files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Raftkv => "raftkv",
+            Target::Etcd => "etcd",
+        }
+    }
 }
 
 /// Keys and values of the register workload.
@@ -63,6 +75,10 @@ pub struct NodeOptions {
     /// Extra arguments for every node.
     #[serde(default)]
     pub args: Vec<String>,
+    /// etcd only: reads with `serializable: true`, answered from a member's local state without
+    /// consulting the leader, so they may be stale (not linearizable).
+    #[serde(default)]
+    pub serializable_reads: bool,
 }
 
 /// A workload as written in `workloads/<name>.toml`.
@@ -290,6 +306,18 @@ impl Workload {
                 message: e.0.clone(),
             })?;
         }
+        if self.target == Target::Etcd && !self.node.bugs.is_empty() {
+            return bad(
+                "node.bugs",
+                "planted bugs exist only in raftkv, not in etcd (target = \"etcd\")",
+            );
+        }
+        if self.target == Target::Raftkv && self.node.serializable_reads {
+            return bad(
+                "node.serializable-reads",
+                "is an etcd option (target = \"etcd\"); raftkv's read mode is `--read-mode` in `node.args`",
+            );
+        }
         for bug in &self.node.bugs {
             if !KNOWN_BUGS.contains(&bug.as_str()) {
                 return bad(
@@ -393,6 +421,31 @@ write = 1
             .unwrap_err()
             .to_string();
         assert!(err.contains("`ops`"), "{err}");
+    }
+
+    #[test]
+    fn etcd_options_are_checked_against_the_target() {
+        let w = parse(
+            &format!("target = \"etcd\"\n{GOOD}\n[node]\nserializable-reads = true\n"),
+            "w.toml",
+        )
+        .unwrap();
+        assert_eq!(w.target, Target::Etcd);
+        assert!(w.node.serializable_reads);
+        let err = parse(
+            &format!("target = \"etcd\"\n{GOOD}\n[node]\nbugs = [\"stale-read\"]\n"),
+            "w.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("only in raftkv"), "{err}");
+        let err = parse(
+            &format!("{GOOD}\n[node]\nserializable-reads = true\n"),
+            "w.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("etcd option"), "{err}");
     }
 
     #[test]

@@ -6,11 +6,15 @@
 //! every timeout is `Info`). Only a read may turn an indeterminate answer into `Fail`, because a
 //! read changes nothing (Jepsen does the same).
 
+mod etcd;
 mod http;
 mod raftkv;
 
+pub use etcd::EtcdClient;
 pub use http::{HttpClient, HttpError};
 pub use raftkv::{RaftkvClient, Status};
+
+use crate::generator::Op;
 
 use serde_json::Value;
 
@@ -32,6 +36,36 @@ impl Completion {
             Completion::Ok(_) => "ok",
             Completion::Fail(_) => "fail",
             Completion::Info(_) => "info",
+        }
+    }
+}
+
+/// A client of whichever system is under test, so the runner drives raftkv and etcd alike.
+#[derive(Clone)]
+pub enum NodeClient {
+    /// raftkv's HTTP API.
+    Raftkv(RaftkvClient),
+    /// etcd's v3 JSON gateway.
+    Etcd(EtcdClient),
+}
+
+impl NodeClient {
+    /// Invokes one operation and classifies the answer.
+    pub async fn invoke(&self, op: &Op) -> Completion {
+        match self {
+            NodeClient::Raftkv(c) => c.invoke(op).await,
+            NodeClient::Etcd(c) => c.invoke(op).await,
+        }
+    }
+
+    /// The node's view of the cluster (role, term, leader).
+    ///
+    /// # Errors
+    /// A description of what went wrong.
+    pub async fn status(&self) -> Result<Status, String> {
+        match self {
+            NodeClient::Raftkv(c) => c.status().await,
+            NodeClient::Etcd(c) => c.status().await,
         }
     }
 }

@@ -23,6 +23,21 @@ use super::{ControlError, DockerContext, host_apt_source, is_not_found};
 pub const BASE_REPO: &str = "faultline/base";
 /// Repository name of raftkv node images.
 pub const NODE_REPO: &str = "faultline/raftkv";
+/// Repository name of etcd images.
+pub const ETCD_REPO: &str = "faultline/etcd";
+/// The Debian package the etcd image takes `/usr/bin/etcd` from.
+pub const ETCD_PACKAGE: &str = "etcd-server";
+
+/// The etcd image and what it carries (for `run.json`).
+#[derive(Debug, Clone)]
+pub struct EtcdImage {
+    /// `faultline/etcd:<hash>`.
+    pub name: String,
+    /// The package version, e.g. `3.4.23-4+b4`.
+    pub version: String,
+    /// sha256 of the etcd binary.
+    pub sha256: String,
+}
 
 /// Debian packages in the base image, beyond debootstrap's minimal base. iptables for partitions
 /// and packet loss, iproute2 for `tc`, libfaketime for clock faults, procps and iputils-ping for
@@ -353,17 +368,142 @@ impl Images {
             return Ok(name);
         }
         let started = Instant::now();
-        let bar = self.spinner(format!("building {name} from {}", binary.path.display()));
         let dockerfile = format!(
             "FROM {base}\nCOPY raftkv /usr/local/bin/raftkv\nLABEL faultline.image=raftkv\nENTRYPOINT [\"/usr/local/bin/raftkv\"]\n"
         );
-        let context = build_context(
-            &[("Dockerfile", dockerfile.as_bytes(), 0o644)],
+        self.build(
+            &name,
+            &format!("building {name} from {}", binary.path.display()),
+            &dockerfile,
             &[("raftkv", &binary.path)],
-        )?;
+        )
+        .await?;
+        eprintln!("built {name} in {:.1} s", started.elapsed().as_secs_f64());
+        Ok(name)
+    }
+
+    /// The etcd image (`faultline/etcd:<hash of base and binary>`): the base image plus
+    /// `/usr/bin/etcd` of Debian's `etcd-server` package, fetched with `apt-get download` and
+    /// unpacked with `dpkg-deb -x` (no registry). An image built on the same base is reused.
+    ///
+    /// # Errors
+    /// When apt cannot fetch the package (with what apt said), or the build fails.
+    pub async fn ensure_etcd(&self, rebuild: bool) -> Result<EtcdImage, ControlError> {
+        let base = self.ensure_base(false).await?;
+        if !rebuild && let Some(found) = self.find_etcd(&base).await? {
+            return Ok(found);
+        }
+        let started = Instant::now();
+        let scratch = tempfile::Builder::new()
+            .prefix("faultline-etcd-")
+            .tempdir()
+            .map_err(|source| ControlError::Io {
+                what: "creating a scratch folder".into(),
+                source,
+            })?;
+        let deb = apt_download(ETCD_PACKAGE, scratch.path())
+            .await
+            .map_err(|reason| ControlError::Build {
+                tag: format!("{ETCD_REPO}:*"),
+                reason,
+            })?;
+        let unpacked = scratch.path().join("root");
+        let version = command_output("dpkg-deb", &["-f", &deb.display().to_string(), "Version"])
+            .await
+            .map_err(|reason| ControlError::Build {
+                tag: format!("{ETCD_REPO}:*"),
+                reason,
+            })?;
+        command_output(
+            "dpkg-deb",
+            &[
+                "-x",
+                &deb.display().to_string(),
+                &unpacked.display().to_string(),
+            ],
+        )
+        .await
+        .map_err(|reason| ControlError::Build {
+            tag: format!("{ETCD_REPO}:*"),
+            reason,
+        })?;
+        let binary = unpacked.join("usr/bin/etcd");
+        let bytes = std::fs::read(&binary).map_err(|source| ControlError::Io {
+            what: format!("reading {} from {}", binary.display(), deb.display()),
+            source,
+        })?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let mut h = Sha256::new();
+        h.update(base.as_bytes());
+        h.update(sha256.as_bytes());
+        let name = format!("{ETCD_REPO}:{}", &hex::encode(h.finalize())[..12]);
+        let version = version.trim().to_string();
+        if rebuild || !self.exists(&name).await? {
+            let dockerfile = format!(
+                "FROM {base}\nCOPY etcd /usr/local/bin/etcd\nLABEL faultline.image=etcd faultline.base=\"{base}\" faultline.etcd.version=\"{version}\" faultline.etcd.sha256={sha256}\nENTRYPOINT [\"/usr/local/bin/etcd\"]\n"
+            );
+            self.build(
+                &name,
+                &format!("building {name} from {ETCD_PACKAGE} {version}"),
+                &dockerfile,
+                &[("etcd", &binary)],
+            )
+            .await?;
+            eprintln!("built {name} in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        Ok(EtcdImage {
+            name,
+            version,
+            sha256,
+        })
+    }
+
+    /// An etcd image built on `base`, if there is one.
+    async fn find_etcd(&self, base: &str) -> Result<Option<EtcdImage>, ControlError> {
+        let filters = std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![
+                "faultline.image=etcd".to_string(),
+                format!("faultline.base={base}"),
+            ],
+        )]);
+        let images = self
+            .docker
+            .list_images(Some(
+                ListImagesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .ctx(|| "listing etcd images".into())?;
+        Ok(images.into_iter().find_map(|img| {
+            let name = img
+                .repo_tags
+                .iter()
+                .find(|t| t.starts_with(ETCD_REPO))?
+                .clone();
+            let label = |k: &str| img.labels.get(k).cloned().unwrap_or_default();
+            Some(EtcdImage {
+                name,
+                version: label("faultline.etcd.version"),
+                sha256: label("faultline.etcd.sha256"),
+            })
+        }))
+    }
+
+    /// Builds `name` from a Dockerfile and files from disk (the classic builder, no registry).
+    async fn build(
+        &self,
+        name: &str,
+        what: &str,
+        dockerfile: &str,
+        files: &[(&str, &Path)],
+    ) -> Result<(), ControlError> {
+        let bar = self.spinner(what.to_string());
+        let context = build_context(&[("Dockerfile", dockerfile.as_bytes(), 0o644)], files)?;
         let options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
-            .t(&name)
+            .t(name)
             .rm(true)
             .forcerm(true)
             .build();
@@ -374,7 +514,7 @@ impl Images {
             let info = item.ctx(|| format!("building {name}"))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
                 return Err(ControlError::Build {
-                    tag: name,
+                    tag: name.to_string(),
                     reason: err,
                 });
             }
@@ -388,14 +528,13 @@ impl Images {
             }
         }
         bar.finish_and_clear();
-        if !self.exists(&name).await? {
+        if !self.exists(name).await? {
             return Err(ControlError::Build {
-                tag: name,
+                tag: name.to_string(),
                 reason: "the engine reported no error but made no image".into(),
             });
         }
-        eprintln!("built {name} in {:.1} s", started.elapsed().as_secs_f64());
-        Ok(name)
+        Ok(())
     }
 
     fn spinner(&self, msg: String) -> ProgressBar {
@@ -490,6 +629,66 @@ async fn run_streaming(
             Vec::from(tail).join("\n  ")
         ))
     }
+}
+
+/// Runs a program to its end; its standard output, or what went wrong.
+async fn command_output(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// `apt-get download PACKAGE` into `dir` (after `apt-get update` when the package lists do not
+/// know it yet); the path of the `.deb`.
+async fn apt_download(package: &str, dir: &Path) -> Result<PathBuf, String> {
+    let download = || async {
+        let out = tokio::process::Command::new("apt-get")
+            .args(["download", "-q", package])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run apt-get (a Debian host is needed): {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    };
+    if let Err(first) = download().await {
+        tracing::info!("apt-get download {package} failed ({first}); running apt-get update");
+        command_output("apt-get", &["update", "-qq"])
+            .await
+            .map_err(|e| {
+                format!("`apt-get download {package}` failed ({first}) and so did {e}; run `scripts/setup` as a user who may run apt-get")
+            })?;
+        download()
+            .await
+            .map_err(|e| format!("`apt-get download {package}` failed: {e}"))?;
+    }
+    std::fs::read_dir(dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| {
+            format!(
+                "apt-get download {package} left no .deb in {}",
+                dir.display()
+            )
+        })
 }
 
 fn which(program: &str) -> Option<PathBuf> {

@@ -19,7 +19,8 @@ pub use apt::{
 pub use clean::{Leftovers, RunGuard, clean};
 pub use cluster::{Cluster, ExecOutput, NodeHandle, NodeSpec};
 pub use images::{
-    BASE_PACKAGES, BASE_REPO, ImageRow, Images, NODE_REPO, NodeBinary, base_recipe_tag,
+    BASE_PACKAGES, BASE_REPO, ETCD_PACKAGE, ETCD_REPO, EtcdImage, ImageRow, Images, NODE_REPO,
+    NodeBinary, base_recipe_tag,
 };
 
 use bollard::Docker;

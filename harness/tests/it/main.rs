@@ -3,7 +3,9 @@
 //! The Docker tests need a running engine (CI has one). They build the images when missing
 //! (debootstrap, about a minute the first time) and leave nothing behind, also when they fail.
 
+mod bugs;
 mod docker;
+mod etcd;
 mod nemesis;
 mod run;
 mod util;
