@@ -11,6 +11,7 @@ use crate::util::objects_of_run;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_read_bug_under_isolate_leader_partitions_is_found() {
+    let _slot = crate::util::docker_slot().await;
     let seed = 1;
     let dir = faultline::workspace::root().join("workloads");
     let mut w = workload::load(&dir, "bug-stale-read").unwrap();

@@ -19,6 +19,7 @@ fn lines(path: &Path) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_register_partition_run_is_valid_and_leaves_nothing_behind() {
+    let _slot = crate::util::docker_slot().await;
     let seed = 11;
     let dir = faultline::workspace::root().join("workloads");
     let mut w = workload::load(&dir, "etcd-register-partition").unwrap();
