@@ -151,8 +151,8 @@ fn list() -> anyhow::Result<u8> {
     let dir = crate::workspace::root().join("workloads");
     for name in workload::list(&dir) {
         match workload::load(&dir, &name) {
-            Ok(w) => println!("{name:<22} {}", w.description),
-            Err(e) => println!("{name:<22} (unreadable: {e})"),
+            Ok(w) => println!("{name:<25} {}", w.description),
+            Err(e) => println!("{name:<25} (unreadable: {e})"),
         }
     }
     Ok(0)
