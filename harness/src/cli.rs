@@ -41,6 +41,12 @@ pub enum Command {
     Images(ImagesArgs),
     /// Remove containers, volumes and networks left behind by a harness that was killed.
     Clean,
+    /// Regenerate a stored run's metrics, report.html and the results index.
+    Report(crate::report::ReportArgs),
+    /// Serve the results folder over HTTP, read-only (loopback by default).
+    Serve(crate::serve::ServeArgs),
+    /// Compare runs (e.g. two builds): verdicts, throughput, latency, availability, recovery.
+    Compare(crate::compare::CompareArgs),
 }
 
 /// Which images to rebuild.
@@ -120,6 +126,9 @@ pub async fn main(cli: Cli) -> ExitCode {
             .map(|code| u8::try_from(code).unwrap_or(EXIT_HARNESS_ERROR)),
         Command::Images(args) => images(args).await,
         Command::Clean => clean().await,
+        Command::Report(args) => crate::report::run(&args),
+        Command::Serve(args) => crate::serve::run(&args).await,
+        Command::Compare(args) => crate::compare::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
