@@ -93,7 +93,7 @@ where
             Text::new(
                 f.label.clone(),
                 (f.start_s, y1),
-                (FONT, 11).into_font().color(&BLACK),
+                (FONT, 13).into_font().color(&BLACK),
             )
         }))
         .map_err(|e| e.to_string())?;
@@ -157,6 +157,8 @@ pub fn latency_scatter(perf: &Perf, max_points: usize) -> String {
             .build_cartesian_2d(0f64..end, (lo..hi).log_scale())?;
         chart
             .configure_mesh()
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 15))
             .x_desc("time since start (s)")
             .y_desc("latency (ms, log)")
             .draw()?;
@@ -196,6 +198,7 @@ pub fn latency_scatter(perf: &Perf, max_points: usize) -> String {
         }
         chart
             .configure_series_labels()
+            .label_font((FONT, 14))
             .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
@@ -224,6 +227,8 @@ pub fn latency_quantiles(perf: &Perf) -> String {
             .build_cartesian_2d(0f64..end, (lo..hi).log_scale())?;
         chart
             .configure_mesh()
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 15))
             .x_desc("time since start (s)")
             .y_desc("latency (ms, log)")
             .draw()?;
@@ -247,6 +252,7 @@ pub fn latency_quantiles(perf: &Perf) -> String {
         }
         chart
             .configure_series_labels()
+            .label_font((FONT, 14))
             .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
@@ -276,6 +282,8 @@ pub fn throughput(perf: &Perf) -> String {
             .build_cartesian_2d(0f64..end, 0f64..hi)?;
         chart
             .configure_mesh()
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 15))
             .x_desc("time since start (s)")
             .y_desc("completions per second")
             .draw()?;
@@ -306,6 +314,7 @@ pub fn throughput(perf: &Perf) -> String {
         }
         chart
             .configure_series_labels()
+            .label_font((FONT, 14))
             .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
@@ -359,6 +368,8 @@ pub fn overlay(
             .build_cartesian_2d(0f64..end.max(1.0), 0f64..hi)?;
         chart
             .configure_mesh()
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 15))
             .x_desc("time since start (s)")
             .y_desc(y_desc)
             .draw()?;
@@ -382,6 +393,7 @@ pub fn overlay(
         }
         chart
             .configure_series_labels()
+            .label_font((FONT, 14))
             .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
@@ -412,38 +424,41 @@ pub fn leader_timeline(perf: &Perf, nodes: &[String]) -> String {
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..end, 0f64..n + 0.6)?;
+            .build_cartesian_2d(0f64..end, 0f64..n + 1.0)?;
         chart
             .configure_mesh()
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 15))
             .x_desc("time since start (s)")
             .y_desc("node")
-            .y_labels(names.len() + 1)
+            .y_labels(names.len() + 2)
             .y_label_formatter(&|y| {
-                let i = (*y - 0.5).round();
-                if (*y - 0.5 - i).abs() < 0.01 && i >= 0.0 {
-                    labels.get(i as usize).cloned().unwrap_or_default()
+                // Node i sits on row i + 1 (rows are whole numbers, so the ticks land on them).
+                let i = y.round();
+                if (*y - i).abs() < 0.01 && i >= 1.0 {
+                    labels.get(i as usize - 1).cloned().unwrap_or_default()
                 } else {
                     String::new()
                 }
             })
             .disable_y_mesh()
             .draw()?;
-        shade(&mut chart, &perf.nemesis, end, 0.0, n + 0.6)?;
+        shade(&mut chart, &perf.nemesis, end, 0.0, n + 1.0)?;
         for l in &perf.leaders {
-            let row = names.iter().position(|x| *x == l.node).unwrap_or(0) as f64;
+            let row = names.iter().position(|x| *x == l.node).unwrap_or(0) as f64 + 1.0;
             let color = match l.term {
                 Some(t) => PALETTE[(t as usize) % 6],
                 None => RGBColor(0xBB, 0xBB, 0xBB),
             };
             chart.draw_series(std::iter::once(Rectangle::new(
-                [(l.start_s, row + 0.2), (l.end_s, row + 0.8)],
+                [(l.start_s, row - 0.3), (l.end_s, row + 0.3)],
                 color.filled(),
             )))?;
             if let Some(t) = l.term {
                 chart.draw_series(std::iter::once(Text::new(
                     format!("term {t}"),
-                    (l.start_s + 0.1, row + 0.45),
-                    (FONT, 11).into_font().color(&BLACK),
+                    (l.start_s + 0.1, row - 0.05),
+                    (FONT, 13).into_font().color(&BLACK),
                 )))?;
             }
         }
@@ -473,7 +488,19 @@ mod tests {
 
     #[test]
     fn every_plot_is_an_svg_with_title_axes_and_fault_label() {
-        let p = perf();
+        let mut p = perf();
+        p.leaders.push(crate::availability::LeaderSegment {
+            node: "n2".into(),
+            term: Some(3),
+            start_s: 0.0,
+            end_s: 2.0,
+        });
+        let leaders = leader_timeline(&p, &["n1".into(), "n2".into()]);
+        assert!(
+            leaders.contains("\nn1\n</text>") && leaders.contains("\nn2\n</text>"),
+            "node names on the y axis: {leaders}"
+        );
+        assert!(leaders.contains("term 3"));
         for (svg, title) in [
             (latency_scatter(&p, 1000), "Latency of every operation"),
             (latency_quantiles(&p), "Latency quantiles"),

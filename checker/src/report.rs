@@ -651,4 +651,80 @@ mod tests {
         assert!(a < b);
         assert!(html.contains("badge invalid"));
     }
+
+    /// A seeded synthetic history of `n` ops over 6 processes, with a partition in the middle.
+    pub(crate) fn big_history(n: usize, seed: u64) -> crate::History {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut lines = Vec::with_capacity(2 * n + 2);
+        let span_ns = 20 * n as u64 * 1000; // 20 µs per op: 2 s per 100,000 ops... scaled below
+        let per_proc = n / 6;
+        let fs = ["read", "write", "cas"];
+        let mut events: Vec<(u64, String)> = Vec::with_capacity(2 * n + 2);
+        for p in 0..6u64 {
+            let mut t = rng.random_range(0..1_000_000u64);
+            for _ in 0..per_proc {
+                let f = fs[rng.random_range(0..3)];
+                let lat = rng.random_range(500_000..5_000_000u64)
+                    * if rng.random_bool(0.01) { 100 } else { 1 };
+                let kind = match rng.random_range(0..100) {
+                    0..=89 => "ok",
+                    90..=96 => "fail",
+                    _ => "info",
+                };
+                events.push((
+                    t,
+                    format!(r#""process":{p},"type":"invoke","f":"{f}","value":null"#),
+                ));
+                events.push((
+                    t + lat,
+                    format!(r#""process":{p},"type":"{kind}","f":"{f}","value":null"#),
+                ));
+                t += lat + rng.random_range(0..2_000_000u64);
+            }
+        }
+        let _ = span_ns;
+        let end = events.iter().map(|e| e.0).max().unwrap_or(0);
+        events.push((
+            end / 3,
+            r#""process":"nemesis","type":"info","f":"start-partition","value":{"kind":"halves"}"#
+                .into(),
+        ));
+        events.push((
+            end / 2,
+            r#""process":"nemesis","type":"info","f":"stop-partition","value":{"heal":true}"#
+                .into(),
+        ));
+        events.sort_by_key(|e| e.0);
+        for (i, (t, rest)) in events.iter().enumerate() {
+            lines.push(format!("{{\"index\":{i},\"time\":{t},{rest}}}"));
+        }
+        crate::parse_history(&lines.join("\n"), false).unwrap()
+    }
+
+    #[test]
+    fn a_100k_op_report_stays_bounded() {
+        let h = big_history(100_000, 1);
+        let started = std::time::Instant::now();
+        let p = Perf::new(&h, &[]);
+        let results = serde_json::json!({"valid": "valid", "linearizable": {"keys": []}});
+        let html = run_html(&RunReport {
+            run: &Value::Null,
+            results: &results,
+            perf: &p,
+            name: "big",
+            files: &[],
+        });
+        eprintln!(
+            "100,000-op report: {} bytes in {:.2} s (seed 1)",
+            html.len(),
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(p.points.len(), 99_996);
+        // The scatter is sampled to 20,000 points; the timeline keeps every op in compact form.
+        assert!(
+            html.contains("ok sampled: 20000 of 99996 shown") || html.contains("of 99996 shown")
+        );
+        assert!(html.len() < 12_000_000, "{} bytes", html.len());
+    }
 }
