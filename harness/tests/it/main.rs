@@ -5,5 +5,6 @@
 
 mod docker;
 mod nemesis;
+mod report;
 mod run;
 mod util;
