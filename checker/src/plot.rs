@@ -45,6 +45,13 @@ const H: u32 = 320;
 const FONT: &str = "sans-serif";
 
 type Res = Result<(), Box<dyn std::error::Error>>;
+type QuantileLine = (
+    &'static str,
+    fn(&crate::perf::QuantileWindow) -> f64,
+    RGBColor,
+);
+/// A named series of `(x, y)` points, `None` where there is a gap.
+pub type Series = (String, Vec<Option<(f64, f64)>>);
 
 fn render(
     w: u32,
@@ -121,7 +128,7 @@ pub fn sample_points(points: &[OpPoint], max: usize) -> Vec<&OpPoint> {
                 return true;
             }
             i += 1;
-            (i - 1) % stride == 0
+            (i - 1).is_multiple_of(stride)
         })
         .collect()
 }
@@ -233,7 +240,7 @@ pub fn latency_quantiles(perf: &Perf) -> String {
             .y_desc("latency (ms, log)")
             .draw()?;
         shade(&mut chart, &perf.nemesis, end, lo, hi)?;
-        let lines: [(&str, fn(&crate::perf::QuantileWindow) -> f64, RGBColor); 4] = [
+        let lines: [QuantileLine; 4] = [
             ("p50", |q| q.p50, PALETTE[0]),
             ("p95", |q| q.p95, PALETTE[3]),
             ("p99", |q| q.p99, PALETTE[2]),
@@ -347,7 +354,7 @@ pub fn availability(perf: &Perf) -> String {
 pub fn overlay(
     title: &str,
     y_desc: &str,
-    series: &[(String, Vec<Option<(f64, f64)>>)],
+    series: &[Series],
     faults: &[NemesisInterval],
     end: f64,
     y_max: Option<f64>,

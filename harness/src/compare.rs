@@ -236,7 +236,14 @@ pub fn rows(a: &Run, b: &Run) -> Vec<Row> {
         b: mean(&tb),
         diff: bootstrap(&ta, &tb, mean_stat, SEED),
     });
-    let av = |r: &Run| -> Vec<f64> { r.perf.availability.iter().flatten().map(|x| x * 100.0).collect() };
+    let av = |r: &Run| -> Vec<f64> {
+        r.perf
+            .availability
+            .iter()
+            .flatten()
+            .map(|x| x * 100.0)
+            .collect()
+    };
     let (aa, ab) = (av(a), av(b));
     out.push(Row {
         metric: "availability (% per second)".into(),
@@ -245,7 +252,10 @@ pub fn rows(a: &Run, b: &Run) -> Vec<Row> {
         diff: bootstrap(&aa, &ab, mean_stat, SEED + 1),
     });
     let (la, lb) = (a.ok_latencies(), b.ok_latencies());
-    for (i, (name, q)) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)].into_iter().enumerate() {
+    for (i, (name, q)) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)]
+        .into_iter()
+        .enumerate()
+    {
         let stat = q_stat(q);
         out.push(Row {
             metric: format!("latency {name} (ms)"),
@@ -281,7 +291,13 @@ pub fn rows(a: &Run, b: &Run) -> Vec<Row> {
             b: mean(&rb),
             diff,
         });
-        let un = |r: &Run| r.perf.unavailable_s.get(kind.as_str()).copied().unwrap_or(0.0);
+        let un = |r: &Run| {
+            r.perf
+                .unavailable_s
+                .get(kind.as_str())
+                .copied()
+                .unwrap_or(0.0)
+        };
         out.push(Row {
             metric: format!("unavailable during {kind} (s, total)"),
             a: un(a),
@@ -316,8 +332,20 @@ fn noise_text(d: &Diff) -> String {
 /// The terminal table of `b` against `a`.
 pub fn table(a: &Run, b: &Run, rows: &[Row]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "A: {}  build {}  {}", a.name, a.build(), a.verdict().to_uppercase());
-    let _ = writeln!(s, "B: {}  build {}  {}", b.name, b.build(), b.verdict().to_uppercase());
+    let _ = writeln!(
+        s,
+        "A: {}  build {}  {}",
+        a.name,
+        a.build(),
+        a.verdict().to_uppercase()
+    );
+    let _ = writeln!(
+        s,
+        "B: {}  build {}  {}",
+        b.name,
+        b.build(),
+        b.verdict().to_uppercase()
+    );
     for (n, r) in [("A", a), ("B", b)] {
         for m in r.anomalies() {
             let _ = writeln!(s, "  anomaly in {n}: {m}");
@@ -325,8 +353,8 @@ pub fn table(a: &Run, b: &Run, rows: &[Row]) -> String {
     }
     let _ = writeln!(
         s,
-        "{:<38} {:>10} {:>10} {:>10}  {}",
-        "metric", "A", "B", "B - A", "95% bootstrap CI of B - A"
+        "{:<38} {:>10} {:>10} {:>10}  95% bootstrap CI of B - A",
+        "metric", "A", "B", "B - A"
     );
     for r in rows {
         let _ = writeln!(
@@ -344,16 +372,26 @@ pub fn table(a: &Run, b: &Run, rows: &[Row]) -> String {
 
 /// `compare.html` for all runs (the first is the baseline).
 pub fn html(runs: &[Run]) -> String {
-    let mut b = String::from("<h1>Faultline: compare runs</h1><table><tr><th></th><th>run</th><th>build</th><th>verdict</th><th>anomalies</th></tr>");
+    let mut b = String::from(
+        "<h1>Faultline: compare runs</h1><table><tr><th></th><th>run</th><th>build</th><th>verdict</th><th>anomalies</th></tr>",
+    );
     for (i, r) in runs.iter().enumerate() {
         let anomalies = r.anomalies();
         let _ = write!(
             b,
             "<tr><td>{}</td><td><a href=\"{n}/report.html\">{n}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            if i == 0 { "A (baseline)".to_string() } else { format!("B{i}") },
+            if i == 0 {
+                "A (baseline)".to_string()
+            } else {
+                format!("B{i}")
+            },
             escape(&r.build()),
             badge(&r.verdict()),
-            if anomalies.is_empty() { "none".into() } else { escape(&anomalies.join("; ")) },
+            if anomalies.is_empty() {
+                "none".into()
+            } else {
+                escape(&anomalies.join("; "))
+            },
             n = escape(&r.name),
         );
     }
@@ -366,7 +404,10 @@ pub fn html(runs: &[Run]) -> String {
         );
         for row in rows(a, r) {
             let (ci, beyond) = match (row.diff.ci, row.diff.beyond_noise()) {
-                (Some((lo, hi)), Some(x)) => (format!("[{}, {}]", num(lo), num(hi)), if x { "<b>yes</b>" } else { "no" }),
+                (Some((lo, hi)), Some(x)) => (
+                    format!("[{}, {}]", num(lo), num(hi)),
+                    if x { "<b>yes</b>" } else { "no" },
+                ),
                 _ => ("-".into(), "too little data"),
             };
             let _ = write!(
@@ -381,8 +422,14 @@ pub fn html(runs: &[Run]) -> String {
         b.push_str("</table>");
     }
     let end = runs.iter().map(|r| r.perf.seconds).max().unwrap_or(1) as f64;
-    let label = |i: usize, r: &Run| format!("{} {}", if i == 0 { "A".into() } else { format!("B{i}") }, r.build());
-    let avail: Vec<(String, Vec<Option<(f64, f64)>>)> = runs
+    let label = |i: usize, r: &Run| {
+        format!(
+            "{} {}",
+            if i == 0 { "A".into() } else { format!("B{i}") },
+            r.build()
+        )
+    };
+    let avail: Vec<plot::Series> = runs
         .iter()
         .enumerate()
         .map(|(i, r)| {
@@ -397,7 +444,7 @@ pub fn html(runs: &[Run]) -> String {
             )
         })
         .collect();
-    let tput: Vec<(String, Vec<Option<(f64, f64)>>)> = runs
+    let tput: Vec<plot::Series> = runs
         .iter()
         .enumerate()
         .map(|(i, r)| {
@@ -415,8 +462,22 @@ pub fn html(runs: &[Run]) -> String {
     let _ = write!(
         b,
         "<div class=\"plot\">{}</div><div class=\"plot\">{}</div>",
-        plot::overlay("Availability per second, all runs", "available (%)", &avail, &a.perf.nemesis, end, Some(105.0)),
-        plot::overlay("ok throughput per second, all runs", "ok ops per second", &tput, &a.perf.nemesis, end, None)
+        plot::overlay(
+            "Availability per second, all runs",
+            "available (%)",
+            &avail,
+            &a.perf.nemesis,
+            end,
+            Some(105.0)
+        ),
+        plot::overlay(
+            "ok throughput per second, all runs",
+            "ok ops per second",
+            &tput,
+            &a.perf.nemesis,
+            end,
+            None
+        )
     );
     page("Faultline compare", "", &b)
 }
@@ -436,7 +497,11 @@ fn locate(p: &Path) -> anyhow::Result<PathBuf> {
 /// # Errors
 /// When a run cannot be loaded or the HTML cannot be written.
 pub fn run(args: &CompareArgs) -> anyhow::Result<u8> {
-    let paths: Vec<PathBuf> = args.runs.iter().map(|p| locate(p)).collect::<anyhow::Result<_>>()?;
+    let paths: Vec<PathBuf> = args
+        .runs
+        .iter()
+        .map(|p| locate(p))
+        .collect::<anyhow::Result<_>>()?;
     let runs: Vec<Run> = paths
         .iter()
         .map(|p| Run::load(p).with_context(|| format!("loading {}", p.display())))
@@ -473,8 +538,12 @@ mod tests {
     #[test]
     fn a_clear_shift_is_beyond_noise_and_equal_samples_are_not() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let a: Vec<f64> = (0..60).map(|_| 100.0 + rng.random_range(-5.0..5.0)).collect();
-        let same: Vec<f64> = (0..60).map(|_| 100.0 + rng.random_range(-5.0..5.0)).collect();
+        let a: Vec<f64> = (0..60)
+            .map(|_| 100.0 + rng.random_range(-5.0..5.0))
+            .collect();
+        let same: Vec<f64> = (0..60)
+            .map(|_| 100.0 + rng.random_range(-5.0..5.0))
+            .collect();
         let lower: Vec<f64> = a.iter().map(|x| x - 10.0).collect();
         let d = bootstrap(&a, &lower, mean_stat, SEED);
         assert!((d.diff + 10.0).abs() < 1e-9, "{d:?}");

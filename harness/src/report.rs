@@ -149,7 +149,10 @@ pub fn run_folders(results: &Path) -> Vec<PathBuf> {
 /// The index entry of one run folder, from its `run.json` and `results.json`.
 pub fn index_entry(results: &Path, run: &Path) -> IndexEntry {
     let dir = run_dir(run);
-    let rj = read_json(&run.join("run.json")).ok().flatten().unwrap_or(Value::Null);
+    let rj = read_json(&run.join("run.json"))
+        .ok()
+        .flatten()
+        .unwrap_or(Value::Null);
     let res = read_json(&run.join("results.json")).ok().flatten();
     let rel = run.strip_prefix(results).unwrap_or(run);
     let href = if run.join("report.html").exists() {
@@ -162,7 +165,11 @@ pub fn index_entry(results: &Path, run: &Path) -> IndexEntry {
         href,
         workload: dir.workload,
         stamp: dir.stamp,
-        label: rj.get("label").and_then(Value::as_str).unwrap_or_default().to_string(),
+        label: rj
+            .get("label")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         sha256: rj
             .pointer("/node/sha256")
             .and_then(Value::as_str)

@@ -148,7 +148,10 @@ fn listing(root: &Path, dir: &Path) -> String {
 }
 
 /// Answers one request.
-pub async fn handle(root: Arc<PathBuf>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+pub async fn handle(
+    root: Arc<PathBuf>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(answer(&root, req.method(), req.uri().path()))
 }
 
@@ -170,7 +173,11 @@ pub fn answer(root: &Path, method: &Method, path: &str) -> Response<Full<Bytes>>
             } else {
                 listing(root, &d)
             };
-            respond(StatusCode::OK, "text/html; charset=utf-8", body(html.into_bytes()))
+            respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                body(html.into_bytes()),
+            )
         }
         Ok(Resolved::Redirect(to)) => {
             let mut r = respond(StatusCode::MOVED_PERMANENTLY, "text/plain", "");
@@ -250,27 +257,55 @@ mod tests {
     #[test]
     fn paths_that_leave_the_results_folder_are_forbidden() {
         let (_t, root) = tree();
-        for p in ["/../secret.txt", "/w/../../secret.txt", "/w/%2e%2e/%2e%2e/secret.txt", "/w/escape.txt", "/w/up/secret.txt", "/w/..%5c..%5csecret.txt"] {
+        for p in [
+            "/../secret.txt",
+            "/w/../../secret.txt",
+            "/w/%2e%2e/%2e%2e/secret.txt",
+            "/w/escape.txt",
+            "/w/up/secret.txt",
+            "/w/..%5c..%5csecret.txt",
+        ] {
             assert_eq!(resolve(&root, p), Err(StatusCode::FORBIDDEN), "{p}");
         }
-        assert_eq!(answer(&root, &Method::GET, "/w/escape.txt").status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            answer(&root, &Method::GET, "/w/escape.txt").status(),
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[test]
     fn files_inside_are_served_with_their_types() {
         let (_t, root) = tree();
-        assert_eq!(resolve(&root, "/w/1/report.html"), Ok(Resolved::File(root.join("w/1/report.html"))));
+        assert_eq!(
+            resolve(&root, "/w/1/report.html"),
+            Ok(Resolved::File(root.join("w/1/report.html")))
+        );
         // A symlink inside the folder is fine.
-        assert_eq!(resolve(&root, "/w/latest/nodes/n1.log?x=1"), Ok(Resolved::File(root.join("w/1/nodes/n1.log"))));
-        assert_eq!(resolve(&root, "/w/1"), Ok(Resolved::Redirect("/w/1/".into())));
-        assert_eq!(resolve(&root, "/w/1/nodes/"), Ok(Resolved::Dir(root.join("w/1/nodes"))));
+        assert_eq!(
+            resolve(&root, "/w/latest/nodes/n1.log?x=1"),
+            Ok(Resolved::File(root.join("w/1/nodes/n1.log")))
+        );
+        assert_eq!(
+            resolve(&root, "/w/1"),
+            Ok(Resolved::Redirect("/w/1/".into()))
+        );
+        assert_eq!(
+            resolve(&root, "/w/1/nodes/"),
+            Ok(Resolved::Dir(root.join("w/1/nodes")))
+        );
         assert_eq!(resolve(&root, "/nope"), Err(StatusCode::NOT_FOUND));
         let r = answer(&root, &Method::GET, "/w/1/report.html");
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
-        assert_eq!(answer(&root, &Method::GET, "/w/1/nodes/n1.log").headers()["content-type"], "text/plain; charset=utf-8");
+        assert_eq!(
+            answer(&root, &Method::GET, "/w/1/nodes/n1.log").headers()["content-type"],
+            "text/plain; charset=utf-8"
+        );
         assert_eq!(content_type(Path::new("a.svg")), "image/svg+xml");
-        assert_eq!(answer(&root, &Method::POST, "/w/1/report.html").status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            answer(&root, &Method::POST, "/w/1/report.html").status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
         // The home page is the index even before one was written.
         let home = answer(&root, &Method::GET, "/");
         assert_eq!(home.status(), StatusCode::OK);
