@@ -118,6 +118,9 @@ pub struct RunReport<'a> {
     pub name: &'a str,
     /// Files of the run folder to link to, relative to it (`history.jsonl`, `nodes/n1.log`, ...).
     pub files: &'a [String],
+    /// The run's `counterexample.svg` (the first invalid key's), shown with that key's anomaly
+    /// when `results.json` carries no SVG of its own.
+    pub counterexample_svg: Option<&'a str>,
 }
 
 /// The run's `report.html`.
@@ -166,7 +169,7 @@ pub fn run_html(r: &RunReport<'_>) -> String {
         let _ = write!(b, "<div class=\"plot\">{svg}</div>");
     }
     recovery_table(&mut b, r.perf);
-    anomalies(&mut b, r.results);
+    anomalies(&mut b, r.results, r.counterexample_svg);
     keys_table(&mut b, r.results);
     timeline(&mut b, r.perf);
     b.push_str("<h2 id=\"files\">Files</h2><ul>");
@@ -346,7 +349,38 @@ the ok-rate of the 5 s before the fault started. Unavailable: whole seconds from
     b.push_str("</table>");
 }
 
-fn anomalies(b: &mut String, results: &Value) {
+fn op_table(b: &mut String, caption: &str, ops: &[Value]) {
+    if ops.is_empty() {
+        return;
+    }
+    let _ = write!(
+        b,
+        "<p>{}</p><table><tr><th>process</th><th>f</th><th>input</th><th>output</th><th>outcome</th><th>invoked s</th><th>completed s</th><th>line</th></tr>",
+        escape(caption)
+    );
+    let secs = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .map_or("-".to_string(), |t| format!("{:.4}", t / 1e9))
+    };
+    for o in ops {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td></tr>",
+            escape(&s(o, &["process"])),
+            escape(&s(o, &["f"])),
+            escape(&o.get("input").map_or(String::new(), Value::to_string)),
+            escape(&o.get("output").map_or(String::new(), Value::to_string)),
+            escape(&s(o, &["outcome"])),
+            secs(o, "invoke_time"),
+            secs(o, "complete_time"),
+            escape(&s(o, &["invoke_line"]))
+        );
+    }
+    b.push_str("</table>");
+}
+
+fn anomalies(b: &mut String, results: &Value, first_svg: Option<&str>) {
     b.push_str("<h2 id=\"anomalies\">Anomalies</h2>");
     let keys = results
         .pointer("/linearizable/keys")
@@ -358,26 +392,46 @@ fn anomalies(b: &mut String, results: &Value) {
         let Some(c) = k.get("counterexample").filter(|c| !c.is_null()) else {
             continue;
         };
-        any = true;
         let _ = write!(
             b,
-            "<div class=\"anomaly\"><h3>key {}</h3><p>{}</p><p>Operation that cannot be linearized:</p><pre>{}</pre>",
+            "<div class=\"anomaly\"><h3>key {}</h3><p>{}</p>",
             escape(&s(k, &["key"])),
             escape(&s(c, &["message"])),
-            escape(&c.get("op").map(Value::to_string).unwrap_or_default())
         );
-        if let Some(cs) = c.get("concurrent").and_then(Value::as_array) {
-            let _ = write!(b, "<p>Concurrent operations ({}):</p><pre>", cs.len());
-            for o in cs {
-                let _ = writeln!(b, "{}", escape(&o.to_string()));
-            }
-            b.push_str("</pre>");
+        let list = |name: &str| -> Vec<Value> {
+            c.get(name)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        op_table(
+            b,
+            "The operation that cannot be linearized:",
+            &c.get("op").cloned().into_iter().collect::<Vec<_>>(),
+        );
+        op_table(b, "Operations concurrent with it:", &list("concurrent"));
+        op_table(
+            b,
+            "The last operations linearized before it:",
+            &list("prefix_tail"),
+        );
+        if let Some(states) = c.get("states_before").and_then(Value::as_array) {
+            let _ = write!(
+                b,
+                "<p>States reachable before it returns: <code>{}</code></p>",
+                escape(&Value::Array(states.clone()).to_string())
+            );
         }
-        if let Some(svg) = c.get("svg").and_then(Value::as_str) {
-            // The checker's own SVG: trusted, inlined as is.
+        // The checker's own SVG: trusted, inlined as is.
+        let svg = c
+            .get("svg")
+            .and_then(Value::as_str)
+            .or(if any { None } else { first_svg });
+        if let Some(svg) = svg {
             let _ = write!(b, "<div class=\"plot\">{svg}</div>");
         }
         b.push_str("</div>");
+        any = true;
     }
     if !any {
         b.push_str(match verdict_of(results) {
@@ -595,7 +649,7 @@ mod tests {
             "valid": "invalid",
             "linearizable": {"valid": "invalid", "model": "cas-register", "ops": 2, "elapsed_ms": 1.5,
                 "keys": [{"key": "r1", "valid": "invalid", "ops": 2, "configurations": 9, "elapsed_ms": 1.0,
-                    "counterexample": {"message": "read 3 but <nothing> wrote 3", "op": {"f": "read"}, "concurrent": [], "svg": "<svg id=\"cx\"></svg>"}}]},
+                    "counterexample": {"message": "read 3 but <nothing> wrote 3", "op": {"f": "read"}, "concurrent": [{"process": 4, "f": "write", "input": 3, "outcome": "info"}]}}]},
             "stats": {"by_f": {"read": {"count": 1, "ok": 1, "fail": 0, "info": 0}}, "total": {"count": 2, "ok": 1, "fail": 1, "info": 0}}
         });
         let run = serde_json::json!({"seed": 42, "reproduce": "faultline run x --seed 42", "nodes": [{"name": "n1"}]});
@@ -606,10 +660,18 @@ mod tests {
             perf: &perf(),
             name: "x/1",
             files: &files,
+            counterexample_svg: Some("<svg id=\"cx\"></svg>"),
         });
         assert!(html.contains("data-verdict=\"invalid\""));
         assert!(html.contains("read 3 but &lt;nothing&gt; wrote 3"));
-        assert!(html.contains("<svg id=\"cx\">"));
+        assert!(
+            html.contains("<svg id=\"cx\">"),
+            "the run's counterexample.svg"
+        );
+        assert!(
+            html.contains("<td>write</td><td>3</td>"),
+            "the concurrent op's row"
+        );
         assert!(html.contains("faultline run x --seed 42"));
         assert!(html.contains("href=\"nodes/n1.log\""));
         assert_eq!(
@@ -714,6 +776,7 @@ mod tests {
             perf: &p,
             name: "big",
             files: &[],
+            counterexample_svg: None,
         });
         eprintln!(
             "100,000-op report: {} bytes in {:.2} s (seed 1)",

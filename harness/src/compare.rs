@@ -347,8 +347,12 @@ pub fn table(a: &Run, b: &Run, rows: &[Row]) -> String {
         b.verdict().to_uppercase()
     );
     for (n, r) in [("A", a), ("B", b)] {
-        for m in r.anomalies() {
+        let all = r.anomalies();
+        for m in all.iter().take(3) {
             let _ = writeln!(s, "  anomaly in {n}: {m}");
+        }
+        if all.len() > 3 {
+            let _ = writeln!(s, "  ... and {} more invalid keys in {n}", all.len() - 3);
         }
     }
     let _ = writeln!(

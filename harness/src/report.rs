@@ -100,7 +100,9 @@ pub fn write_run_report(path: &Path) -> anyhow::Result<Generated> {
         files.extend(logs);
     }
     let name = format!("{}/{}", dir.workload, dir.stamp);
+    let svg = std::fs::read_to_string(path.join("counterexample.svg")).ok();
     let html = run_html(&RunReport {
+        counterexample_svg: svg.as_deref(),
         run: &run,
         results: &results,
         perf: &perf,
