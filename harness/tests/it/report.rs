@@ -11,7 +11,10 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
+/// A valid 20 s run with one partition.
 const FIXTURE: &str = "register-partition/20261122T024631Z";
+/// An invalid run of the same workload with the planted `stale-read` bug (label `stale-read`).
+const INVALID: &str = "register-partition/20261122T031555Z";
 
 fn chromium() -> Option<PathBuf> {
     std::env::var_os("PATH")?
@@ -180,6 +183,9 @@ fn reports_and_index_render_in_headless_chromium() {
         .keep();
     let results = tmp.join("results");
     let run = results.join(FIXTURE);
+    let invalid = results.join(INVALID);
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    copy_dir(&data.join(INVALID), &invalid);
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data")
@@ -192,7 +198,7 @@ fn reports_and_index_render_in_headless_chromium() {
     // results.json saying so, which also shows the `unknown` colours.
     std::fs::write(big.join("results.json"), r#"{"valid":"unknown","linearizable":{"valid":"unknown","reason":"generated history, not checked","keys":[]}}"#).unwrap();
 
-    for dir in [&run, &big] {
+    for dir in [&run, &invalid, &big] {
         let out = faultline(&["report", dir.to_str().unwrap()]);
         assert!(
             out.status.success(),
@@ -262,6 +268,42 @@ fn reports_and_index_render_in_headless_chromium() {
     );
     let size = std::fs::metadata(big.join("report.html")).unwrap().len();
     println!("100,000-op report.html: {size} bytes");
+
+    let dom = dump_dom(&chrome, &format!("{url}/{INVALID}/report.html"));
+    assert_scripts_ran(&dom, "the invalid report");
+    assert!(dom.contains("data-verdict=\"invalid\""));
+    assert!(dom.contains("cannot be linearized"));
+    assert!(dom.contains("stale-read"), "the build label");
+    assert!(
+        dom.matches("<svg").count() >= 6,
+        "five plots and the counterexample"
+    );
+
+    let cmp = results.join("compare.html");
+    let out = faultline(&[
+        "compare",
+        run.to_str().unwrap(),
+        invalid.to_str().unwrap(),
+        "--out",
+        cmp.to_str().unwrap(),
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    println!("{table}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("INVALID") && table.contains("stale-read (3a1c4d2bebc7)"));
+    assert!(table.contains("throughput (ok ops/s)") && table.contains("recovery after partition"));
+    let dom = dump_dom(&chrome, &format!("{url}/compare.html"));
+    assert_scripts_ran(&dom, "compare.html");
+    assert!(dom.contains("badge invalid") && dom.contains("badge valid"));
+    assert_eq!(
+        dom.matches("<svg").count(),
+        2,
+        "availability and throughput overlaid"
+    );
 
     let shot = tmp.join("report.png");
     let out = Command::new(&chrome)
