@@ -2,6 +2,9 @@
 //! (told apart by `run.json`'s `label` and node `sha256`). The first run is the baseline; every
 //! other run is compared with it, in a terminal table and in `results/compare-<stamp>.html`.
 //!
+//! Throughput, availability and latency are compared over each run's main phase (its time
+//! limit); the final phase (heal, recovery, final reads) is left out.
+//!
 //! **Beyond noise.** A difference counts as beyond run-to-run noise when the 95% bootstrap
 //! confidence interval of the difference (`B - A`) excludes zero. For throughput and
 //! availability the resampled values are the per-second values of each run (mean of `ok`
@@ -125,7 +128,35 @@ impl Run {
             .unwrap_or_default()
     }
 
+    /// Whole seconds of the main phase: `run.json`'s time limit (else the final heal, else the
+    /// whole history). The final phase (heal, recovery, final reads) runs at another pace and
+    /// would blur the comparison.
+    pub fn main_seconds(&self) -> usize {
+        let limit = self
+            .run
+            .pointer("/workload/time-limit")
+            .and_then(Value::as_f64)
+            .or_else(|| {
+                self.perf
+                    .nemesis
+                    .iter()
+                    .filter(|n| n.heal)
+                    .filter_map(|n| n.stop_s)
+                    .reduce(f64::min)
+            });
+        limit.map_or(self.perf.seconds, |l| {
+            (l.floor() as usize).clamp(1, self.perf.seconds.max(1))
+        })
+    }
+
     fn ok_per_second(&self) -> Vec<f64> {
+        self.ok_per_second_all()
+            .into_iter()
+            .take(self.main_seconds())
+            .collect()
+    }
+
+    fn ok_per_second_all(&self) -> Vec<f64> {
         (0..self.perf.seconds)
             .map(|s| {
                 self.perf
@@ -142,7 +173,7 @@ impl Run {
             .perf
             .points
             .iter()
-            .filter(|p| p.outcome == Outcome::Ok)
+            .filter(|p| p.outcome == Outcome::Ok && p.end_s < self.main_seconds() as f64)
             .map(|p| p.latency_ms)
             .collect();
         let stride = v.len().div_ceil(MAX_LATENCIES).max(1);
@@ -240,6 +271,7 @@ pub fn rows(a: &Run, b: &Run) -> Vec<Row> {
         r.perf
             .availability
             .iter()
+            .take(r.main_seconds())
             .flatten()
             .map(|x| x * 100.0)
             .collect()
@@ -399,7 +431,7 @@ pub fn html(runs: &[Run]) -> String {
             n = escape(&r.name),
         );
     }
-    b.push_str("</table><p class=\"muted\">Beyond noise: the 95% bootstrap interval of the difference (2,000 seeded resamples of per-second values, of ok latencies for quantiles, of per-fault recovery times with at least 3 faults per run) excludes zero.</p>");
+    b.push_str("</table><p class=\"muted\">Metrics are over each run's main phase (its time limit). Beyond noise: the 95% bootstrap interval of the difference (2,000 seeded resamples of per-second values, of ok latencies for quantiles, of per-fault recovery times with at least 3 faults per run) excludes zero.</p>");
     let a = &runs[0];
     for (i, r) in runs.iter().enumerate().skip(1) {
         let _ = write!(
@@ -454,7 +486,7 @@ pub fn html(runs: &[Run]) -> String {
         .map(|(i, r)| {
             (
                 label(i, r),
-                r.ok_per_second()
+                r.ok_per_second_all()
                     .iter()
                     .enumerate()
                     .map(|(s, x)| Some((s as f64 + 0.5, *x)))
@@ -566,5 +598,26 @@ mod tests {
         assert_eq!(d1, d2);
         assert_eq!(d1.diff, 198.0);
         assert_eq!(d1.beyond_noise(), Some(true));
+    }
+
+    #[test]
+    fn comparisons_use_the_main_phase_only() {
+        let perf = Perf {
+            seconds: 29,
+            ..Perf::default()
+        };
+        let mut r = Run {
+            name: "w/1".into(),
+            run: serde_json::json!({"workload": {"time-limit": 20.0}}),
+            results: Value::Null,
+            perf,
+        };
+        assert_eq!(r.main_seconds(), 20);
+        r.run = Value::Null;
+        assert_eq!(
+            r.main_seconds(),
+            29,
+            "no time limit and no heal: the whole history"
+        );
     }
 }
