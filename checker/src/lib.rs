@@ -8,6 +8,11 @@
 //! - `linearizable`: the memoized, partitioned Wing-Gong/Lowe search ([`check`]).
 //! - `counterexample`: what an `invalid` verdict shows, as JSON and SVG ([`Counterexample`]).
 //! - `stats`: counts per function, outcome and key ([`stats()`]).
+//! - [`perf`]: latency per op, latency quantiles per window, throughput per second ([`Perf`]).
+//! - [`availability`]: nemesis intervals, availability per second, recovery after faults,
+//!   the leader timeline.
+//! - [`plot`]: the report's SVG plots (plotters), nemesis intervals shaded.
+//! - [`report`]: `report.html`, the results index and `compare.html`, self-contained HTML.
 //!
 //! What `faultline run` calls:
 //! ```no_run
@@ -21,20 +26,26 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod availability;
 mod counterexample;
 mod error;
 mod format;
 pub mod history;
 mod linearizable;
 pub mod model;
+pub mod perf;
+pub mod plot;
+pub mod report;
 mod stats;
 
+pub use availability::{StatusSample, parse_status};
 pub use counterexample::{Counterexample, OpSummary};
 pub use error::Error;
 pub use format::{parse_edn, parse_edn_value, parse_history, parse_jsonl, read_history};
 pub use history::{History, Op, OpType, Operation, Outcome, Process};
 pub use linearizable::{CheckOptions, CheckResult, KeyResult, check, check_with};
 pub use model::{Model, ModelKind};
+pub use perf::Perf;
 pub use stats::{Counts, Stats, stats};
 
 use serde::{Deserialize, Serialize};

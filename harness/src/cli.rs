@@ -47,6 +47,12 @@ pub enum Command {
     /// Throughput and latency of the `perf` workload, raftkv against etcd, at several
     /// concurrencies.
     Bench(crate::bench::BenchArgs),
+    /// Regenerate a stored run's metrics, report.html and the results index.
+    Report(crate::report::ReportArgs),
+    /// Serve the results folder over HTTP, read-only (loopback by default).
+    Serve(crate::serve::ServeArgs),
+    /// Compare runs (e.g. two builds): verdicts, throughput, latency, availability, recovery.
+    Compare(crate::compare::CompareArgs),
 }
 
 /// Which images to rebuild.
@@ -137,6 +143,9 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Clean => clean().await,
         Command::Matrix(args) => crate::matrix::run(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Report(args) => crate::report::run(&args),
+        Command::Serve(args) => crate::serve::run(&args).await,
+        Command::Compare(args) => crate::compare::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

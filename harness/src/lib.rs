@@ -19,18 +19,24 @@
 //! - [`bench`]: `faultline bench`: the `perf` workload, raftkv against etcd.
 //! - [`nemesis`]: faults (partition, kill, pause, clock, loss, delay), their seeded schedule,
 //!   applying and healing them; outcomes (`installed`, `skipped`, `indeterminate`) are data.
+//! - [`report`]: `faultline report`: a run's metrics, `report.html` and `results/index.html`.
+//! - [`serve`]: `faultline serve`: the results folder over HTTP, read-only.
+//! - [`compare`]: `faultline compare`: runs side by side, with a noise decision per metric.
 //! - [`workspace`]: finding the project folder (workloads, results, the node's sources).
 
 pub mod bench;
 pub mod check_cmd;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod control;
 pub mod db;
 pub mod generator;
 pub mod matrix;
 pub mod nemesis;
+pub mod report;
 pub mod runner;
+pub mod serve;
 pub mod store;
 pub mod workload;
 pub mod workspace;

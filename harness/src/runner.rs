@@ -162,6 +162,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     let checked =
         check_run(&dir).with_context(|| format!("checking {}", dir.history().display()))?;
     dir.update_latest().context("updating the latest links")?;
+    crate::report::after_run(&dir.path);
     Ok(RunOutcome {
         run_id,
         valid: checked.results.valid,

@@ -7,5 +7,6 @@ mod bugs;
 mod docker;
 mod etcd;
 mod nemesis;
+mod report;
 mod run;
 mod util;

@@ -1,0 +1,793 @@
+//! Self-contained HTML: a run's `report.html`, the results index and the page frame `compare`
+//! uses. Everything is inline (CSS, SVG, the timeline's script and data): the files work from
+//! disk, offline, and can be mailed around. It never reads or writes files: callers pass the run's
+//! `run.json` and `results.json` as JSON values and get a string back.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::perf::{Perf, outcome_index};
+use crate::plot;
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const CSS: &str = r#"
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;background:#fafafa}
+main{max-width:1000px;margin:0 auto;padding:1em 1.5em 4em}
+h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.banner{padding:.8em 1.5em;color:#fff;font-size:1.2em}
+.valid{background:#0072B2}.invalid{background:#D55E00}.unknown{background:#E69F00;color:#222}
+.badge{display:inline-block;padding:0 .5em;border-radius:.3em;color:#fff;font-weight:600}
+.badge.unknown{color:#222}
+pre{background:#f0f0f0;padding:.5em;overflow-x:auto}
+svg{max-width:100%;height:auto;display:block;margin:.5em 0}
+.plot{background:#fff;border:1px solid #e5e5e5;margin:.8em 0}
+.muted{color:#666;font-size:.9em}
+#tl-box{background:#fff;border:1px solid #e5e5e5;overflow-y:auto;max-height:640px}
+#tl{width:100%;display:block;cursor:grab}
+button{margin-right:.3em}
+"#;
+
+/// Records script errors from the very first line, so a test can read them from the DOM.
+const ERROR_HOOK: &str = "<script>window.__errors=[];window.addEventListener('error',function(e){window.__errors.push(String(e.message))});</script>";
+const ERROR_REPORT: &str = "<p class=\"muted\">page script status: <span id=\"js-status\" data-errors=\"-1\">not run</span></p>\
+<script>window.addEventListener('load',function(){var s=document.getElementById('js-status');s.dataset.errors=String(window.__errors.length);\
+s.textContent=window.__errors.length?'script errors: '+window.__errors.join('; '):'js-ok';});</script>";
+
+/// A complete HTML page with the shared style.
+pub fn page(title: &str, banner: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{}</title>{ERROR_HOOK}\
+<style>{CSS}</style></head><body>{banner}<main>{body}{ERROR_REPORT}</main></body></html>\n",
+        escape(title)
+    )
+}
+
+fn verdict_of(results: &Value) -> &str {
+    results
+        .get("valid")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+}
+
+/// A coloured verdict badge.
+pub fn badge(verdict: &str) -> String {
+    let class = match verdict {
+        "valid" | "invalid" => verdict,
+        _ => "unknown",
+    };
+    format!("<span class=\"badge {class}\">{}</span>", escape(verdict))
+}
+
+fn s(v: &Value, path: &[&str]) -> String {
+    let mut cur = v;
+    for p in path {
+        match cur.get(p) {
+            Some(x) => cur = x,
+            None => return String::new(),
+        }
+    }
+    match cur {
+        Value::String(x) => x.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Formats milliseconds (`-` for NaN).
+pub fn ms(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// What a run's report is made of.
+#[derive(Debug)]
+pub struct RunReport<'a> {
+    /// `run.json` (`Null` if absent: a history checked outside a run).
+    pub run: &'a Value,
+    /// `results.json`.
+    pub results: &'a Value,
+    /// The metrics, with their op points.
+    pub perf: &'a Perf,
+    /// A title, e.g. `register-partition/20261122T024631Z`.
+    pub name: &'a str,
+    /// Files of the run folder to link to, relative to it (`history.jsonl`, `nodes/n1.log`, ...).
+    pub files: &'a [String],
+    /// The run's `counterexample.svg` (the first invalid key's), shown with that key's anomaly
+    /// when `results.json` carries no SVG of its own.
+    pub counterexample_svg: Option<&'a str>,
+}
+
+/// The run's `report.html`.
+pub fn run_html(r: &RunReport<'_>) -> String {
+    let verdict = verdict_of(r.results);
+    let class = match verdict {
+        "valid" | "invalid" => verdict,
+        _ => "unknown",
+    };
+    let banner = format!(
+        "<div class=\"banner {class}\" id=\"verdict\" data-verdict=\"{v}\"><b>{V}</b> &middot; {name}</div>",
+        v = escape(verdict),
+        V = escape(&verdict.to_uppercase()),
+        name = escape(r.name)
+    );
+    let mut b = String::new();
+    let _ = write!(b, "<h1>Faultline report: {}</h1>", escape(r.name));
+    if let Some(reason) = r
+        .results
+        .pointer("/linearizable/reason")
+        .and_then(Value::as_str)
+    {
+        let _ = write!(b, "<p>{}</p>", escape(reason));
+    }
+    what_ran(&mut b, r.run);
+    headline(&mut b, r.perf);
+    stats_table(&mut b, r.results);
+    let nodes: Vec<String> = r
+        .run
+        .get("nodes")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.get("name")?.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    b.push_str("<h2 id=\"plots\">Plots</h2><p class=\"muted\">Shaded bands are faults, labelled by kind; the final heal ends the last one.</p>");
+    for svg in [
+        plot::latency_scatter(r.perf, 20_000),
+        plot::latency_quantiles(r.perf),
+        plot::throughput(r.perf),
+        plot::availability(r.perf),
+        plot::leader_timeline(r.perf, &nodes),
+    ] {
+        let _ = write!(b, "<div class=\"plot\">{svg}</div>");
+    }
+    recovery_table(&mut b, r.perf);
+    anomalies(&mut b, r.results, r.counterexample_svg);
+    keys_table(&mut b, r.results);
+    timeline(&mut b, r.perf);
+    b.push_str("<h2 id=\"files\">Files</h2><ul>");
+    for f in r.files {
+        let _ = write!(b, "<li><a href=\"{0}\">{0}</a></li>", escape(f));
+    }
+    b.push_str("</ul>");
+    if let Some(w) = r
+        .results
+        .pointer("/linearizable/warnings")
+        .and_then(Value::as_array)
+        && !w.is_empty()
+    {
+        b.push_str("<h2>Warnings</h2><ul>");
+        for x in w {
+            let _ = write!(b, "<li>{}</li>", escape(x.as_str().unwrap_or_default()));
+        }
+        b.push_str("</ul>");
+    }
+    page(&format!("{verdict}: {}", r.name), &banner, &b)
+}
+
+fn what_ran(b: &mut String, run: &Value) {
+    if run.is_null() {
+        return;
+    }
+    b.push_str("<h2 id=\"what\">What ran</h2><table>");
+    let faults = run
+        .pointer("/workload/nemesis/faults")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let bugs = run
+        .pointer("/workload/node/bugs")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let rows = [
+        ("workload", s(run, &["workload", "name"])),
+        ("description", s(run, &["workload", "description"])),
+        ("target", s(run, &["workload", "target"])),
+        ("nodes", s(run, &["workload", "nodes"])),
+        ("time limit (s)", s(run, &["workload", "time-limit"])),
+        ("rate (ops/s)", s(run, &["workload", "rate"])),
+        ("concurrency", s(run, &["workload", "concurrency"])),
+        (
+            "faults",
+            if faults.is_empty() {
+                "none".into()
+            } else {
+                faults
+            },
+        ),
+        (
+            "planted bugs",
+            if bugs.is_empty() { "none".into() } else { bugs },
+        ),
+        ("seed", s(run, &["seed"])),
+        ("build label", s(run, &["label"])),
+        ("node binary", s(run, &["node", "binary"])),
+        ("node sha256", s(run, &["node", "sha256"])),
+        ("node origin", s(run, &["node", "origin"])),
+        ("started", s(run, &["started"])),
+        ("harness", s(run, &["harness_version"])),
+    ];
+    for (k, v) in rows {
+        let _ = write!(b, "<tr><th>{k}</th><td>{}</td></tr>", escape(&v));
+    }
+    let _ = write!(
+        b,
+        "</table><p>Reproduce:</p><pre id=\"reproduce\">{}</pre>",
+        escape(&s(run, &["reproduce"]))
+    );
+}
+
+fn headline(b: &mut String, p: &Perf) {
+    let m = &p.summary;
+    let _ = write!(
+        b,
+        "<h2 id=\"summary\">Summary</h2><table><tr><th>completed ops</th><th>ok</th><th>ok/s</th>\
+<th>availability</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>duration s</th></tr>\
+<tr><td class=num>{}</td><td class=num>{}</td><td class=num>{:.1}</td><td class=num>{:.2}%</td>\
+<td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td></tr></table>\
+<p class=\"muted\">Latency quantiles are of ok operations; availability is ok / completed.</p>",
+        m.completed,
+        m.ok,
+        m.ok_per_s,
+        m.availability * 100.0,
+        ms(m.p50_ms),
+        ms(m.p95_ms),
+        ms(m.p99_ms),
+        ms(m.max_ms),
+        p.seconds
+    );
+}
+
+fn stats_table(b: &mut String, results: &Value) {
+    let Some(by_f) = results.pointer("/stats/by_f").and_then(Value::as_object) else {
+        return;
+    };
+    b.push_str("<h2 id=\"stats\">Operations by function and outcome</h2><table><tr><th>f</th><th>count</th><th>ok</th><th>fail</th><th>info</th></tr>");
+    let mut rows: Vec<(&String, &Value)> = by_f.iter().collect();
+    if let Some(t) = results.pointer("/stats/total") {
+        rows.push((const_total(), t));
+    }
+    for (f, c) in rows {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td></tr>",
+            escape(f),
+            s(c, &["count"]),
+            s(c, &["ok"]),
+            s(c, &["fail"]),
+            s(c, &["info"])
+        );
+    }
+    b.push_str("</table>");
+}
+
+fn const_total() -> &'static String {
+    static TOTAL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOTAL.get_or_init(|| "all".to_string())
+}
+
+fn opt_s(x: Option<f64>) -> String {
+    x.map_or("not recovered".into(), |x| format!("{x:.1}"))
+}
+
+fn recovery_table(b: &mut String, p: &Perf) {
+    b.push_str("<h2 id=\"recovery\">Faults and recovery</h2>");
+    if p.nemesis.is_empty() {
+        b.push_str("<p>No faults were injected.</p>");
+        return;
+    }
+    b.push_str(
+        "<p class=\"muted\">Recovered after: seconds from the fault's stop to the first 1 s window with at least 80% of \
+the ok-rate of the 5 s before the fault started. Unavailable: whole seconds from start to recovery below 50% of that rate.</p>\
+<table><tr><th>fault</th><th>start s</th><th>stop s</th><th>baseline ok/s</th><th>recovered after s</th><th>unavailable s</th></tr>",
+    );
+    for f in &p.nemesis {
+        let r = p
+            .recovery
+            .iter()
+            .find(|r| r.start_s == f.start_s && r.kind == f.kind);
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td class=num>{:.1}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td></tr>",
+            escape(&f.label),
+            f.start_s,
+            f.stop_s.map_or("never".into(), |x| format!(
+                "{x:.1}{}",
+                if f.heal { " (heal)" } else { "" }
+            )),
+            r.map_or("-".into(), |r| format!("{:.1}", r.baseline_ok_per_s)),
+            r.map_or("-".into(), |r| opt_s(r.recovered_after_s)),
+            r.map_or("-".into(), |r| format!("{:.0}", r.unavailable_s)),
+        );
+    }
+    b.push_str("</table><table><tr><th>fault kind</th><th>unavailable s (total)</th></tr>");
+    for (k, v) in &p.unavailable_s {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td class=num>{v:.0}</td></tr>",
+            escape(k)
+        );
+    }
+    b.push_str("</table>");
+}
+
+fn op_table(b: &mut String, caption: &str, ops: &[Value]) {
+    if ops.is_empty() {
+        return;
+    }
+    let _ = write!(
+        b,
+        "<p>{}</p><table><tr><th>process</th><th>f</th><th>input</th><th>output</th><th>outcome</th><th>invoked s</th><th>completed s</th><th>line</th></tr>",
+        escape(caption)
+    );
+    let secs = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .map_or("-".to_string(), |t| format!("{:.4}", t / 1e9))
+    };
+    for o in ops {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td></tr>",
+            escape(&s(o, &["process"])),
+            escape(&s(o, &["f"])),
+            escape(&o.get("input").map_or(String::new(), Value::to_string)),
+            escape(&o.get("output").map_or(String::new(), Value::to_string)),
+            escape(&s(o, &["outcome"])),
+            secs(o, "invoke_time"),
+            secs(o, "complete_time"),
+            escape(&s(o, &["invoke_line"]))
+        );
+    }
+    b.push_str("</table>");
+}
+
+fn anomalies(b: &mut String, results: &Value, first_svg: Option<&str>) {
+    b.push_str("<h2 id=\"anomalies\">Anomalies</h2>");
+    let keys = results
+        .pointer("/linearizable/keys")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut any = false;
+    for k in &keys {
+        let Some(c) = k.get("counterexample").filter(|c| !c.is_null()) else {
+            continue;
+        };
+        let _ = write!(
+            b,
+            "<div class=\"anomaly\"><h3>key {}</h3><p>{}</p>",
+            escape(&s(k, &["key"])),
+            escape(&s(c, &["message"])),
+        );
+        let list = |name: &str| -> Vec<Value> {
+            c.get(name)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        op_table(
+            b,
+            "The operation that cannot be linearized:",
+            &c.get("op").cloned().into_iter().collect::<Vec<_>>(),
+        );
+        op_table(b, "Operations concurrent with it:", &list("concurrent"));
+        op_table(
+            b,
+            "The last operations linearized before it:",
+            &list("prefix_tail"),
+        );
+        if let Some(states) = c.get("states_before").and_then(Value::as_array) {
+            let _ = write!(
+                b,
+                "<p>States reachable before it returns: <code>{}</code></p>",
+                escape(&Value::Array(states.clone()).to_string())
+            );
+        }
+        // The checker's own SVG: trusted, inlined as is.
+        let svg = c
+            .get("svg")
+            .and_then(Value::as_str)
+            .or(if any { None } else { first_svg });
+        if let Some(svg) = svg {
+            let _ = write!(b, "<div class=\"plot\">{svg}</div>");
+        }
+        b.push_str("</div>");
+        any = true;
+    }
+    if !any {
+        b.push_str(match verdict_of(results) {
+            "valid" => "<p>None: the history is linearizable.</p>",
+            _ => "<p>No counterexample was found (see the reasons per key below).</p>",
+        });
+    }
+}
+
+fn keys_table(b: &mut String, results: &Value) {
+    let Some(keys) = results
+        .pointer("/linearizable/keys")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    let _ = write!(
+        b,
+        "<h2 id=\"keys\">Per key</h2><p class=\"muted\">model {}, {} ops, checked in {} ms</p>\
+<table><tr><th>key</th><th>verdict</th><th>ops</th><th>configurations</th><th>ms</th><th>reason</th></tr>",
+        escape(&s(results, &["linearizable", "model"])),
+        escape(&s(results, &["linearizable", "ops"])),
+        escape(&s(results, &["linearizable", "elapsed_ms"]))
+    );
+    for k in keys {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td>{}</td></tr>",
+            escape(&s(k, &["key"])),
+            badge(&s(k, &["valid"])),
+            escape(&s(k, &["ops"])),
+            escape(&s(k, &["configurations"])),
+            k.get("elapsed_ms")
+                .and_then(Value::as_f64)
+                .map_or(String::new(), ms),
+            escape(&s(k, &["reason"]))
+        );
+    }
+    b.push_str("</table>");
+}
+
+/// Compact data for the timeline canvas: lanes by process, and per op five integers
+/// `lane, start, end, outcome, f` with times in tenths of a millisecond.
+pub fn timeline_data(p: &Perf) -> String {
+    let mut procs: Vec<u64> = p.points.iter().map(|o| o.process).collect();
+    procs.sort_unstable();
+    procs.dedup();
+    let lane: BTreeMap<u64, usize> = procs.iter().enumerate().map(|(i, &p)| (p, i)).collect();
+    let fs: Vec<&String> = p.throughput.keys().collect();
+    let mut ops = String::with_capacity(p.points.len() * 24);
+    for (i, o) in p.points.iter().enumerate() {
+        if i > 0 {
+            ops.push(',');
+        }
+        let _ = write!(
+            ops,
+            "{},{},{},{},{}",
+            lane[&o.process],
+            (o.start_s * 1e4).round() as u64,
+            (o.end_s * 1e4).round() as u64,
+            outcome_index(o.outcome),
+            fs.iter().position(|f| **f == o.f).unwrap_or(0)
+        );
+    }
+    let faults: Vec<String> = p
+        .nemesis
+        .iter()
+        .map(|f| {
+            format!(
+                "[{},{},{}]",
+                (f.start_s * 1e4).round() as u64,
+                (f.stop_s.unwrap_or(p.seconds as f64) * 1e4).round() as u64,
+                serde_json::to_string(&f.label).unwrap_or_default()
+            )
+        })
+        .collect();
+    format!(
+        "{{\"lanes\":{},\"procs\":{},\"fs\":{},\"end\":{},\"faults\":[{}],\"ops\":[{ops}]}}",
+        procs.len(),
+        serde_json::to_string(&procs).unwrap_or_default(),
+        serde_json::to_string(&fs).unwrap_or_default(),
+        p.seconds * 10_000,
+        faults.join(",")
+    )
+}
+
+const TIMELINE_JS: &str = r#"(function(){
+var d=JSON.parse(document.getElementById('tl-data').textContent);
+var c=document.getElementById('tl'),x=c.getContext('2d'),info=document.getElementById('tl-info');
+var col=['#0072B2','#D55E00','#E69F00'],oc=['ok','fail','info'],v0=0,v1=Math.max(d.end,1),N=d.ops.length/5;
+var lh=Math.max(3,Math.min(14,Math.floor(560/Math.max(d.lanes,1)))),top=18;
+function draw(){
+ var W=c.clientWidth||960;c.width=W;c.height=top+d.lanes*lh+4;var k=W/(v1-v0),n=0,o=d.ops;
+ x.clearRect(0,0,W,c.height);x.font='11px sans-serif';
+ d.faults.forEach(function(f){if(f[1]<v0||f[0]>v1)return;var a=(f[0]-v0)*k;x.fillStyle='rgba(86,180,233,0.22)';
+  x.fillRect(a,0,Math.max(1,(f[1]-f[0])*k),c.height);x.fillStyle='#000';x.fillText(f[2],Math.max(a,0)+2,11);});
+ for(var i=0;i<o.length;i+=5){var s=o[i+1],e=o[i+2];if(e<v0||s>v1)continue;
+  x.fillStyle=col[o[i+3]];x.fillRect((s-v0)*k,top+o[i]*lh+1,Math.max(1,(e-s)*k),lh-2);n++;}
+ info.textContent='showing '+(v0/1e4).toFixed(2)+' s to '+(v1/1e4).toFixed(2)+' s: '+n+' of '+N+' ops, '+d.lanes+' process lanes';
+ c.dataset.drawn=String(n);}
+function zoom(f,at){var m=at===undefined?(v0+v1)/2:at,w=(v1-v0)*f;w=Math.min(Math.max(w,10),d.end||1);
+ v0=Math.max(0,m-(m-v0)*f);v1=v0+w;if(v1>d.end){v1=Math.max(d.end,1);v0=Math.max(0,v1-w);}draw();}
+function pan(f){var w=v1-v0,s=w*f;v0=Math.min(Math.max(0,v0+s),Math.max(0,d.end-w));v1=v0+w;draw();}
+document.getElementById('tl-in').onclick=function(){zoom(0.5)};
+document.getElementById('tl-out').onclick=function(){zoom(2)};
+document.getElementById('tl-left').onclick=function(){pan(-0.5)};
+document.getElementById('tl-right').onclick=function(){pan(0.5)};
+document.getElementById('tl-reset').onclick=function(){v0=0;v1=Math.max(d.end,1);draw()};
+c.addEventListener('wheel',function(e){e.preventDefault();var r=c.getBoundingClientRect();
+ zoom(e.deltaY<0?0.8:1.25,v0+(e.clientX-r.left)/r.width*(v1-v0));},{passive:false});
+var drag=null;c.addEventListener('mousedown',function(e){drag=e.clientX});
+window.addEventListener('mouseup',function(){drag=null});
+c.addEventListener('mousemove',function(e){if(drag===null)return;var r=c.getBoundingClientRect();
+ var dv=(drag-e.clientX)/r.width*(v1-v0);drag=e.clientX;var w=v1-v0;v0=Math.min(Math.max(0,v0+dv),Math.max(0,d.end-w));v1=v0+w;draw();});
+c.addEventListener('click',function(e){var r=c.getBoundingClientRect(),t=v0+(e.clientX-r.left)/r.width*(v1-v0),
+ l=Math.floor((e.clientY-r.top-top)/lh),o=d.ops;for(var i=0;i<o.length;i+=5){if(o[i]===l&&o[i+1]<=t&&o[i+2]>=t){
+ info.textContent='process '+d.procs[l]+': '+d.fs[o[i+4]]+' '+oc[o[i+3]]+', '+(o[i+1]/1e4).toFixed(4)+' s to '+(o[i+2]/1e4).toFixed(4)+' s ('+((o[i+2]-o[i+1])/10).toFixed(1)+' ms)';return;}}});
+window.addEventListener('resize',draw);draw();})();"#;
+
+fn timeline(b: &mut String, p: &Perf) {
+    let _ = write!(
+        b,
+        "<h2 id=\"timeline\">History timeline</h2><p class=\"muted\">One lane per client process; bars from \
+invocation to completion: <span style=\"color:#0072B2\">&#9632; ok</span> <span style=\"color:#D55E00\">&#9632; fail</span> \
+<span style=\"color:#E69F00\">&#9632; info</span>; shaded: faults. Scroll to zoom, drag to pan, click an op for details.</p>\
+<p><button id=\"tl-in\">zoom in</button><button id=\"tl-out\">zoom out</button><button id=\"tl-left\">&larr;</button>\
+<button id=\"tl-right\">&rarr;</button><button id=\"tl-reset\">all</button> <span id=\"tl-info\" class=\"muted\"></span></p>\
+<div id=\"tl-box\"><canvas id=\"tl\" height=\"100\"></canvas></div>\
+<script type=\"application/json\" id=\"tl-data\">{}</script><script>{TIMELINE_JS}</script>",
+        timeline_data(p).replace("</", "<\\/")
+    );
+}
+
+/// One row of the results index.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexEntry {
+    /// Link to the run's report, relative to the index.
+    pub href: String,
+    /// Workload name.
+    pub workload: String,
+    /// The run folder's UTC stamp (sorts by time).
+    pub stamp: String,
+    /// Build label.
+    pub label: String,
+    /// Node binary sha256 (first 12 hex digits shown).
+    pub sha256: String,
+    /// `valid`, `invalid`, `unknown` (or `no results`).
+    pub verdict: String,
+    /// Completed ops.
+    pub ops: Option<usize>,
+    /// p99 of ok latency, ms.
+    pub p99_ms: Option<f64>,
+    /// ok / completed.
+    pub availability: Option<f64>,
+}
+
+/// `results/index.html`: every run, newest first.
+pub fn index_html(entries: &[IndexEntry]) -> String {
+    let mut v: Vec<&IndexEntry> = entries.iter().collect();
+    v.sort_by(|a, b| b.stamp.cmp(&a.stamp).then(a.workload.cmp(&b.workload)));
+    let mut b = format!(
+        "<h1>Faultline runs</h1><p class=\"muted\">{} runs, newest first. Regenerated after every run and by <code>faultline report</code>.</p>\
+<table id=\"runs\"><tr><th>time (UTC)</th><th>workload</th><th>build</th><th>verdict</th><th>ops</th><th>p99 ms</th><th>availability</th><th>report</th></tr>",
+        v.len()
+    );
+    for e in v {
+        let build = match (e.label.is_empty(), e.sha256.get(..12)) {
+            (false, Some(h)) => format!("{} ({h})", e.label),
+            (false, None) => e.label.clone(),
+            (true, Some(h)) => h.to_string(),
+            (true, None) => String::new(),
+        };
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td><a href=\"{}\">report</a></td></tr>",
+            escape(&e.stamp),
+            escape(&e.workload),
+            escape(&build),
+            badge(&e.verdict),
+            e.ops.map_or("-".into(), |x| x.to_string()),
+            e.p99_ms.map_or("-".into(), ms),
+            e.availability
+                .map_or("-".into(), |a| format!("{:.1}%", a * 100.0)),
+            escape(&e.href)
+        );
+    }
+    b.push_str("</table>");
+    page("Faultline runs", "", &b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perf::tests::history;
+
+    #[rustfmt::skip]
+    fn perf() -> Perf {
+        Perf::new(&history(&[
+            (0, "read",  "ok",   100,  110),
+            (7, "write", "fail", 200,  500),
+        ]), &[])
+    }
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn report_shows_verdict_counterexample_and_plots() {
+        let results = serde_json::json!({
+            "valid": "invalid",
+            "linearizable": {"valid": "invalid", "model": "cas-register", "ops": 2, "elapsed_ms": 1.5,
+                "keys": [{"key": "r1", "valid": "invalid", "ops": 2, "configurations": 9, "elapsed_ms": 1.0,
+                    "counterexample": {"message": "read 3 but <nothing> wrote 3", "op": {"f": "read"}, "concurrent": [{"process": 4, "f": "write", "input": 3, "outcome": "info"}]}}]},
+            "stats": {"by_f": {"read": {"count": 1, "ok": 1, "fail": 0, "info": 0}}, "total": {"count": 2, "ok": 1, "fail": 1, "info": 0}}
+        });
+        let run = serde_json::json!({"seed": 42, "reproduce": "faultline run x --seed 42", "nodes": [{"name": "n1"}]});
+        let files = vec!["history.jsonl".to_string(), "nodes/n1.log".to_string()];
+        let html = run_html(&RunReport {
+            run: &run,
+            results: &results,
+            perf: &perf(),
+            name: "x/1",
+            files: &files,
+            counterexample_svg: Some("<svg id=\"cx\"></svg>"),
+        });
+        assert!(html.contains("data-verdict=\"invalid\""));
+        assert!(html.contains("read 3 but &lt;nothing&gt; wrote 3"));
+        assert!(
+            html.contains("<svg id=\"cx\">"),
+            "the run's counterexample.svg"
+        );
+        assert!(
+            html.contains("<td>write</td><td>3</td>"),
+            "the concurrent op's row"
+        );
+        assert!(html.contains("faultline run x --seed 42"));
+        assert!(html.contains("href=\"nodes/n1.log\""));
+        assert_eq!(
+            html.matches("<svg").count(),
+            6,
+            "five plots and the counterexample"
+        );
+        assert!(!html.contains("src=\"http"), "no network resources");
+        assert!(!html.contains("<script src"));
+    }
+
+    #[test]
+    fn timeline_data_is_compact_and_lanes_by_process() {
+        let d: Value = serde_json::from_str(&timeline_data(&perf())).unwrap();
+        assert_eq!(d["lanes"], 2);
+        assert_eq!(d["procs"], serde_json::json!([0, 7]));
+        // lane, start, end (tenths of ms), outcome, f index ("read" < "write")
+        assert_eq!(
+            d["ops"],
+            serde_json::json!([0, 1000, 1100, 0, 0, 1, 2000, 5000, 1, 1])
+        );
+    }
+
+    #[test]
+    fn index_lists_newest_first() {
+        let e = |stamp: &str, v: &str| IndexEntry {
+            href: format!("w/{stamp}/report.html"),
+            workload: "w".into(),
+            stamp: stamp.into(),
+            verdict: v.into(),
+            ..IndexEntry::default()
+        };
+        let html = index_html(&[
+            e("20260101T000000Z", "valid"),
+            e("20270101T000000Z", "invalid"),
+        ]);
+        let a = html.find("20270101T000000Z").unwrap();
+        let b = html.find("20260101T000000Z").unwrap();
+        assert!(a < b);
+        assert!(html.contains("badge invalid"));
+    }
+
+    /// A seeded synthetic history of `n` ops over 6 processes, with a partition in the middle.
+    pub(crate) fn big_history(n: usize, seed: u64) -> crate::History {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut lines = Vec::with_capacity(2 * n + 2);
+        let span_ns = 20 * n as u64 * 1000; // 20 µs per op: 2 s per 100,000 ops... scaled below
+        let per_proc = n / 6;
+        let fs = ["read", "write", "cas"];
+        let mut events: Vec<(u64, String)> = Vec::with_capacity(2 * n + 2);
+        for p in 0..6u64 {
+            let mut t = rng.random_range(0..1_000_000u64);
+            for _ in 0..per_proc {
+                let f = fs[rng.random_range(0..3)];
+                let lat = rng.random_range(500_000..5_000_000u64)
+                    * if rng.random_bool(0.01) { 100 } else { 1 };
+                let kind = match rng.random_range(0..100) {
+                    0..=89 => "ok",
+                    90..=96 => "fail",
+                    _ => "info",
+                };
+                events.push((
+                    t,
+                    format!(r#""process":{p},"type":"invoke","f":"{f}","value":null"#),
+                ));
+                events.push((
+                    t + lat,
+                    format!(r#""process":{p},"type":"{kind}","f":"{f}","value":null"#),
+                ));
+                t += lat + rng.random_range(0..2_000_000u64);
+            }
+        }
+        let _ = span_ns;
+        let end = events.iter().map(|e| e.0).max().unwrap_or(0);
+        events.push((
+            end / 3,
+            r#""process":"nemesis","type":"info","f":"start-partition","value":{"kind":"halves"}"#
+                .into(),
+        ));
+        events.push((
+            end / 2,
+            r#""process":"nemesis","type":"info","f":"stop-partition","value":{"heal":true}"#
+                .into(),
+        ));
+        events.sort_by_key(|e| e.0);
+        for (i, (t, rest)) in events.iter().enumerate() {
+            lines.push(format!("{{\"index\":{i},\"time\":{t},{rest}}}"));
+        }
+        crate::parse_history(&lines.join("\n"), false).unwrap()
+    }
+
+    #[test]
+    fn a_100k_op_report_stays_bounded() {
+        let h = big_history(100_000, 1);
+        let started = std::time::Instant::now();
+        let p = Perf::new(&h, &[]);
+        let results = serde_json::json!({"valid": "valid", "linearizable": {"keys": []}});
+        let html = run_html(&RunReport {
+            run: &Value::Null,
+            results: &results,
+            perf: &p,
+            name: "big",
+            files: &[],
+            counterexample_svg: None,
+        });
+        eprintln!(
+            "100,000-op report: {} bytes in {:.2} s (seed 1)",
+            html.len(),
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(p.points.len(), 99_996);
+        // The scatter is sampled to 20,000 points; the timeline keeps every op in compact form.
+        assert!(
+            html.contains("ok sampled: 20000 of 99996 shown") || html.contains("of 99996 shown")
+        );
+        assert!(html.len() < 12_000_000, "{} bytes", html.len());
+    }
+}
