@@ -236,6 +236,16 @@ fn run_check<M: Model>(
             });
         }
     }
+    for part in &mut parts {
+        let flags: Vec<(&M::Op, bool)> =
+            part.ops.iter().map(|e| (&e.op, e.ret.is_none())).collect();
+        let drop = model.unobservable(&flags);
+        let mut i = 0;
+        part.ops.retain(|_| {
+            i += 1;
+            !drop[i - 1]
+        });
+    }
     let budget = Budget {
         deadline: opts.time_limit.map(|d| start + d),
         memory_limit: opts.memory_limit,

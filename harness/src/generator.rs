@@ -25,6 +25,8 @@ pub enum F {
     Write,
     /// Compare-and-set: `[expected, new]`.
     Cas,
+    /// Append a value unique to its key to the list at the key (reads then return the list).
+    Append,
 }
 
 impl F {
@@ -34,6 +36,7 @@ impl F {
             F::Read => "read",
             F::Write => "write",
             F::Cas => "cas",
+            F::Append => "append",
         }
     }
 }
@@ -62,6 +65,18 @@ pub struct Mix {
     /// Weight of compare-and-sets.
     #[serde(default)]
     pub cas: u32,
+    /// Weight of list appends (each appends a value not yet appended to its key, so that a
+    /// read shows exactly which appends took effect, and in which order). Not mixed with
+    /// writes and compare-and-sets: a key holds either a register or a list.
+    #[serde(default)]
+    pub append: u32,
+}
+
+impl Mix {
+    /// The sum of the weights.
+    pub fn total(&self) -> u32 {
+        self.read + self.write + self.cas + self.append
+    }
 }
 
 impl Default for Mix {
@@ -70,6 +85,7 @@ impl Default for Mix {
             read: 1,
             write: 1,
             cas: 1,
+            append: 0,
         }
     }
 }
@@ -94,6 +110,8 @@ pub struct GeneratorConfig {
 struct ActiveKey {
     id: u64,
     used: u64,
+    /// The next value to append to this key (appended values are 0, 1, 2, ... per key).
+    next_append: u64,
 }
 
 /// A seeded source of operations.
@@ -113,13 +131,14 @@ impl Generator {
     /// When the mix has no positive weight or no key may be active (the workload parser rejects
     /// both before this is reached).
     pub fn new(config: GeneratorConfig, seed: u64) -> Self {
-        assert!(
-            config.mix.read + config.mix.write + config.mix.cas > 0,
-            "empty op mix"
-        );
+        assert!(config.mix.total() > 0, "empty op mix");
         assert!(config.active_keys > 0, "no active keys");
         let keys = (0..config.active_keys as u64)
-            .map(|id| ActiveKey { id, used: 0 })
+            .map(|id| ActiveKey {
+                id,
+                used: 0,
+                next_append: 0,
+            })
             .collect();
         let touched = (0..config.active_keys)
             .map(|id| key_name(id as u64))
@@ -136,21 +155,28 @@ impl Generator {
     /// The next operation.
     pub fn next_op(&mut self) -> Op {
         let m = self.config.mix;
-        let pick = self.rng.random_range(0..m.read + m.write + m.cas);
+        let pick = self.rng.random_range(0..m.total());
         let f = if pick < m.read {
             F::Read
         } else if pick < m.read + m.write {
             F::Write
-        } else {
+        } else if pick < m.read + m.write + m.cas {
             F::Cas
+        } else {
+            F::Append
         };
         let slot = self.rng.random_range(0..self.keys.len());
         let key = key_name(self.keys[slot].id);
+        let appended = self.keys[slot].next_append;
+        if f == F::Append {
+            self.keys[slot].next_append += 1;
+        }
         self.keys[slot].used += 1;
         if self.config.ops_per_key > 0 && self.keys[slot].used >= self.config.ops_per_key {
             self.keys[slot] = ActiveKey {
                 id: self.next_key,
                 used: 0,
+                next_append: 0,
             };
             self.touched.push(key_name(self.next_key));
             self.next_key += 1;
@@ -163,6 +189,7 @@ impl Generator {
                 self.rng.random_range(0..range),
                 self.rng.random_range(0..range)
             ]),
+            F::Append => json!(appended),
         };
         Op { f, key, value }
     }
@@ -236,12 +263,43 @@ mod tests {
     }
 
     #[test]
+    fn appends_carry_values_unique_to_their_key() {
+        let mut cfg = config();
+        cfg.mix = Mix {
+            read: 1,
+            write: 0,
+            cas: 0,
+            append: 2,
+        };
+        let mut g = Generator::new(cfg, 5);
+        let mut seen = std::collections::HashMap::<String, Vec<u64>>::new();
+        let mut reads = 0;
+        for _ in 0..600 {
+            let op = g.next_op();
+            match op.f {
+                F::Append => seen
+                    .entry(op.key)
+                    .or_default()
+                    .push(op.value.as_u64().expect("an append's value is an integer")),
+                F::Read => reads += 1,
+                f => panic!("{f:?} is not in the mix"),
+            }
+        }
+        assert!(reads > 100, "{reads} reads of 600 at weight 1:2");
+        for (key, values) in seen {
+            let want: Vec<u64> = (0..values.len() as u64).collect();
+            assert_eq!(values, want, "appends to {key} are not 0, 1, 2, ...");
+        }
+    }
+
+    #[test]
     fn mix_weights_are_respected() {
         let mut cfg = config();
         cfg.mix = Mix {
             read: 0,
             write: 1,
             cas: 0,
+            append: 0,
         };
         let mut g = Generator::new(cfg.clone(), 3);
         assert!((0..100).all(|_| g.next_op().f == F::Write));
@@ -249,6 +307,7 @@ mod tests {
             read: 3,
             write: 1,
             cas: 0,
+            append: 0,
         };
         let mut g = Generator::new(cfg, 3);
         let reads = (0..4000).filter(|_| g.next_op().f == F::Read).count();
@@ -267,6 +326,7 @@ mod tests {
                 F::Read => assert!(op.value.is_null()),
                 F::Write => assert!(op.value.as_u64().is_some_and(|v| v < 5)),
                 F::Cas => assert_eq!(op.value.as_array().map(Vec::len), Some(2)),
+                F::Append => panic!("the default mix has no appends"),
             }
         }
     }

@@ -290,10 +290,22 @@ impl Workload {
         if !(self.recovery >= 0.0 && self.recovery <= 600.0) {
             return bad("recovery", "must be between 0 and 600 seconds");
         }
-        if self.ops.read + self.ops.write + self.ops.cas == 0 {
+        if self.ops.total() == 0 {
             return bad(
                 "ops",
-                "at least one of read, write, cas needs a positive weight",
+                "at least one of read, write, cas, append needs a positive weight",
+            );
+        }
+        if self.ops.append > 0 && self.ops.write + self.ops.cas > 0 {
+            return bad(
+                "ops.append",
+                "appends cannot be mixed with write or cas: a key holds either a register or a list (use read and append)",
+            );
+        }
+        if self.ops.append > 0 && self.target == Target::Etcd {
+            return bad(
+                "ops.append",
+                "the etcd client has no append (etcd has no atomic list append); use read, write and cas",
             );
         }
         if self.keys.active == 0 {
@@ -375,7 +387,8 @@ write = 1
             Mix {
                 read: 2,
                 write: 1,
-                cas: 0
+                cas: 0,
+                append: 0,
             }
         );
         assert_eq!(w.keys, Keys::default());
@@ -446,6 +459,27 @@ write = 1
         .unwrap_err()
         .to_string();
         assert!(err.contains("etcd option"), "{err}");
+    }
+
+    #[test]
+    fn appends_are_not_mixed_with_register_ops_nor_sent_to_etcd() {
+        let appends = GOOD.replace("read = 2\nwrite = 1", "read = 1\nappend = 2");
+        let w = parse(&appends, "w.toml").unwrap();
+        assert_eq!((w.ops.read, w.ops.append, w.ops.write), (1, 2, 0));
+        let err = parse(&GOOD.replace("read = 2", "read = 2\nappend = 1"), "w.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`ops.append`") && err.contains("mixed"),
+            "{err}"
+        );
+        let err = parse(&format!("target = \"etcd\"\n{appends}"), "w.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`ops.append`") && err.contains("etcd"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -76,7 +76,75 @@ impl Model for ListAppend {
         matches!(op, ListOp::Read(_))
     }
 
+    const PRUNES: bool = true;
+
+    fn resets(&self, _: &ListOp) -> bool {
+        false
+    }
+
+    /// Appends only extend a list: from a state, a read can only ever see an extension of the
+    /// current list. This prunes the configurations where an indeterminate append that no read
+    /// shows (or shows elsewhere) was linearized, which otherwise multiply the search by two for
+    /// every such append.
+    fn may_reach(&self, s: &ListState, op: &ListOp) -> bool {
+        match op {
+            ListOp::Read(l) => l.starts_with(&s.items),
+            ListOp::Append(_) => true,
+        }
+    }
+
+    /// An indeterminate append whose element no read returned: once appended, the element is in
+    /// every later list, so if a linearization that includes it is valid, no read comes after
+    /// it, and the same linearization without it is valid too.
+    fn unobservable(&self, ops: &[(&ListOp, bool)]) -> Vec<bool> {
+        let seen: std::collections::HashSet<u32> = ops
+            .iter()
+            .filter_map(|(op, _)| match op {
+                ListOp::Read(l) => Some(l.iter().copied()),
+                ListOp::Append(_) => None,
+            })
+            .flatten()
+            .collect();
+        ops.iter()
+            .map(|(op, info)| *info && matches!(op, ListOp::Append(v) if !seen.contains(v)))
+            .collect()
+    }
+
     fn describe(&self, s: &ListState, values: &Interner) -> Value {
         Value::Array(s.items.iter().map(|i| values.value(*i).clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(items: &[u32]) -> ListState {
+        items.iter().fold(ListAppend.init(), |s, v| {
+            ListAppend.step(&s, &ListOp::Append(*v)).unwrap()
+        })
+    }
+
+    #[test]
+    fn a_read_is_reachable_only_from_a_prefix_of_what_it_saw() {
+        let read = ListOp::Read(Arc::from([1, 2, 3]));
+        assert!(ListAppend.may_reach(&list(&[]), &read));
+        assert!(ListAppend.may_reach(&list(&[1, 2]), &read));
+        assert!(ListAppend.may_reach(&list(&[1, 2, 3]), &read));
+        assert!(!ListAppend.may_reach(&list(&[2]), &read));
+        assert!(!ListAppend.may_reach(&list(&[1, 2, 3, 4]), &read));
+        assert!(ListAppend.may_reach(&list(&[9]), &ListOp::Append(4)));
+        assert!(!ListAppend.resets(&ListOp::Append(4)));
+    }
+
+    #[test]
+    fn only_indeterminate_appends_that_no_read_shows_are_unobservable() {
+        let read = ListOp::Read(Arc::from([1, 2]));
+        let (a1, a3) = (ListOp::Append(1), ListOp::Append(3));
+        let ops = [(&a1, true), (&a3, true), (&a3, false), (&read, false)];
+        assert_eq!(
+            ListAppend.unobservable(&ops),
+            vec![false, true, false, false]
+        );
     }
 }

@@ -133,6 +133,16 @@ pub trait Model: Send + Sync {
         let _ = (state, op);
         true
     }
+
+    /// For the operations of one search (a key's, when checked per key) with whether each is
+    /// indeterminate: which indeterminate ones can be left out without changing the verdict.
+    /// An indeterminate operation may take effect at any point after its call, or never; when
+    /// no completed operation can ever show its effect, "never" is always as good as any other
+    /// choice, and dropping it spares the search from trying every place it could go. The
+    /// default, none, is always correct.
+    fn unobservable(&self, ops: &[(&Self::Op, bool)]) -> Vec<bool> {
+        vec![false; ops.len()]
+    }
 }
 
 /// The models the checker knows, by name.

@@ -97,6 +97,10 @@ impl EtcdClient {
                 json!({ "key": key, "value": encode_value(&op.value) }),
             ),
             F::Cas => ("txn", cas_body(&key, &op.value[0], &op.value[1])),
+            // Refused by the workload's validation; nothing is sent.
+            F::Append => {
+                return Completion::Fail("append is not supported against etcd".into());
+            }
         };
         let url = format!("{}/v3/kv/{path}", self.base);
         let answer = self.http.request(Method::POST, &url, Some(&body)).await;
@@ -151,7 +155,7 @@ fn classify(op: &Op, answer: Result<(StatusCode, Value), HttpError>) -> Completi
                     Some(Err(e)) => Completion::Fail(e),
                 },
             },
-            F::Write => Completion::Ok(op.value.clone()),
+            F::Write | F::Append => Completion::Ok(op.value.clone()),
             F::Cas => {
                 if body["succeeded"].as_bool() == Some(true) {
                     Completion::Ok(op.value.clone())

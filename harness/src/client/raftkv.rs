@@ -78,6 +78,11 @@ impl RaftkvClient {
                     Some(json!({ "from": from, "to": to })),
                 )
             }
+            F::Append => (
+                Method::POST,
+                format!("{}/kv/{key}/append", self.base),
+                Some(json!({ "value": op.value })),
+            ),
         };
         let answer = self.http.request(method, &url, body.as_ref()).await;
         let completion = classify(op, answer);
@@ -139,7 +144,11 @@ mod tests {
     fn answers_are_classified_by_status_and_definite_flag() {
         let cas = op(F::Cas, json!([1, 2]));
         let read = op(F::Read, Value::Null);
+        let append = op(F::Append, json!(7));
         let cases: Vec<(&Op, Answer, Completion)> = vec![
+            (&append, Ok((StatusCode::OK, json!({}))),                                 Completion::Ok(json!(7))),
+            (&read, Ok((StatusCode::OK, json!({"value": [0, 7]}))),                    Completion::Ok(json!([0, 7]))),
+            (&append, Ok((StatusCode::CONFLICT, json!({"error":"not-a-list","definite":true}))), Completion::Fail("not-a-list".into())),
             (&read, Ok((StatusCode::OK, json!({"value": 3}))),                         Completion::Ok(json!(3))),
             (&read, Ok((StatusCode::OK, json!({"value": null}))),                      Completion::Ok(Value::Null)),
             (&cas,  Ok((StatusCode::OK, json!({}))),                                   Completion::Ok(json!([1, 2]))),

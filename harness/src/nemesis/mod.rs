@@ -428,6 +428,11 @@ impl Nemesis {
         ctx: &NemesisContext<'_>,
     ) -> Result<Vec<NemesisOp>, NemesisError> {
         let op = match action {
+            Action::Start(Fault::Partition { kind, order })
+                if self.spec.handover && self.partition.is_some() =>
+            {
+                return self.hand_over(*kind, order, ctx).await;
+            }
             Action::Start(Fault::Partition { kind, order }) => {
                 self.start_partition(*kind, order, ctx).await?
             }
@@ -612,6 +617,77 @@ impl Nemesis {
         .await?;
         self.partition = Some(ActivePartition { kind, grudge });
         Ok(NemesisOp::new(f, value, Outcome::of_steps(&steps)))
+    }
+
+    /// With `handover`: replaces the active partition by a new one of `kind` in one step per
+    /// node (flush the chain, install the new rules), so that no packet passes between the two.
+    /// Records a `stop-partition` of the old one (`"handover": true`) and a `start-partition`
+    /// of the new one, both with the step's outcome; a new partition that cannot be drawn (no
+    /// leader known) leaves the old one in place.
+    async fn hand_over(
+        &mut self,
+        kind: PartitionKind,
+        order: &[String],
+        ctx: &NemesisContext<'_>,
+    ) -> Result<Vec<NemesisOp>, NemesisError> {
+        let grudge = grudge_of(kind, order, ctx.leader.as_deref()).filter(|g| {
+            g.keys()
+                .chain(g.values().flatten())
+                .all(|n| ctx.cluster.node(n).is_some())
+        });
+        let Some(grudge) = grudge else {
+            return Ok(vec![NemesisOp::new(
+                "start-partition",
+                json!({"kind": kind}),
+                Outcome::Skipped("no leader known (the active partition stays)".into()),
+            )]);
+        };
+        let Some(old) = self.partition.take() else {
+            unreachable!("hand_over is only called with a partition active");
+        };
+        let rules: BTreeMap<String, Vec<String>> = grudge
+            .iter()
+            .map(|(node, dropped)| {
+                let ips = dropped
+                    .iter()
+                    .filter_map(|d| ctx.cluster.node(d))
+                    .map(|h| drop_from(h.ip));
+                (node.clone(), ips.collect())
+            })
+            .collect();
+        let targets: Vec<String> = old
+            .grudge
+            .keys()
+            .chain(rules.keys())
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.chain_dirty.extend(targets.iter().cloned());
+        let cluster = ctx.cluster;
+        let rules = &rules;
+        let steps = per_node(&targets, |n| async move {
+            let what = format!("replacing the partition in {n}");
+            let script = match rules.get(&n) {
+                Some(r) => format!("{} && {}", flush_script(), install_script(r)),
+                None => flush_script(),
+            };
+            Ok(sh(cluster, &n, &what, &script).await?.map(|_| ()))
+        })
+        .await?;
+        let outcome = Outcome::of_steps(&steps);
+        let stop = NemesisOp::new(
+            "stop-partition",
+            json!({"kind": old.kind, "nodes": targets, "handover": true}),
+            outcome.clone(),
+        );
+        let start = NemesisOp::new(
+            "start-partition",
+            json!({"kind": kind, "grudge": grudge}),
+            outcome,
+        );
+        self.partition = Some(ActivePartition { kind, grudge });
+        Ok(vec![stop, start])
     }
 
     async fn stop_partition(

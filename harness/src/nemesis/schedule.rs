@@ -240,6 +240,25 @@ pub fn schedule(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(NEMESIS_STREAM);
     let mut t = jittered(&mut rng, spec.interval, spec.jitter);
+    if spec.handover {
+        // Each partition replaces the last; one heal at the end.
+        let mut last = None;
+        while t < main_phase {
+            out.push((
+                t,
+                Action::Start(draw(&mut rng, spec, nodes, FaultKind::Partition)),
+            ));
+            last = Some(t);
+            t += jittered(&mut rng, spec.interval, spec.jitter);
+        }
+        if last.is_some() {
+            let heal = t.min(main_phase.saturating_sub(Duration::from_millis(1)));
+            if last.is_some_and(|l| heal > l) {
+                out.push((heal, Action::Stop(FaultKind::Partition)));
+            }
+        }
+        return out;
+    }
     loop {
         let kind = pick(&mut rng, &spec.faults);
         let fault = draw(&mut rng, spec, nodes, kind);
@@ -268,6 +287,29 @@ mod tests {
             interval: 2.0,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn handover_starts_partitions_back_to_back_and_heals_once_at_the_end() {
+        let spec = NemesisSpec {
+            faults: vec![FaultKind::Partition],
+            partition_kinds: vec![PartitionKind::IsolateLeader],
+            interval: 2.0,
+            handover: true,
+            ..Default::default()
+        };
+        let phase = Duration::from_secs(30);
+        let s = schedule(&spec, 3, &names(3), phase);
+        let (last, starts) = s.split_last().unwrap();
+        assert!(starts.len() >= 8, "{} starts in 30 s at 2 s", starts.len());
+        assert!(
+            starts
+                .iter()
+                .all(|(_, a)| matches!(a, Action::Start(Fault::Partition { .. }))),
+            "{starts:?}"
+        );
+        assert_eq!(last.1, Action::Stop(FaultKind::Partition));
+        assert!(last.0 < phase && last.0 > starts.last().unwrap().0);
     }
 
     #[test]

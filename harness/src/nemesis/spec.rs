@@ -215,6 +215,12 @@ pub struct NemesisSpec {
     pub delay_ms: u64,
     /// Delay jitter in milliseconds (netem). Default 10.
     pub delay_jitter_ms: u64,
+    /// Partitions only: each new partition replaces the active one at once, with no healed
+    /// period between, so an `isolate-leader` moves the cut from the deposed leader straight to
+    /// whoever leads now. The deposed leader rejoins a cluster whose leader it never followed,
+    /// the situation in which a follower's log must be repaired by the consistency check of
+    /// AppendEntries. Requires `faults = ["partition"]`. Default false.
+    pub handover: bool,
 }
 
 impl Default for NemesisSpec {
@@ -232,6 +238,7 @@ impl Default for NemesisSpec {
             loss_probability: 0.2,
             delay_ms: 50,
             delay_jitter_ms: 10,
+            handover: false,
         }
     }
 }
@@ -276,6 +283,11 @@ impl NemesisSpec {
         }
         if !(self.loss_probability > 0.0 && self.loss_probability <= 1.0) {
             return bad("`loss-probability` must be in (0, 1]");
+        }
+        if self.handover && self.faults != [FaultKind::Partition] {
+            return bad(
+                "`handover` needs `faults = [\"partition\"]`: partitions replace each other, so no other fault can sit between them",
+            );
         }
         Ok(())
     }
