@@ -260,6 +260,7 @@ pub fn generate(n: usize, keys: usize, procs_per_key: usize, seed: u64) -> Histo
                 key: Some(key.clone()),
                 value,
                 node: None,
+                error: None,
                 line: 0,
             };
             events.push((g.inv, seq, mk(OpType::Invoke, input)));

@@ -2,7 +2,13 @@
 //! how long the system took to recover after every fault, and who led the cluster.
 //!
 //! Definitions (all times in seconds since the run started, by completion time of client ops):
-//! - **availability** of a second: `ok / (ok + fail + info)` of the operations completing in it.
+//! - an operation is **unavailable** when the system gave no definite answer: it ended `info`
+//!   (timed out, indeterminate), or `fail` for any reason but a semantic answer in
+//!   [`DEFINITE_ANSWERS`] (`no-leader`, a refused connection, etcd's "no leader", a `fail` with no
+//!   recorded error, ...). It is **available** otherwise: `ok`, or a `fail` such as
+//!   `cas-mismatch`, which is the correct answer of a working system (see [`is_unavailable`]).
+//! - **availability** of a second: `available / completed` of the operations completing in it;
+//!   the run's availability ([`overall`]) is the same over the whole history.
 //! - **baseline** of a fault: the mean number of `ok` completions per second in the
 //!   [`BASELINE_S`] seconds before the fault started (clipped at the run's start).
 //! - **recovery time** of a fault: the smallest `d >= 0` (searched in [`RECOVERY_STEP_S`] steps)
@@ -109,20 +115,47 @@ pub fn nemesis_intervals(history: &History) -> Vec<NemesisInterval> {
     out
 }
 
+/// The `error`s of a `fail` completion that are a definite, semantic answer from a working
+/// system rather than a sign it could not answer: the compare-and-set found another value
+/// (`cas-mismatch`), the append found a value that is not a list (`not-a-list`).
+pub const DEFINITE_ANSWERS: &[&str] = &["cas-mismatch", "not-a-list"];
+
+/// True when an operation that ended with `outcome` (and `error`, the completion's reason)
+/// shows the system unavailable: `info` always; `fail` unless its error is one of
+/// [`DEFINITE_ANSWERS`] (so a `fail` with no recorded error counts as unavailable); never `ok`.
+pub fn is_unavailable(outcome: Outcome, error: Option<&str>) -> bool {
+    match outcome {
+        Outcome::Ok => false,
+        Outcome::Info => true,
+        Outcome::Fail => !error.is_some_and(|e| DEFINITE_ANSWERS.contains(&e)),
+    }
+}
+
+/// True when the operation got a definite answer (the negation of [`is_unavailable`]).
+fn available(p: &OpPoint) -> bool {
+    !is_unavailable(p.outcome, p.error.as_deref())
+}
+
+/// Availability of the whole history: `available / completed` (`None`: nothing completed).
+pub fn overall(points: &[OpPoint]) -> Option<f64> {
+    let up = points.iter().filter(|p| available(p)).count();
+    (!points.is_empty()).then(|| up as f64 / points.len() as f64)
+}
+
 /// Availability per second for `seconds` seconds (`None`: nothing completed that second).
 pub fn per_second(points: &[OpPoint], seconds: usize) -> Vec<Option<f64>> {
-    let mut ok = vec![0u32; seconds];
+    let mut up = vec![0u32; seconds];
     let mut all = vec![0u32; seconds];
     for p in points {
         let s = (p.end_s as usize).min(seconds.saturating_sub(1));
         if s < seconds {
             all[s] += 1;
-            if p.outcome == Outcome::Ok {
-                ok[s] += 1;
+            if available(p) {
+                up[s] += 1;
             }
         }
     }
-    ok.iter()
+    up.iter()
         .zip(&all)
         .map(|(&o, &a)| (a > 0).then(|| f64::from(o) / f64::from(a)))
         .collect()
@@ -313,6 +346,7 @@ mod tests {
     use super::*;
     use crate::parse_history;
     use crate::perf::op_points;
+    use crate::perf::tests::history_with_errors;
 
     fn nemesis_history(lines: &[(u64, &str, &str)]) -> History {
         let text: String = lines
@@ -364,6 +398,7 @@ mod tests {
                     } else {
                         Outcome::Ok
                     },
+                    error: None,
                 }
             })
             .collect()
@@ -409,13 +444,56 @@ mod tests {
     }
 
     #[test]
-    fn availability_is_ok_over_completed_per_second() {
+    fn availability_is_available_over_completed_per_second() {
+        // The gap's fails carry no error: they count as unavailable.
         let pts = steady(3_000, 1_000, 1_500);
         assert_eq!(
             per_second(&pts, 4),
             vec![Some(1.0), Some(0.5), Some(1.0), None]
         );
-        let _ = op_points;
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn a_fault_free_run_with_cas_mismatches_is_fully_available() {
+        let h = history_with_errors(&[
+            (0, "write", "ok",   None,                  100,  110),
+            (1, "cas",   "fail", Some("cas-mismatch"),  200,  210),
+            (0, "read",  "ok",   None,                  300,  310),
+            (1, "cas",   "ok",   None,                 1100, 1110),
+            (0, "cas",   "fail", Some("cas-mismatch"), 1200, 1210),
+            (2, "txn",   "fail", Some("not-a-list"),   1300, 1310),
+        ]);
+        let pts = op_points(&h);
+        assert_eq!(pts[1].error.as_deref(), Some("cas-mismatch"));
+        assert_eq!(per_second(&pts, 2), vec![Some(1.0), Some(1.0)]);
+        assert_eq!(overall(&pts), Some(1.0));
+        let perf = crate::Perf::new(&h, &[]);
+        assert_eq!(perf.summary.availability, 1.0);
+        assert_eq!(perf.availability, vec![Some(1.0), Some(1.0)]);
+        assert!(perf.nemesis.is_empty() && perf.unavailable_s.is_empty());
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn no_leader_fails_other_fails_and_info_are_unavailable() {
+        let h = history_with_errors(&[
+            (0, "read",  "ok",   None,                            0,  10),
+            (1, "write", "fail", Some("no-leader"),              20,  30),
+            (2, "cas",   "info", Some("timeout"),                40, 540),
+            (0, "cas",   "fail", Some("etcdserver: no leader"), 600, 610),
+            (3, "write", "fail", None,                          700, 710),
+            (4, "cas",   "fail", Some("cas-mismatch"),          800, 810),
+            (5, "cas",   "info", Some("cas-mismatch"),          850, 900),
+        ]);
+        let pts = op_points(&h);
+        assert_eq!(per_second(&pts, 1), vec![Some(2.0 / 7.0)]);
+        assert_eq!(overall(&pts), Some(2.0 / 7.0));
+        assert_eq!(overall(&[]), None);
+        assert!(!is_unavailable(Outcome::Ok, None));
+        assert!(!is_unavailable(Outcome::Fail, Some("not-a-list")));
+        assert!(is_unavailable(Outcome::Fail, Some("connection refused")));
+        assert!(is_unavailable(Outcome::Info, None));
     }
 
     #[test]

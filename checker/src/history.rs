@@ -124,6 +124,10 @@ pub struct Op {
     /// The node the client talked to, when recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Why a `fail` or `info` completion happened, when recorded (`cas-mismatch`, `no-leader`,
+    /// `timeout`, ...). EDN's `:error` keyword, string or vector is read as a string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// The 1-based line of the source file where the op starts (0 when built in memory).
     #[serde(skip)]
     pub line: usize,
@@ -307,6 +311,7 @@ mod tests {
             key: None,
             value: Value::Null,
             node: None,
+            error: None,
             line,
         }
     }

@@ -28,6 +28,9 @@ pub struct OpPoint {
     pub f: String,
     /// How it ended.
     pub outcome: Outcome,
+    /// Why a `fail` or `info` happened, when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Every completed client operation with a timed invocation and completion, in invocation order.
@@ -48,6 +51,7 @@ pub fn op_points(history: &History) -> Vec<OpPoint> {
             latency_ms: t1.saturating_sub(t0) as f64 / 1e6,
             f: inv.f.clone(),
             outcome: o.outcome,
+            error: done.error.clone(),
         });
     }
     out
@@ -141,7 +145,8 @@ pub struct Summary {
     pub ok: usize,
     /// Mean `ok` operations per second.
     pub ok_per_s: f64,
-    /// `ok / completed`.
+    /// `available / completed`: operations that got a definite answer (see
+    /// [`availability::is_unavailable`]).
     pub availability: f64,
     /// Latency of `ok` operations, ms.
     pub p50_ms: f64,
@@ -164,7 +169,7 @@ pub struct Perf {
     pub latency_windows: Vec<QuantileWindow>,
     /// Throughput per second by function: `[ok, fail, info]`.
     pub throughput: BTreeMap<String, PerSecond>,
-    /// Availability per second: `ok / completed` (`None`: nothing completed that second).
+    /// Availability per second: `available / completed` (`None`: nothing completed that second).
     pub availability: Vec<Option<f64>>,
     /// Faults, paired start and stop.
     pub nemesis: Vec<NemesisInterval>,
@@ -195,11 +200,7 @@ impl Perf {
             completed: points.len(),
             ok: ok_lat.len(),
             ok_per_s: ok_lat.len() as f64 / seconds as f64,
-            availability: if points.is_empty() {
-                0.0
-            } else {
-                ok_lat.len() as f64 / points.len() as f64
-            },
+            availability: availability::overall(&points).unwrap_or(0.0),
             p50_ms: quantile(&ok_lat, 0.5),
             p95_ms: quantile(&ok_lat, 0.95),
             p99_ms: quantile(&ok_lat, 0.99),
@@ -229,15 +230,29 @@ pub(crate) mod tests {
 
     /// A history from `(process, f, outcome, invoke ms, complete ms)` rows.
     pub(crate) fn history(rows: &[(u64, &str, &str, u64, u64)]) -> History {
+        let rows: Vec<Row<'_>> = rows
+            .iter()
+            .map(|&(p, f, t, a, b)| (p, f, t, None, a, b))
+            .collect();
+        history_with_errors(&rows)
+    }
+
+    /// A row of [`history_with_errors`]: process, f, outcome, the completion's `error`,
+    /// invoke ms, complete ms.
+    pub(crate) type Row<'a> = (u64, &'a str, &'a str, Option<&'a str>, u64, u64);
+
+    /// A history from rows whose completions may carry an `error`.
+    pub(crate) fn history_with_errors(rows: &[Row<'_>]) -> History {
         let mut events = Vec::new();
-        for &(p, f, t, a, b) in rows {
+        for &(p, f, t, e, a, b) in rows {
+            let error = e.map_or(String::new(), |e| format!(r#","error":"{e}""#));
             events.push((
                 a,
                 format!(r#""process":{p},"type":"invoke","f":"{f}","value":null"#),
             ));
             events.push((
                 b,
-                format!(r#""process":{p},"type":"{t}","f":"{f}","value":null"#),
+                format!(r#""process":{p},"type":"{t}","f":"{f}","value":null{error}"#),
             ));
         }
         events.sort_by_key(|e| e.0);

@@ -330,10 +330,11 @@ pub fn throughput(perf: &Perf) -> String {
     })
 }
 
-/// Availability per second (`ok / completed`), in percent.
+/// Availability per second (`available / completed`, see
+/// [`crate::availability::is_unavailable`]), in percent.
 pub fn availability(perf: &Perf) -> String {
     overlay(
-        "Availability per second (ok / completed)",
+        "Availability per second (definite answers / completed)",
         "available (%)",
         &[(
             "availability".to_string(),

@@ -263,7 +263,8 @@ fn headline(b: &mut String, p: &Perf) {
 <th>availability</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>duration s</th></tr>\
 <tr><td class=num>{}</td><td class=num>{}</td><td class=num>{:.1}</td><td class=num>{:.2}%</td>\
 <td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td></tr></table>\
-<p class=\"muted\">Latency quantiles are of ok operations; availability is ok / completed.</p>",
+<p class=\"muted\">Latency quantiles are of ok operations; availability is the share of completed operations \
+that got a definite answer (ok, or a fail such as cas-mismatch), not a timeout or a fail such as no-leader.</p>",
         m.completed,
         m.ok,
         m.ok_per_s,
@@ -584,7 +585,7 @@ pub struct IndexEntry {
     pub ops: Option<usize>,
     /// p99 of ok latency, ms.
     pub p99_ms: Option<f64>,
-    /// ok / completed.
+    /// `available / completed` (see [`crate::availability::is_unavailable`]).
     pub availability: Option<f64>,
 }
 

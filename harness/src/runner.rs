@@ -242,6 +242,9 @@ pub struct Checked {
     pub results: Results,
     /// Latency of `ok` operations, when any completed.
     pub latency: Option<Latency>,
+    /// Share of completed operations that got a definite answer (see
+    /// [`faultline_checker::availability::is_unavailable`]), when any completed.
+    pub availability: Option<f64>,
 }
 
 /// Latency quantiles of the `ok` operations of a history (nearest-rank).
@@ -271,11 +274,7 @@ pub fn latency(history: &faultline_checker::History) -> Option<Latency> {
 /// One line for the terminal: counts, availability and latency of the client operations.
 pub fn summary_line(checked: &Checked) -> String {
     let t = &checked.results.stats.total;
-    let availability = if t.count == 0 {
-        0.0
-    } else {
-        100.0 * t.ok as f64 / t.count as f64
-    };
+    let availability = 100.0 * checked.availability.unwrap_or(0.0);
     let mut line = format!(
         "{} ops: {} ok, {} fail, {} info; availability {availability:.1}%",
         t.count, t.ok, t.fail, t.info
@@ -308,6 +307,9 @@ pub fn check_run(dir: &RunDir) -> anyhow::Result<Checked> {
     Ok(Checked {
         results,
         latency: latency(&history),
+        availability: faultline_checker::availability::overall(
+            &faultline_checker::perf::op_points(&history),
+        ),
     })
 }
 

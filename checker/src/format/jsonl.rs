@@ -21,6 +21,7 @@ struct Line<'a> {
     #[serde(default)]
     value: Value,
     node: Option<String>,
+    error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +57,7 @@ fn fast(l: &str, line: usize, position: usize) -> Option<Op> {
         }),
         value: r.value,
         node: r.node,
+        error: r.error,
         line,
     })
 }

@@ -149,6 +149,23 @@ pub(crate) fn op_from_fields(
         key,
         value: get("value").unwrap_or(Value::Null),
         node,
+        error: get("error").as_ref().and_then(error_text),
         line,
     })
+}
+
+/// The string form of an op's `error`: a string (or EDN keyword) as it is; a vector (Jepsen's
+/// `[:not-found "detail"]`) as its elements' forms joined by spaces, nils left out; `nil` and an
+/// empty vector as none; anything else as its JSON text.
+fn error_text(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().filter_map(error_text).collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        }
+        other => Some(other.to_string()),
+    }
 }

@@ -152,3 +152,58 @@ fn escaped_strings_and_extra_fields_are_read_too() {
     assert_eq!(h.ops[0].value, serde_json::json!("a\nb"));
     assert_eq!(h.operations[0].outcome, faultline_checker::Outcome::Fail);
 }
+
+#[test]
+fn error_field_round_trips_from_jsonl() {
+    let text = jsonl(&[
+        W0,
+        r#"{"index":1,"time":20,"process":1,"type":"fail","f":"write","key":"r1","value":3,"node":"n1","error":"cas-mismatch"}"#,
+        r#"{"index":2,"time":30,"process":2,"type":"invoke","f":"read","error":null}"#,
+        r#"{"index":3,"time":40,"process":2,"type":"info","f":"read","error":["no-leader",503]}"#,
+    ]);
+    let h = parse_history(&text, false).unwrap();
+    let errors: Vec<_> = h.ops.iter().map(|o| o.error.as_deref()).collect();
+    assert_eq!(
+        errors,
+        vec![None, Some("cas-mismatch"), None, Some("no-leader 503")]
+    );
+    // Written back as JSON, the error is kept, and absent where there is none.
+    let back: String = h
+        .ops
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap() + "\n")
+        .collect();
+    assert!(back.contains(r#""error":"cas-mismatch""#), "{back}");
+    assert_eq!(back.matches("\"error\"").count(), 2, "{back}");
+    assert_eq!(parse_history(&back, false).unwrap().ops, h.ops);
+}
+
+#[test]
+fn error_field_is_read_from_edn_keywords_strings_and_vectors() {
+    let h = parse_history(
+        r#"[{:process 0 :type :invoke :f :acquire}
+ {:process 0 :type :fail :f :acquire :error :already-held}
+ {:process 1 :type :invoke :f :read :error nil}
+ {:process 1 :type :info :f :read :error "etcdserver: no leader"}
+ {:process 2 :type :invoke :f :release}
+ {:process 2 :type :fail :f :release :error [:not-found "lease not found"]}
+ {:process 3 :type :invoke :f :read}
+ {:process 3 :type :info :f :read :error [:temporarily-unavailable nil]}]"#,
+        true,
+    )
+    .unwrap();
+    let errors: Vec<_> = h.ops.iter().map(|o| o.error.as_deref()).collect();
+    assert_eq!(
+        errors,
+        vec![
+            None,
+            Some("already-held"),
+            None,
+            Some("etcdserver: no leader"),
+            None,
+            Some("not-found lease not found"),
+            None,
+            Some("temporarily-unavailable"),
+        ]
+    );
+}

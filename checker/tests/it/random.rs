@@ -29,6 +29,7 @@ fn random_history(rng: &mut ChaCha8Rng, list: bool, n_ops: usize, keys: usize) -
         key: key.clone(),
         value,
         node: None,
+        error: None,
         line: 0,
     };
     while issued < n_ops || !pending.is_empty() {
@@ -258,6 +259,7 @@ fn random_kv_history(rng: &mut ChaCha8Rng, n_ops: usize, keys: usize) -> History
         key: key.clone(),
         value,
         node: None,
+        error: None,
         line: 0,
     };
     while issued < n_ops || !pending.is_empty() {
