@@ -72,6 +72,16 @@ pub const ROWS: &[Row] = &[
         buggy: false,
     },
     Row {
+        label: "raftkv correct, appends (control)",
+        workload: "matrix-raftkv-append",
+        buggy: false,
+    },
+    Row {
+        label: "raftkv correct, lease reads (control)",
+        workload: "matrix-raftkv-lease",
+        buggy: false,
+    },
+    Row {
         label: "etcd linearizable (control)",
         workload: "matrix-etcd-linearizable",
         buggy: false,

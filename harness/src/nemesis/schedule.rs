@@ -189,9 +189,13 @@ fn draw(rng: &mut ChaCha8Rng, spec: &NemesisSpec, nodes: &[String], kind: FaultK
             Fault::Pause { target, nodes }
         }
         FaultKind::Clock => match pick(rng, &spec.clock_kinds) {
-            ClockKind::Bump => {
+            kind @ (ClockKind::Bump | ClockKind::BumpAll) => {
                 let order = shuffled(rng, nodes);
-                let count = rng.random_range(1..=n);
+                let count = if kind == ClockKind::BumpAll {
+                    n
+                } else {
+                    rng.random_range(1..=n)
+                };
                 let offsets = order[..count]
                     .iter()
                     .map(|node| (node.clone(), offset(rng, spec.clock_max_offset)))
@@ -227,48 +231,76 @@ fn draw(rng: &mut ChaCha8Rng, spec: &NemesisSpec, nodes: &[String], kind: FaultK
 /// family drawn from `spec.faults`) on for about `interval`, then its stop, and so on. A fault
 /// whose stop would fall at or after the end of the phase is not started, so every start is
 /// followed by its stop within the phase. Empty when no faults or no nodes are configured.
+/// With `concurrent`, each family runs such a timeline of its own and the timelines are merged;
+/// with `handover`, partitions follow each other without a stop between (see [`NemesisSpec`]).
 pub fn schedule(
     spec: &NemesisSpec,
     seed: u64,
     nodes: &[String],
     main_phase: Duration,
 ) -> Vec<(Duration, Action)> {
-    let mut out = Vec::new();
     if spec.faults.is_empty() || nodes.is_empty() {
-        return out;
+        return Vec::new();
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(NEMESIS_STREAM);
-    let mut t = jittered(&mut rng, spec.interval, spec.jitter);
-    if spec.handover {
+    if !spec.concurrent {
+        return timeline(&mut rng, spec, nodes, main_phase, &spec.faults);
+    }
+    // Jepsen's combined nemesis: every family on its own timeline, merged (a stable sort keeps
+    // each family's start before its stop).
+    let mut out = Vec::new();
+    for kind in &spec.faults {
+        out.extend(timeline(
+            &mut rng,
+            spec,
+            nodes,
+            main_phase,
+            std::slice::from_ref(kind),
+        ));
+    }
+    out.sort_by_key(|(t, _)| *t);
+    out
+}
+
+/// One timeline: a fault of a family drawn from `kinds`, on for an interval, then off for one
+/// (with `handover`, partitions back to back and one heal at the end).
+fn timeline(
+    rng: &mut ChaCha8Rng,
+    spec: &NemesisSpec,
+    nodes: &[String],
+    main_phase: Duration,
+    kinds: &[FaultKind],
+) -> Vec<(Duration, Action)> {
+    let mut out = Vec::new();
+    let mut t = jittered(rng, spec.interval, spec.jitter);
+    if spec.handover && kinds == [FaultKind::Partition] {
         // Each partition replaces the last; one heal at the end.
         let mut last = None;
         while t < main_phase {
             out.push((
                 t,
-                Action::Start(draw(&mut rng, spec, nodes, FaultKind::Partition)),
+                Action::Start(draw(rng, spec, nodes, FaultKind::Partition)),
             ));
             last = Some(t);
-            t += jittered(&mut rng, spec.interval, spec.jitter);
+            t += jittered(rng, spec.interval, spec.jitter);
         }
-        if last.is_some() {
-            let heal = t.min(main_phase.saturating_sub(Duration::from_millis(1)));
-            if last.is_some_and(|l| heal > l) {
-                out.push((heal, Action::Stop(FaultKind::Partition)));
-            }
+        let heal = t.min(main_phase.saturating_sub(Duration::from_millis(1)));
+        if last.is_some_and(|l| heal > l) {
+            out.push((heal, Action::Stop(FaultKind::Partition)));
         }
         return out;
     }
     loop {
-        let kind = pick(&mut rng, &spec.faults);
-        let fault = draw(&mut rng, spec, nodes, kind);
-        let stop = t + jittered(&mut rng, spec.interval, spec.jitter);
+        let kind = pick(rng, kinds);
+        let fault = draw(rng, spec, nodes, kind);
+        let stop = t + jittered(rng, spec.interval, spec.jitter);
         if stop >= main_phase {
             break;
         }
         out.push((t, Action::Start(fault)));
         out.push((stop, Action::Stop(kind)));
-        t = stop + jittered(&mut rng, spec.interval, spec.jitter);
+        t = stop + jittered(rng, spec.interval, spec.jitter);
     }
     out
 }
@@ -310,6 +342,63 @@ mod tests {
         );
         assert_eq!(last.1, Action::Stop(FaultKind::Partition));
         assert!(last.0 < phase && last.0 > starts.last().unwrap().0);
+    }
+
+    #[test]
+    fn bump_all_moves_every_clock() {
+        let spec = NemesisSpec {
+            faults: vec![FaultKind::Clock],
+            clock_kinds: vec![ClockKind::BumpAll],
+            interval: 1.0,
+            ..Default::default()
+        };
+        let s = schedule(&spec, 4, &names(5), Duration::from_secs(30));
+        let mut bumps = 0;
+        for (_, a) in &s {
+            if let Action::Start(Fault::Clock(ClockPlan::Bump { offsets })) = a {
+                bumps += 1;
+                assert_eq!(offsets.len(), 5, "{offsets:?}");
+                assert!(offsets.values().all(|o| *o != 0 && o.abs() <= 60));
+            }
+        }
+        assert!(bumps >= 5, "{bumps} bumps in 30 s at 1 s");
+    }
+
+    #[test]
+    fn concurrent_families_overlap_but_each_family_alternates() {
+        let spec = NemesisSpec {
+            faults: vec![FaultKind::Clock, FaultKind::Partition],
+            interval: 3.0,
+            concurrent: true,
+            ..Default::default()
+        };
+        let s = schedule(&spec, 9, &names(3), Duration::from_secs(60));
+        let mut active: BTreeMap<FaultKind, bool> = BTreeMap::new();
+        let mut overlapped = false;
+        for (_, a) in &s {
+            match a {
+                Action::Start(f) => {
+                    let was = active.insert(f.kind(), true).unwrap_or(false);
+                    assert!(!was, "{:?} started twice without a stop", f.kind());
+                    overlapped |= active.values().filter(|on| **on).count() > 1;
+                }
+                Action::Stop(k) => assert_eq!(active.insert(*k, false), Some(true)),
+            }
+        }
+        assert!(overlapped, "60 s of two families never overlapped: {s:?}");
+        assert!(s.windows(2).all(|w| w[0].0 <= w[1].0), "not in time order");
+        let mut seq = spec.clone();
+        seq.concurrent = false;
+        let s = schedule(&seq, 9, &names(3), Duration::from_secs(60));
+        let starts = s.iter().filter(|(_, a)| matches!(a, Action::Start(_)));
+        let stops = s.iter().filter(|(_, a)| matches!(a, Action::Stop(_)));
+        assert_eq!(starts.count(), stops.count());
+        for w in s.chunks(2) {
+            assert!(matches!(
+                (&w[0].1, &w[1].1),
+                (Action::Start(_), Action::Stop(_))
+            ));
+        }
     }
 
     #[test]

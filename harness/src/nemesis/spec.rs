@@ -123,6 +123,8 @@ named_enum!(
     ClockKind, "clock kind" {
         /// Some nodes jump by a random offset within `clock-max-offset`, either direction.
         Bump => "bump",
+        /// Every node jumps by its own random offset within `clock-max-offset`, either direction.
+        BumpAll => "bump-all",
         /// One node's clock flips between `+0s` and an offset every `clock-strobe-period-ms`.
         Strobe => "strobe",
         /// Every node back to `+0s`.
@@ -188,7 +190,8 @@ impl fmt::Display for Faults {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct NemesisSpec {
-    /// Fault families to draw from; one fault is active at a time. Default: none.
+    /// Fault families to draw from; one fault is active at a time unless `concurrent`.
+    /// Default: none.
     pub faults: Vec<FaultKind>,
     /// Seconds a fault stays on, and then off, before jitter. Default 10.
     pub interval: f64,
@@ -221,6 +224,10 @@ pub struct NemesisSpec {
     /// the situation in which a follower's log must be repaired by the consistency check of
     /// AppendEntries. Requires `faults = ["partition"]`. Default false.
     pub handover: bool,
+    /// Every fault family on its own timeline, as Jepsen's combined nemesis does: faults of
+    /// different families overlap (a clock jump during a partition, say), while each family
+    /// still has at most one fault active. Default false: one fault at a time.
+    pub concurrent: bool,
 }
 
 impl Default for NemesisSpec {
@@ -239,6 +246,7 @@ impl Default for NemesisSpec {
             delay_ms: 50,
             delay_jitter_ms: 10,
             handover: false,
+            concurrent: false,
         }
     }
 }

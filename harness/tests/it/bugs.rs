@@ -1,5 +1,5 @@
-//! Planted bugs are found: a short raftkv run with `--bug stale-read` under isolate-leader
-//! partitions must end invalid.
+//! Planted bugs are found: short raftkv runs with `--bug stale-read` (register reads) and
+//! `--bug early-ack` (list appends) under isolate-leader partitions must end invalid.
 //!
 //! Set `FAULTLINE_TEST_NODE_BIN` to a raftkv binary to skip building the workspace's.
 
@@ -9,18 +9,18 @@ use faultline_checker::Validity;
 
 use crate::util::objects_of_run;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_read_bug_under_isolate_leader_partitions_is_found() {
+/// Runs the workload `name` (which must enable `bug`) for `seconds` with `seed` and checks that
+/// it ends invalid, with a counterexample and nothing left in Docker.
+async fn bug_is_found(name: &str, bug: &str, seconds: f64, seed: u64) {
     let _slot = crate::util::docker_slot().await;
-    let seed = 1;
     let dir = faultline::workspace::root().join("workloads");
-    let mut w = workload::load(&dir, "bug-stale-read").unwrap();
-    assert_eq!(w.node.bugs, vec!["stale-read".to_string()]);
-    w.time_limit = 15.0;
+    let mut w = workload::load(&dir, name).unwrap();
+    assert_eq!(w.node.bugs, vec![bug.to_string()]);
+    w.time_limit = seconds;
     let results = tempfile::tempdir().unwrap();
-    println!("bug-stale-read: seed {seed}");
+    println!("{name}: seed {seed}");
     let outcome = runner::run(RunOptions {
-        reproduce: format!("test bug-stale-read seed {seed}"),
+        reproduce: format!("test {name} seed {seed}"),
         workload: w,
         seed,
         node_bin: std::env::var_os("FAULTLINE_TEST_NODE_BIN").map(Into::into),
@@ -39,7 +39,7 @@ async fn stale_read_bug_under_isolate_leader_partitions_is_found() {
     assert_eq!(
         outcome.valid,
         Validity::Invalid,
-        "--bug stale-read went unnoticed (seed {seed}, {})",
+        "--bug {bug} went unnoticed (seed {seed}, {})",
         outcome.dir.path.display()
     );
     let c = outcome
@@ -53,4 +53,16 @@ async fn stale_read_bug_under_isolate_leader_partitions_is_found() {
         outcome.dir.path.join("counterexample.svg").is_file(),
         "no counterexample.svg"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_read_bug_under_isolate_leader_partitions_is_found() {
+    bug_is_found("bug-stale-read", "stale-read", 15.0, 1).await;
+}
+
+/// Appends acknowledged by an isolated leader before they commit are lost when the partition
+/// heals; the next read of the list shows it (found at the first partition, about 3 s in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_ack_bug_loses_appends_and_is_found() {
+    bug_is_found("bug-early-ack", "early-ack", 15.0, 1).await;
 }

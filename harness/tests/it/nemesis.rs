@@ -137,6 +137,61 @@ async fn faults_take_effect_on_idle_containers_and_heal() {
     );
     assert!(nem.active().is_empty());
 
+    // Handover: isolate n1, then move the cut to n3 in one step per node; n1 rejoins at once.
+    let handover = NemesisSpec {
+        faults: vec![FaultKind::Partition],
+        handover: true,
+        ..Default::default()
+    };
+    let mut hand = Nemesis::new(&handover, 7, names.clone());
+    let isolate_first = |order: &[&str]| {
+        Action::Start(Fault::Partition {
+            kind: PartitionKind::IsolateOne,
+            order: order.iter().map(|n| n.to_string()).collect(),
+        })
+    };
+    let op = only(
+        hand.apply(&isolate_first(&["n1", "n2", "n3"]), &ctx)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(op.outcome, Outcome::Installed, "{op:?}");
+    let ops = hand
+        .apply(&isolate_first(&["n3", "n1", "n2"]), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert_eq!(
+        (ops[0].f.as_str(), ops[1].f.as_str()),
+        ("stop-partition", "start-partition")
+    );
+    assert_eq!(ops[0].value["handover"], true);
+    assert_eq!(
+        ops[1].value["grudge"]["n3"],
+        serde_json::json!(["n1", "n2"])
+    );
+    assert!(
+        ops.iter().all(|o| o.outcome == Outcome::Installed),
+        "{ops:?}"
+    );
+    let m = reach_matrix(&cluster).await;
+    for other in ["n1", "n2"] {
+        assert!(!m[&("n3".into(), other.into())], "n3 still reaches {other}");
+        assert!(!m[&(other.into(), "n3".into())], "{other} still reaches n3");
+    }
+    assert!(
+        m[&("n1".into(), "n2".into())] && m[&("n2".into(), "n1".into())],
+        "the first cut was not lifted: {m:?}"
+    );
+    let op = only(
+        hand.apply(&Action::Stop(FaultKind::Partition), &ctx)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(op.outcome, Outcome::Installed, "{op:?}");
+    let m = reach_matrix(&cluster).await;
+    assert!(m.values().all(|r| *r), "after the handover's stop: {m:?}");
+
     // Packet loss with probability 1 on n2 cuts it off; its stop restores it.
     let t = Instant::now();
     let op = only(
