@@ -96,10 +96,20 @@ impl OpSummary {
     }
 }
 
+/// A short rendering of a value. Long lists keep their end, where appends land and where two
+/// states of a list-append history differ: `[(37 more) 40,41,42,43]`.
 fn compact(v: &Value) -> String {
+    const TAIL: usize = 4;
     let s = match v {
         Value::Null => "nil".to_string(),
         Value::String(s) => s.clone(),
+        Value::Array(items) if items.len() > TAIL + 1 => {
+            let tail: Vec<String> = items[items.len() - TAIL..]
+                .iter()
+                .map(Value::to_string)
+                .collect();
+            return format!("[({} more) {}]", items.len() - TAIL, tail.join(","));
+        }
         other => other.to_string(),
     };
     if s.chars().count() > 28 {
@@ -298,4 +308,19 @@ fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact;
+    use serde_json::json;
+
+    #[test]
+    fn long_lists_keep_their_end_and_other_values_their_start() {
+        assert_eq!(compact(&json!([0, 1, 2, 3, 4, 5, 6])), "[(3 more) 3,4,5,6]");
+        assert_eq!(compact(&json!([0, 1, 2, 3, 4])), "[0,1,2,3,4]");
+        assert_eq!(compact(&json!(null)), "nil");
+        let long = "x".repeat(40);
+        assert_eq!(compact(&json!(long)), format!("{}...", "x".repeat(25)));
+    }
 }

@@ -228,7 +228,7 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
         for seed in args.first_seed..args.first_seed + args.seeds {
             let cell = run_cell(&args, &root, &dir, row, seed).await;
             eprintln!(
-                "  {:<28} seed {seed:<3} {:<8} {}",
+                "  {:<38} seed {seed:<3} {:<8} {}",
                 row.label,
                 cell.verdict,
                 cell.first_anomaly_s
@@ -309,7 +309,7 @@ async fn run_cell(args: &MatrixArgs, root: &Path, dir: &Path, row: Row, seed: u6
 /// The terminal table.
 pub fn table(rows: &[RowResult]) -> String {
     let mut s = format!(
-        "{:<30} {:<8} {:>10} {:>16}  verdicts\n",
+        "{:<38} {:<8} {:>10} {:>16}  verdicts\n",
         "row", "kind", "detected", "median 1st (s)"
     );
     for r in rows {
@@ -319,7 +319,7 @@ pub fn table(rows: &[RowResult]) -> String {
             .map(|c| format!("{}:{}", c.seed, c.verdict))
             .collect();
         s += &format!(
-            "{:<30} {:<8} {:>10} {:>16}  {}\n",
+            "{:<38} {:<8} {:>10} {:>16}  {}\n",
             r.row.label,
             if r.row.buggy { "bug" } else { "control" },
             if r.row.buggy {
