@@ -252,6 +252,32 @@ fn remove_script(rules: &[String]) -> String {
     s
 }
 
+/// The iptables rules that install `grudge`, per node; or a `Skipped` outcome naming the
+/// nodes the grudge mentions that the cluster does not have.
+fn drop_rules(
+    grudge: &Grudge,
+    cluster: &Cluster,
+) -> Result<BTreeMap<String, Vec<String>>, Outcome> {
+    let mut rules: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for (node, dropped) in grudge {
+        for d in dropped {
+            match cluster.node(d) {
+                Some(h) => rules.entry(node.clone()).or_default().push(drop_from(h.ip)),
+                None => unknown.push(d.clone()),
+            }
+        }
+    }
+    if unknown.is_empty() {
+        Ok(rules)
+    } else {
+        Err(Outcome::Skipped(format!(
+            "unknown nodes in the grudge: {}",
+            unknown.join(", ")
+        )))
+    }
+}
+
 /// Empties [`CHAIN`] (and nothing else); a missing chain is already empty.
 fn flush_script() -> String {
     format!(
@@ -583,27 +609,11 @@ impl Nemesis {
                 Outcome::Skipped(format!("the leader {l} is not a node of this cluster")),
             ));
         }
-        let mut rules: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut unknown = Vec::new();
-        for (node, dropped) in &grudge {
-            for d in dropped {
-                match ctx.cluster.node(d) {
-                    Some(h) => rules.entry(node.clone()).or_default().push(drop_from(h.ip)),
-                    None => unknown.push(d.clone()),
-                }
-            }
-        }
         let value = json!({"kind": kind, "grudge": grudge});
-        if !unknown.is_empty() {
-            return Ok(NemesisOp::new(
-                f,
-                value,
-                Outcome::Skipped(format!(
-                    "unknown nodes in the grudge: {}",
-                    unknown.join(", ")
-                )),
-            ));
-        }
+        let rules = match drop_rules(&grudge, ctx.cluster) {
+            Ok(rules) => rules,
+            Err(skipped) => return Ok(NemesisOp::new(f, value, skipped)),
+        };
         let targets: Vec<String> = rules.keys().cloned().collect();
         self.chain_dirty.extend(targets.iter().cloned());
         let cluster = ctx.cluster;
@@ -630,31 +640,24 @@ impl Nemesis {
         order: &[String],
         ctx: &NemesisContext<'_>,
     ) -> Result<Vec<NemesisOp>, NemesisError> {
-        let grudge = grudge_of(kind, order, ctx.leader.as_deref()).filter(|g| {
-            g.keys()
-                .chain(g.values().flatten())
-                .all(|n| ctx.cluster.node(n).is_some())
-        });
-        let Some(grudge) = grudge else {
+        let f = "start-partition";
+        let Some(grudge) = grudge_of(kind, order, ctx.leader.as_deref()) else {
             return Ok(vec![NemesisOp::new(
-                "start-partition",
+                f,
                 json!({"kind": kind}),
                 Outcome::Skipped("no leader known (the active partition stays)".into()),
             )]);
         };
+        let rules = match drop_rules(&grudge, ctx.cluster) {
+            Ok(rules) => rules,
+            Err(skipped) => {
+                let value = json!({"kind": kind, "grudge": grudge});
+                return Ok(vec![NemesisOp::new(f, value, skipped)]);
+            }
+        };
         let Some(old) = self.partition.take() else {
             unreachable!("hand_over is only called with a partition active");
         };
-        let rules: BTreeMap<String, Vec<String>> = grudge
-            .iter()
-            .map(|(node, dropped)| {
-                let ips = dropped
-                    .iter()
-                    .filter_map(|d| ctx.cluster.node(d))
-                    .map(|h| drop_from(h.ip));
-                (node.clone(), ips.collect())
-            })
-            .collect();
         let targets: Vec<String> = old
             .grudge
             .keys()
@@ -681,11 +684,7 @@ impl Nemesis {
             json!({"kind": old.kind, "nodes": targets, "handover": true}),
             outcome.clone(),
         );
-        let start = NemesisOp::new(
-            "start-partition",
-            json!({"kind": kind, "grudge": grudge}),
-            outcome,
-        );
+        let start = NemesisOp::new(f, json!({"kind": kind, "grudge": grudge}), outcome);
         self.partition = Some(ActivePartition { kind, grudge });
         Ok(vec![stop, start])
     }
