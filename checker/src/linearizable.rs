@@ -239,12 +239,8 @@ fn run_check<M: Model>(
     for part in &mut parts {
         let flags: Vec<(&M::Op, bool)> =
             part.ops.iter().map(|e| (&e.op, e.ret.is_none())).collect();
-        let drop = model.unobservable(&flags);
-        let mut i = 0;
-        part.ops.retain(|_| {
-            i += 1;
-            !drop[i - 1]
-        });
+        let mut keep = model.unobservable(&flags).into_iter().map(|drop| !drop);
+        part.ops.retain(|_| keep.next().unwrap_or(true));
     }
     let budget = Budget {
         deadline: opts.time_limit.map(|d| start + d),
