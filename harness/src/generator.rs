@@ -114,6 +114,17 @@ struct ActiveKey {
     next_append: u64,
 }
 
+impl ActiveKey {
+    /// A key that has seen no operation yet.
+    fn fresh(id: u64) -> Self {
+        Self {
+            id,
+            used: 0,
+            next_append: 0,
+        }
+    }
+}
+
 /// A seeded source of operations.
 pub struct Generator {
     config: GeneratorConfig,
@@ -134,11 +145,7 @@ impl Generator {
         assert!(config.mix.total() > 0, "empty op mix");
         assert!(config.active_keys > 0, "no active keys");
         let keys = (0..config.active_keys as u64)
-            .map(|id| ActiveKey {
-                id,
-                used: 0,
-                next_append: 0,
-            })
+            .map(ActiveKey::fresh)
             .collect();
         let touched = (0..config.active_keys)
             .map(|id| key_name(id as u64))
@@ -173,11 +180,7 @@ impl Generator {
         }
         self.keys[slot].used += 1;
         if self.config.ops_per_key > 0 && self.keys[slot].used >= self.config.ops_per_key {
-            self.keys[slot] = ActiveKey {
-                id: self.next_key,
-                used: 0,
-                next_append: 0,
-            };
+            self.keys[slot] = ActiveKey::fresh(self.next_key);
             self.touched.push(key_name(self.next_key));
             self.next_key += 1;
         }
