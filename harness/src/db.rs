@@ -85,6 +85,7 @@ impl Db for Raftkv {
             name,
             image: self.image.clone(),
             entrypoint: None,
+            restart_on_failure: cmd.iter().any(|a| a == "--failpoint"),
             cmd,
             data_dir: "/data".into(),
         }
@@ -167,6 +168,7 @@ impl Db for Etcd {
             entrypoint: None,
             cmd,
             data_dir: "/data".into(),
+            restart_on_failure: false,
         }
     }
 

@@ -82,6 +82,11 @@ pub const ROWS: &[Row] = &[
         buggy: false,
     },
     Row {
+        label: "raftkv correct, failpoints (control)",
+        workload: "matrix-raftkv-failpoints",
+        buggy: false,
+    },
+    Row {
         label: "etcd linearizable (control)",
         workload: "matrix-etcd-linearizable",
         buggy: false,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use raftkv::raft::{Bug, ReadMode};
+use raftkv::server::failpoint::{EXIT_CODE, FailpointArg, FailpointHit, Failpoints};
 use raftkv::server::{Addrs, ServerConfig, resolve};
 
 /// A Raft-replicated key-value store (the system under test that ships with Faultline).
@@ -62,6 +63,19 @@ struct Cli {
     /// Most AppendEntries messages in flight per follower.
     #[arg(long, default_value_t = 16)]
     max_inflight: usize,
+    /// Run a PreVote round before each election (dissertation §9.6). etcd 3.4 defaults to off.
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = true, value_name = "BOOL")]
+    pre_vote: bool,
+    /// CheckQuorum and leader stickiness: a leader steps down when it has not heard from a
+    /// majority for an election timeout; followers that hear a leader refuse votes.
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = true, value_name = "BOOL")]
+    check_quorum: bool,
+    /// Arm a failpoint (repeatable): NAME[=PROBABILITY][:sleep-MS], NAME one of after-vote,
+    /// before-leader-send, after-save. When it fires the node stops as a crash would and exits
+    /// with code 86, or with :sleep-MS stalls its Raft loop that long. For testing the tester
+    /// only.
+    #[arg(long = "failpoint", value_name = "NAME[=P][:sleep-MS]")]
+    failpoints: Vec<FailpointArg>,
     /// Log filter (tracing EnvFilter syntax): error, warn, info, debug, trace, or e.g.
     /// "raftkv=debug".
     #[arg(long, default_value = "info")]
@@ -117,6 +131,9 @@ fn config(cli: Cli) -> anyhow::Result<ServerConfig> {
     c.request_timeout = Duration::from_millis(cli.request_timeout);
     c.max_append_entries = cli.max_append_entries;
     c.max_inflight = cli.max_inflight;
+    c.pre_vote = cli.pre_vote;
+    c.check_quorum = cli.check_quorum;
+    c.failpoints = Failpoints::new(cli.failpoints);
     c.raft_config()?;
     Ok(c)
 }
@@ -144,5 +161,12 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(raftkv::server::run(config, shutdown_signal()))
+    let result = rt.block_on(raftkv::server::run(config, shutdown_signal()));
+    if let Err(e) = &result
+        && let Some(hit) = e.downcast_ref::<FailpointHit>()
+    {
+        eprintln!("raftkv: {hit}; exiting with code {EXIT_CODE}");
+        std::process::exit(EXIT_CODE);
+    }
+    result
 }

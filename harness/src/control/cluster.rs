@@ -10,7 +10,7 @@ use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
-    VolumeCreateRequest,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use futures_util::StreamExt;
@@ -35,6 +35,10 @@ pub struct NodeSpec {
     pub binds: Vec<String>,
     /// Where the node's data volume is mounted inside the container.
     pub data_dir: String,
+    /// Let the engine start the node again whenever its process exits with a non-zero code
+    /// (Docker's `on-failure` restart policy). For nodes armed with failpoints, which exit as a
+    /// crash would; a `docker kill` by the nemesis is a manual stop the policy leaves alone.
+    pub restart_on_failure: bool,
 }
 
 /// A started node.
@@ -159,6 +163,10 @@ impl Cluster {
                 binds: Some(binds),
                 network_mode: Some(self.network.clone()),
                 init: Some(true),
+                restart_policy: spec.restart_on_failure.then(|| RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::ON_FAILURE),
+                    maximum_retry_count: None,
+                }),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {

@@ -12,6 +12,7 @@
 //! `early-ack` bug is on), and never answer `definite: true` for an operation that may still
 //! commit.
 
+pub mod failpoint;
 pub mod http;
 pub mod node;
 pub mod state;
@@ -64,6 +65,13 @@ pub struct ServerConfig {
     pub max_inflight: usize,
     /// WAL segment size.
     pub segment_bytes: u64,
+    /// Run a PreVote round before each election (dissertation §9.6).
+    pub pre_vote: bool,
+    /// Leaders step down without a quorum, followers refuse votes while they hear a leader
+    /// (dissertation §6.2, §4.2.3).
+    pub check_quorum: bool,
+    /// Armed failpoints (none in production).
+    pub failpoints: failpoint::Failpoints,
 }
 
 impl ServerConfig {
@@ -90,6 +98,9 @@ impl ServerConfig {
             max_append_entries: 256,
             max_inflight: 16,
             segment_bytes: 64 << 20,
+            pre_vote: true,
+            check_quorum: true,
+            failpoints: failpoint::Failpoints::default(),
         })
     }
 
@@ -118,6 +129,8 @@ impl ServerConfig {
             c.read_mode = ReadMode::Lease;
         }
         c.snapshot_threshold = self.snapshot_threshold;
+        c.pre_vote = self.pre_vote;
+        c.check_quorum = self.check_quorum;
         c.tick_millis = tick_ms;
         c.bugs = self.bugs.clone();
         c.seed = self.id ^ std::process::id() as u64;
@@ -149,8 +162,13 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> an
         data_dir = %config.data_dir.display(),
         bugs = ?config.bugs.iter().map(|b| b.name()).collect::<Vec<_>>(),
         join = config.join,
+        pre_vote = config.pre_vote,
+        check_quorum = config.check_quorum,
         "starting raftkv"
     );
+    if !config.failpoints.is_empty() {
+        tracing::warn!(failpoints = ?config.failpoints.describe(), "FAILPOINTS ARMED: this node will stop as if it crashed when one fires");
+    }
     if !config.bugs.is_empty() {
         tracing::warn!(bugs = ?config.bugs.iter().map(|b| b.name()).collect::<Vec<_>>(), "PLANTED BUGS ENABLED: this node is deliberately unsafe");
     }

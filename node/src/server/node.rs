@@ -19,6 +19,7 @@ use anyhow::Context;
 use tokio::sync::oneshot;
 
 use super::ServerConfig;
+use super::failpoint::{self, Action, Failpoint, FailpointHit, Failpoints};
 use super::state::{Addrs, Command, Outcome, StateMachine};
 use crate::raft::{
     Bug, ConfChange, ConfChangeKind, Entry, HardState, Membership, Message, MessageBody, Payload,
@@ -198,6 +199,7 @@ pub struct Node {
     last_role: Option<(Role, u64, Option<u64>)>,
     early_ack: bool,
     wall_clock: bool,
+    failpoints: Failpoints,
 }
 
 /// Entry payloads in the WAL: a tag byte, then the command bytes as they are (no JSON array of
@@ -264,6 +266,14 @@ fn role_name(r: Role) -> &'static str {
 }
 
 /// Leader-to-follower messages, safe to send before the leader's own fsync.
+fn stored_hard_state(h: HardState) -> StoredHardState {
+    StoredHardState {
+        term: h.term,
+        vote: h.vote,
+        commit: h.commit,
+    }
+}
+
 fn leader_outbound(m: &Message) -> bool {
     matches!(
         m.body,
@@ -358,7 +368,9 @@ impl Node {
         }
         let early_ack = raft.config().has_bug(Bug::EarlyAck);
         let wall_clock = raft.config().has_bug(Bug::LeaseIgnoresSkew);
+        let failpoints = config.failpoints.clone();
         Ok(Node {
+            failpoints,
             config,
             raft,
             storage,
@@ -578,6 +590,24 @@ impl Node {
         }
     }
 
+    /// A failpoint fired. To crash: stop taking input, give the transport
+    /// [`failpoint::SETTLE`] to write what it was handed, and return the error that ends the
+    /// loop (and the process). To sleep: stall the loop, then go on.
+    fn failpoint(&self, point: Failpoint, action: Action) -> anyhow::Result<()> {
+        match action {
+            Action::Crash => {
+                tracing::warn!(failpoint = %point, term = self.raft.term(), "failpoint fired; stopping as a crash would");
+                std::thread::sleep(failpoint::SETTLE);
+                Err(FailpointHit(point).into())
+            }
+            Action::Sleep(d) => {
+                tracing::warn!(failpoint = %point, term = self.raft.term(), ms = d.as_millis() as u64, "failpoint fired; stalling the Raft loop");
+                std::thread::sleep(d);
+                Ok(())
+            }
+        }
+    }
+
     fn handle_ready(&mut self, mut rd: Ready) -> anyhow::Result<()> {
         // Members added by a change take effect when appended: connect to them right away.
         for e in &rd.entries {
@@ -593,6 +623,23 @@ impl Node {
         let (early, late): (Vec<Message>, Vec<Message>) = std::mem::take(&mut rd.messages)
             .into_iter()
             .partition(leader_outbound);
+        if self.failpoints.armed(Failpoint::BeforeLeaderSend)
+            && early.iter().any(
+                |m| matches!(&m.body, MessageBody::Append { entries, .. } if !entries.is_empty()),
+            )
+            && let Some(action) = self.failpoints.fires(Failpoint::BeforeLeaderSend)
+        {
+            if action == Action::Crash {
+                // The leader's own entries are appended in the same Ready: persist them first,
+                // so that they exist on this disk only.
+                let entries: Vec<StoredEntry> = rd.entries.iter().map(stored_entry).collect();
+                let hs = rd.hard_state.map(stored_hard_state);
+                self.storage
+                    .persist(hs, &entries)
+                    .context("writing the WAL")?;
+            }
+            self.failpoint(Failpoint::BeforeLeaderSend, action)?;
+        }
         for m in early {
             let to = m.to;
             self.transport.send(to, m);
@@ -620,19 +667,25 @@ impl Node {
                 "snapshot saved; log compacted"
             );
         }
-        let hs = rd.hard_state.map(|h| StoredHardState {
-            term: h.term,
-            vote: h.vote,
-            commit: h.commit,
-        });
+        let hs = rd.hard_state.map(stored_hard_state);
         let entries: Vec<StoredEntry> = rd.entries.iter().map(stored_entry).collect();
         self.storage
             .persist(hs, &entries)
             .context("writing the WAL")?;
+        if let Some(action) = self.failpoints.fires(Failpoint::AfterSave) {
+            self.failpoint(Failpoint::AfterSave, action)?;
+        }
         // 2. Send.
+        let voted = self.failpoints.armed(Failpoint::AfterVote)
+            && late
+                .iter()
+                .any(|m| matches!(m.body, MessageBody::VoteResponse { granted: true }));
         for m in late {
             let to = m.to;
             self.transport.send(to, m);
+        }
+        if voted && let Some(action) = self.failpoints.fires(Failpoint::AfterVote) {
+            self.failpoint(Failpoint::AfterVote, action)?;
         }
         // 3. Apply.
         if let Some(s) = &rd.snapshot {
