@@ -1234,8 +1234,16 @@ impl Raft {
             return;
         }
         let current_term = self.log.term(candidate) == Some(self.term);
-        if !current_term && !self.config.has_bug(Bug::CommitOldTerm) {
-            return;
+        if !current_term {
+            if !self.config.has_bug(Bug::CommitOldTerm) {
+                return;
+            }
+            tracing::warn!(
+                index = candidate,
+                entry_term = ?self.log.term(candidate),
+                term = self.term,
+                "planted bug commit-old-term: committing an entry of an older term by counting replicas"
+            );
         }
         self.log.commit = candidate;
         self.on_leader_commit();

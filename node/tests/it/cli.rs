@@ -32,6 +32,9 @@ fn help_documents_every_flag() {
         "--bug",
         "--join",
         "--request-timeout",
+        "--pre-vote",
+        "--check-quorum",
+        "--failpoint",
         "--log-level",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
@@ -64,6 +67,31 @@ fn misspelled_bug_is_refused_listing_the_known_names() {
     ] {
         assert!(text.contains(name), "error does not list {name}:\n{text}");
     }
+}
+
+#[test]
+fn misspelled_failpoint_and_bad_probability_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let base = [
+        "--id",
+        "1",
+        "--peers",
+        "1=127.0.0.1:1/127.0.0.1:2",
+        "--data-dir",
+        d,
+    ];
+    let (ok, text) = raftkv(&[&base[..], &["--failpoint", "after-votes"]].concat());
+    assert!(!ok);
+    assert!(
+        text.contains("--failpoint")
+            && text.contains("after-votes")
+            && text.contains("after-vote, before-leader-send, after-save"),
+        "{text}"
+    );
+    let (ok, text) = raftkv(&[&base[..], &["--failpoint", "after-vote=2"]].concat());
+    assert!(!ok);
+    assert!(text.contains("(0, 1]"), "{text}");
 }
 
 #[test]

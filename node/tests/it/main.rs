@@ -6,6 +6,7 @@ mod bugs;
 mod cli;
 mod cluster;
 mod failover;
+mod failpoints;
 mod membership;
 mod snapshots;
 mod wal;

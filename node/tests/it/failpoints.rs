@@ -1,0 +1,138 @@
+//! Failpoints stop a node exactly where they are named: a crash exits with code 86 leaving on
+//! disk what a crash there would, a sleep stalls the Raft loop and lets the cluster move on.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster::Cluster;
+
+/// Waits (bounded) for some running node to exit by itself; returns its id and exit code.
+fn first_exit(c: &mut Cluster, within: Duration) -> (u64, Option<i32>) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        for p in c.nodes.iter_mut().filter(|p| p.running()) {
+            if let Some(st) = p.wait_exit(Duration::from_millis(10)) {
+                return (p.id, st.code());
+            }
+        }
+    }
+    panic!("no node exited within {within:?}\n{}", c.logs());
+}
+
+/// The `recovered storage` line of a node's log after its restart.
+fn recovered_line(log: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains("recovered storage"))
+        .last()
+        .expect("a recovered-storage line")
+        .to_string()
+}
+
+/// Arms `after-vote` everywhere: the first election's voters crash right after voting. A
+/// correct voter restarts with its vote on disk; one with the forget-vote bug restarts without.
+fn voter_restarts(bugs: &[&str]) -> String {
+    let mut args = vec!["--failpoint", "after-vote", "--pre-vote", "false"];
+    args.extend_from_slice(bugs);
+    let mut c = Cluster::start(3, &args);
+    let (id, code) = first_exit(&mut c, Duration::from_secs(20));
+    assert_eq!(
+        code,
+        Some(86),
+        "node {id} exited with {code:?}\n{}",
+        c.logs()
+    );
+    let p = c.node_mut(id);
+    assert!(
+        p.log_text().contains("failpoint after-vote fired"),
+        "{}",
+        p.log_text()
+    );
+    p.extra.retain(|a| a != "--failpoint" && a != "after-vote");
+    p.start();
+    // The log is appended to: wait for the second boot's line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.node(id).log_text().matches("recovered storage").count() < 2 {
+        assert!(Instant::now() < deadline, "no restart\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    recovered_line(&c.node(id).log_text())
+}
+
+#[test]
+fn after_vote_crash_leaves_the_vote_on_disk() {
+    let line = voter_restarts(&[]);
+    assert!(line.contains("vote=Some("), "{line}");
+}
+
+#[test]
+fn after_vote_crash_with_the_forget_vote_bug_loses_the_vote() {
+    let line = voter_restarts(&["--bug", "forget-vote"]);
+    assert!(line.contains("vote=None"), "{line}");
+}
+
+#[test]
+fn before_leader_send_crash_stops_the_first_leader_at_its_first_entry() {
+    let mut c = Cluster::start(3, &["--failpoint", "before-leader-send"]);
+    let (id, code) = first_exit(&mut c, Duration::from_secs(20));
+    assert_eq!(code, Some(86), "{}", c.logs());
+    let log = c.node(id).log_text();
+    assert!(log.contains("election started"), "{log}");
+    assert!(log.contains("failpoint before-leader-send fired"), "{log}");
+    // Its no-op was persisted before the crash: it is there after a restart (and nowhere else).
+    let p = c.node_mut(id);
+    p.extra.clear();
+    p.start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.node(id).log_text().matches("recovered storage").count() < 2 {
+        assert!(Instant::now() < deadline, "no restart\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let line = recovered_line(&c.node(id).log_text());
+    let field = |name: &str| -> u64 {
+        let at = line.find(&format!(" {name}=")).expect(name) + name.len() + 2;
+        line[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    // One entry beyond the commit index: the leader's no-op, never sent.
+    assert_eq!(field("entries"), field("commit") + 1, "{line}");
+}
+
+#[test]
+fn before_leader_send_sleep_stalls_the_leader_and_the_others_elect_another() {
+    let mut c = Cluster::start(3, &["--failpoint", "before-leader-send=1:sleep-2000"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stalled = loop {
+        if let Some(p) = c
+            .nodes
+            .iter()
+            .find(|p| p.log_text().contains("stalling the Raft loop"))
+        {
+            break p.id;
+        }
+        assert!(Instant::now() < deadline, "no stall\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The stalled leader sends no heartbeats: with 300 ms election timeouts another node
+    // becomes leader (and stalls in turn) while the first is still asleep.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let others_led = c
+            .nodes
+            .iter()
+            .filter(|p| p.id != stalled)
+            .any(|p| p.log_text().contains("to=\"leader\""));
+        if others_led {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no second leader\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let exited: Vec<u64> = c
+        .nodes
+        .iter_mut()
+        .filter_map(|p| p.wait_exit(Duration::from_millis(30)).map(|_| p.id))
+        .collect();
+    assert!(
+        exited.is_empty(),
+        "a sleep must not end the process: {exited:?} exited\n{}",
+        c.logs()
+    );
+}
