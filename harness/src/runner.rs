@@ -691,14 +691,51 @@ async fn poll_status(
 }
 
 async fn collect_logs(cluster: &Cluster, dir: &RunDir) {
+    let mut crashes = Vec::new();
     for node in cluster.nodes() {
         match cluster.logs(&node.name).await {
             Ok(bytes) => {
+                let n = failpoint_crashes(&bytes);
+                if n > 0 {
+                    crashes.push(format!("{} {n}", node.name));
+                }
                 if let Err(e) = std::fs::write(dir.node_log(&node.name), bytes) {
                     eprintln!("faultline: cannot write the log of {}: {e}", node.name);
                 }
             }
             Err(e) => eprintln!("faultline: cannot read the log of {}: {e}", node.name),
         }
+    }
+    if !crashes.is_empty() {
+        // Nodes armed with failpoints exit and the engine starts them again: say how often, so
+        // that these crashes are not only in the node logs.
+        eprintln!(
+            "faultline: crashes at failpoints (restarted by the engine): {}",
+            crashes.join(", ")
+        );
+    }
+}
+
+/// How many times a node's log says raftkv exited at a failpoint.
+fn failpoint_crashes(log: &[u8]) -> usize {
+    String::from_utf8_lossy(log)
+        .lines()
+        .filter(|l| l.starts_with("raftkv: failpoint ") && l.ends_with("exiting with code 86"))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failpoint_crashes;
+
+    #[test]
+    fn failpoint_crashes_are_counted_from_raftkvs_exit_lines() {
+        let log = b"2026-12-01T21:03:36Z  WARN raftkv::server::node: failpoint fired; stopping as a crash would failpoint=after-vote term=1\n\
+raftkv: failpoint after-vote fired: stopping as a crash would; exiting with code 86\n\
+2026-12-01T21:03:37Z  INFO raftkv::server: starting raftkv\n\
+raftkv: failpoint before-leader-send fired: stopping as a crash would; exiting with code 86\n\
+raftkv: error: writing the WAL\n";
+        assert_eq!(failpoint_crashes(log), 2);
+        assert_eq!(failpoint_crashes(b"no crash here\n"), 0);
     }
 }

@@ -163,7 +163,7 @@ impl Cluster {
                 binds: Some(binds),
                 network_mode: Some(self.network.clone()),
                 init: Some(true),
-                restart_policy: spec.restart_on_failure.then(|| RestartPolicy {
+                restart_policy: spec.restart_on_failure.then_some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::ON_FAILURE),
                     maximum_retry_count: None,
                 }),
@@ -291,20 +291,36 @@ impl Cluster {
     /// # Errors
     /// When the node is unknown or the engine refuses.
     pub async fn state(&self, node: &str) -> Result<String, ControlError> {
+        Ok(self
+            .inspect(node)
+            .await?
+            .state
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "unknown".into()))
+    }
+
+    async fn inspect(
+        &self,
+        node: &str,
+    ) -> Result<bollard::models::ContainerInspectResponse, ControlError> {
         let c = self.container_of(node)?;
-        let info = self
-            .docker
+        self.docker
             .inspect_container(
                 &c,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .ctx(|| format!("inspecting {c}"))?;
-        Ok(info
-            .state
-            .and_then(|s| s.status)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "unknown".into()))
+            .ctx(|| format!("inspecting {c}"))
+    }
+
+    /// How many times the engine's restart policy has started the node again (failpoint
+    /// crashes); restarts by the nemesis are not counted.
+    ///
+    /// # Errors
+    /// When the node is unknown or the engine refuses.
+    pub async fn restart_count(&self, node: &str) -> Result<i64, ControlError> {
+        Ok(self.inspect(node).await?.restart_count.unwrap_or(0))
     }
 
     /// Everything the node's container has written to stdout and stderr so far (all its starts).

@@ -113,3 +113,48 @@ async fn a_panicking_run_is_torn_down_by_its_guard() {
         "the guard left objects behind"
     );
 }
+
+/// Nodes armed with failpoints exit as a crash would and must come back by themselves; a
+/// nemesis kill must still keep a node down until the nemesis restarts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_on_failure_brings_back_a_crashed_node_but_not_a_killed_one() {
+    let _slot = crate::util::docker_slot().await;
+    let docker = control::connect()
+        .await
+        .expect("a Docker engine must be running for this test");
+    let image = node_image(&docker).await;
+    let run_id = unique_run_id("restart");
+    let mut guard = RunGuard::new(&run_id);
+    let mut cluster = Cluster::create(&docker, &run_id).await.unwrap();
+    // Exits with 86 (raftkv's failpoint code) after a second, every time it is started.
+    let crashing = NodeSpec {
+        entrypoint: Some(vec!["sh".into(), "-c".into(), "sleep 1; exit 86".into()]),
+        restart_on_failure: true,
+        ..idle_node("n1", &image)
+    };
+    cluster.start_node(crashing).await.unwrap();
+    let steady = NodeSpec {
+        restart_on_failure: true,
+        ..idle_node("n2", &image)
+    };
+    cluster.start_node(steady).await.unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while cluster.restart_count("n1").await.unwrap() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "n1 was not restarted twice within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    cluster.kill("n2", "SIGKILL").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(cluster.state("n2").await.unwrap(), "exited");
+    assert_eq!(cluster.restart_count("n2").await.unwrap(), 0);
+    cluster.start("n2").await.unwrap();
+    assert_eq!(cluster.state("n2").await.unwrap(), "running");
+
+    cluster.teardown().await.unwrap();
+    guard.disarm();
+}

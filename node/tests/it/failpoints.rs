@@ -21,8 +21,7 @@ fn first_exit(c: &mut Cluster, within: Duration) -> (u64, Option<i32>) {
 /// The `recovered storage` line of a node's log after its restart.
 fn recovered_line(log: &str) -> String {
     log.lines()
-        .filter(|l| l.contains("recovered storage"))
-        .last()
+        .rfind(|l| l.contains("recovered storage"))
         .expect("a recovered-storage line")
         .to_string()
 }
