@@ -22,7 +22,9 @@ use crate::client::{Completion, HttpClient, NodeClient};
 use crate::control::{self, Cluster, Images, NodeBinary, RunGuard};
 use crate::db::{self, Db, Etcd, Raftkv};
 use crate::generator::{F, Generator, Op};
-use crate::nemesis::{Nemesis, NemesisContext, NemesisOp, prepare_clock_dir};
+use crate::nemesis::{
+    Action, FaultKind, Nemesis, NemesisContext, NemesisOp, Outcome, prepare_clock_dir,
+};
 use crate::store::{Event, HistoryWriter, Process, RunDir};
 use crate::workload::{Target, Workload};
 
@@ -471,16 +473,51 @@ async fn drive(
         leader,
         clock_supported: clock_supported.clone(),
     };
+    let end = started + main_phase;
     if let Some(nemesis) = nemesis.as_mut() {
-        for (at, action) in nemesis.schedule(main_phase) {
-            tokio::time::sleep_until((started + at).into()).await;
-            let leader = db::leader_of(&db::statuses(status_clients).await);
-            let ops = nemesis.apply(&action, &context(leader)).await?;
-            record_nemesis(&history, &ops)?;
+        let isolate = w
+            .nemesis
+            .as_ref()
+            .map_or(0.0, |s| s.isolate_leader_on_crash);
+        let mut crashes =
+            (isolate > 0.0).then(|| Box::pin(cluster.exits_with(control::FAILPOINT_EXIT)));
+        let mut schedule = nemesis.schedule(main_phase).into_iter().peekable();
+        // When the isolation that followed a crash ends.
+        let mut lift: Option<Instant> = None;
+        loop {
+            let next = schedule.peek().map(|(at, _)| started + *at);
+            tokio::select! {
+                _ = tokio::time::sleep_until(end.into()) => break,
+                _ = sleep_until_some(next) => {
+                    let (_, action) = schedule.next().expect("peeked");
+                    let leader = db::leader_of(&db::statuses(status_clients).await);
+                    let ops = nemesis.apply(&action, &context(leader)).await?;
+                    record_nemesis(&history, &ops)?;
+                }
+                crash = next_of(&mut crashes) => match crash {
+                    None => crashes = None,
+                    Some(node) if lift.is_none() => {
+                        let leader = db::leader_of(&db::statuses(status_clients).await);
+                        let op = nemesis.isolate_leader_after_crash(&node, &context(leader)).await?;
+                        if !matches!(op.outcome, Outcome::Skipped(_)) {
+                            lift = Some(Instant::now() + Duration::from_secs_f64(isolate));
+                        }
+                        record_nemesis(&history, &[op])?;
+                    }
+                    Some(_) => {}
+                },
+                _ = sleep_until_some(lift) => {
+                    lift = None;
+                    let leader = db::leader_of(&db::statuses(status_clients).await);
+                    let stop = Action::Stop(FaultKind::Partition);
+                    let ops = nemesis.apply(&stop, &context(leader)).await?;
+                    record_nemesis(&history, &ops)?;
+                }
+            }
             *active.lock().unwrap_or_else(|p| p.into_inner()) = nemesis.active();
         }
     }
-    tokio::time::sleep_until((started + main_phase).into()).await;
+    tokio::time::sleep_until(end.into()).await;
 
     // Final phase: heal everything, let the clients run through recovery, then stop them.
     bar.set_message("healing");
@@ -687,6 +724,23 @@ async fn poll_status(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is none (a disabled `select!` branch).
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next item of an optional stream; forever pending when there is no stream.
+async fn next_of<S: futures_util::Stream + Unpin>(s: &mut Option<S>) -> Option<S::Item> {
+    use futures_util::StreamExt;
+    match s {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
     }
 }
 

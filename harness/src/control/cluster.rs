@@ -72,6 +72,9 @@ pub struct Cluster {
     nodes: Vec<NodeHandle>,
 }
 
+/// raftkv's exit code when a failpoint fired (`raftkv::server::failpoint::EXIT_CODE`).
+pub const FAILPOINT_EXIT: i32 = 86;
+
 /// First host number given to nodes: `.11`, `.12`, ... (`.1` is the gateway, i.e. the host).
 const FIRST_NODE_HOST: u8 = 11;
 
@@ -312,6 +315,30 @@ impl Cluster {
             )
             .await
             .ctx(|| format!("inspecting {c}"))
+    }
+
+    /// The names of nodes whose process exits by itself with `code` (raftkv's failpoints exit
+    /// with [`FAILPOINT_EXIT`]), as the engine reports them, from now on. A `docker kill`
+    /// (exit 137) is not reported for another code. The stream ends if the engine closes it.
+    pub fn exits_with(&self, code: i32) -> impl futures_util::Stream<Item = String> + use<> {
+        let filters = HashMap::from([
+            ("type", vec!["container".to_string()]),
+            ("event", vec!["die".to_string()]),
+            ("label", vec![format!("{RUN_LABEL}={}", self.run_id)]),
+        ]);
+        let options = bollard::query_parameters::EventsOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let code = code.to_string();
+        self.docker.events(Some(options)).filter_map(move |ev| {
+            let node = ev.ok().and_then(|ev| {
+                let attrs = ev.actor?.attributes?;
+                (attrs.get("exitCode") == Some(&code))
+                    .then(|| attrs.get("faultline.node").cloned())
+                    .flatten()
+            });
+            std::future::ready(node)
+        })
     }
 
     /// How many times the engine's restart policy has started the node again (failpoint

@@ -17,7 +17,7 @@ pub use apt::{
     AptSource, host_apt_source, parse_os_codename, parse_sources_deb822, parse_sources_list,
 };
 pub use clean::{Leftovers, RunGuard, clean};
-pub use cluster::{Cluster, ExecOutput, NodeHandle, NodeSpec};
+pub use cluster::{Cluster, ExecOutput, FAILPOINT_EXIT, NodeHandle, NodeSpec};
 pub use images::{
     BASE_PACKAGES, BASE_REPO, ETCD_PACKAGE, ETCD_REPO, EtcdImage, ImageRow, Images, NODE_REPO,
     NodeBinary, base_recipe_tag,

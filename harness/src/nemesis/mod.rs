@@ -629,6 +629,36 @@ impl Nemesis {
         Ok(NemesisOp::new(f, value, Outcome::of_steps(&steps)))
     }
 
+    /// `isolate-leader-on-crash`: `crashed` exited at a failpoint; isolates the leader of the
+    /// moment (a `start-partition` of kind `isolate-leader` whose value names the crash). The
+    /// caller stops it after the spec's seconds with [`Action::Stop`] of partitions. Skipped
+    /// when a partition is active, no leader is known, or the leader is the crashed node.
+    ///
+    /// # Errors
+    /// [`NemesisError`] only when Docker stopped answering.
+    pub async fn isolate_leader_after_crash(
+        &mut self,
+        crashed: &str,
+        ctx: &NemesisContext<'_>,
+    ) -> Result<NemesisOp, NemesisError> {
+        let kind = PartitionKind::IsolateLeader;
+        let mut op = match ctx.leader.as_deref() {
+            Some(l) if l == crashed => NemesisOp::new(
+                "start-partition",
+                json!({"kind": kind}),
+                Outcome::Skipped(format!("the leader {l} is the node that crashed")),
+            ),
+            _ => {
+                let order = self.nodes.clone();
+                self.start_partition(kind, &order, ctx).await?
+            }
+        };
+        if let Value::Object(m) = &mut op.value {
+            m.insert("after-crash".into(), json!(crashed));
+        }
+        Ok(op)
+    }
+
     /// With `handover`: replaces the active partition by a new one of `kind` in one step per
     /// node (flush the chain, install the new rules), so that no packet passes between the two.
     /// Records a `stop-partition` of the old one (`"handover": true`) and a `start-partition`

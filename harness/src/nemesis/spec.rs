@@ -228,6 +228,11 @@ pub struct NemesisSpec {
     /// different families overlap (a clock jump during a partition, say), while each family
     /// still has at most one fault active. Default false: one fault at a time.
     pub concurrent: bool,
+    /// Seconds (0: never) to isolate the leader of the moment each time a node exits by itself
+    /// at a raftkv failpoint (exit code 86), as when a crash and a partition coincide: the
+    /// crashed node comes back to a cluster whose leader it cannot hear. The only partition of
+    /// such a run, so `partition` must not be among the scheduled faults. Default 0.
+    pub isolate_leader_on_crash: f64,
 }
 
 impl Default for NemesisSpec {
@@ -247,6 +252,7 @@ impl Default for NemesisSpec {
             delay_jitter_ms: 10,
             handover: false,
             concurrent: false,
+            isolate_leader_on_crash: 0.0,
         }
     }
 }
@@ -291,6 +297,14 @@ impl NemesisSpec {
         }
         if !(self.loss_probability > 0.0 && self.loss_probability <= 1.0) {
             return bad("`loss-probability` must be in (0, 1]");
+        }
+        if !(self.isolate_leader_on_crash.is_finite() && self.isolate_leader_on_crash >= 0.0) {
+            return bad("`isolate-leader-on-crash` must be a number of seconds, 0 or more");
+        }
+        if self.isolate_leader_on_crash > 0.0 && on(FaultKind::Partition) {
+            return bad(
+                "`isolate-leader-on-crash` needs `partition` out of `faults`: its isolation is the run's only partition",
+            );
         }
         if self.handover && self.faults != [FaultKind::Partition] {
             return bad(
@@ -377,6 +391,21 @@ mod tests {
                     ..ok.clone()
                 },
                 "loss-probability",
+            ),
+            (
+                NemesisSpec {
+                    isolate_leader_on_crash: -1.0,
+                    ..ok.clone()
+                },
+                "isolate-leader-on-crash",
+            ),
+            (
+                NemesisSpec {
+                    faults: vec![FaultKind::Partition, FaultKind::Kill],
+                    isolate_leader_on_crash: 3.0,
+                    ..ok.clone()
+                },
+                "isolate-leader-on-crash",
             ),
             (
                 NemesisSpec {

@@ -1,6 +1,7 @@
 //! Images, a cluster of containers on a fresh network, reachability, and clean teardown.
 
 use faultline::control::{self, Cluster, NodeSpec, RunGuard};
+use futures_util::StreamExt;
 
 use crate::util::{node_image, objects_of_run, unique_run_id};
 
@@ -126,6 +127,7 @@ async fn restart_on_failure_brings_back_a_crashed_node_but_not_a_killed_one() {
     let run_id = unique_run_id("restart");
     let mut guard = RunGuard::new(&run_id);
     let mut cluster = Cluster::create(&docker, &run_id).await.unwrap();
+    let mut exits = Box::pin(cluster.exits_with(control::FAILPOINT_EXIT));
     // Exits with 86 (raftkv's failpoint code) after a second, every time it is started.
     let crashing = NodeSpec {
         entrypoint: Some(vec!["sh".into(), "-c".into(), "sleep 1; exit 86".into()]),
@@ -139,6 +141,10 @@ async fn restart_on_failure_brings_back_a_crashed_node_but_not_a_killed_one() {
     };
     cluster.start_node(steady).await.unwrap();
 
+    let first = tokio::time::timeout(std::time::Duration::from_secs(20), exits.next())
+        .await
+        .expect("the engine reports the exit within 20 s");
+    assert_eq!(first.as_deref(), Some("n1"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while cluster.restart_count("n1").await.unwrap() < 2 {
         assert!(
@@ -149,7 +155,11 @@ async fn restart_on_failure_brings_back_a_crashed_node_but_not_a_killed_one() {
     }
 
     cluster.kill("n2", "SIGKILL").await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // A kill (exit 137) is not a failpoint exit: within 2 s only n1 may be reported.
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while let Ok(Some(n)) = tokio::time::timeout_at(until, exits.next()).await {
+        assert_eq!(n, "n1", "a killed node was reported as a failpoint exit");
+    }
     assert_eq!(cluster.state("n2").await.unwrap(), "exited");
     assert_eq!(cluster.restart_count("n2").await.unwrap(), 0);
     cluster.start("n2").await.unwrap();

@@ -192,6 +192,29 @@ async fn faults_take_effect_on_idle_containers_and_heal() {
     let m = reach_matrix(&cluster).await;
     assert!(m.values().all(|r| *r), "after the handover's stop: {m:?}");
 
+    // After a failpoint crash of n1, the leader of the moment (n2) is isolated, and the op
+    // names the crash; a crash of the leader itself is skipped.
+    let op = nem.isolate_leader_after_crash("n1", &ctx).await.unwrap();
+    assert_eq!(op.outcome, Outcome::Installed, "{op:?}");
+    assert_eq!(op.value["kind"], "isolate-leader");
+    assert_eq!(op.value["after-crash"], "n1");
+    assert_eq!(op.value["grudge"]["n2"], serde_json::json!(["n1", "n3"]));
+    assert!(
+        !reaches(&cluster, "n2", "n3").await,
+        "the leader is cut off"
+    );
+    assert!(reaches(&cluster, "n1", "n3").await);
+    let op = only(
+        nem.apply(&Action::Stop(FaultKind::Partition), &ctx)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(op.outcome, Outcome::Installed, "{op:?}");
+    assert!(reaches(&cluster, "n2", "n3").await);
+    let op = nem.isolate_leader_after_crash("n2", &ctx).await.unwrap();
+    assert!(matches!(op.outcome, Outcome::Skipped(_)), "{op:?}");
+    assert!(nem.active().is_empty());
+
     // Packet loss with probability 1 on n2 cuts it off; its stop restores it.
     let t = Instant::now();
     let op = only(
