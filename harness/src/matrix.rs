@@ -1,8 +1,9 @@
 //! `faultline matrix`: does Faultline find the bugs it should, and only those?
 //!
 //! Each row is a workload file chosen to expose one planted raftkv bug (or etcd's serializable
-//! reads), run with several seeds; two control rows run correct raftkv and etcd with linearizable
-//! reads under the same kinds of faults, where any anomaly is a false alarm. Per row: the detection
+//! reads), run with several seeds; the control rows run correct raftkv (registers, appends, lease
+//! reads, failpoints) and etcd with linearizable reads under the same kinds of faults as the bug
+//! rows, where any anomaly is a false alarm. Per row: the detection
 //! rate, the median time from run start to the first anomaly (the counterexample operation's
 //! completion), and every verdict. Written to `results/matrix-<stamp>/matrix.{html,json}`; each
 //! run's own folder sits beside them.
@@ -29,7 +30,8 @@ pub struct Row {
     pub buggy: bool,
 }
 
-/// The rows, in order: the six planted raftkv bugs, etcd's serializable reads, then the controls.
+/// The rows, in order: the six planted raftkv bugs, etcd's serializable reads, then the five
+/// controls.
 pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv stale-read",

@@ -10,12 +10,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// A free port on `ip` (bound then released; good enough for tests).
+/// A free port on `ip` (bound then released), never one this test process handed out before:
+/// the kernel may give a just-released port again, and a node whose peer and client addresses
+/// collide cannot start.
 pub fn free_addr(ip: &str) -> SocketAddr {
-    TcpListener::bind(format!("{ip}:0"))
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let addr = TcpListener::bind(format!("{ip}:0"))
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.get_or_insert_with(HashSet::new).insert(addr.port()) {
+            return addr;
+        }
+    }
 }
 
 /// One HTTP exchange: status and JSON body (Null if the body is not JSON).
