@@ -18,12 +18,22 @@ fn first_exit(c: &mut Cluster, within: Duration) -> (u64, Option<i32>) {
     panic!("no node exited within {within:?}\n{}", c.logs());
 }
 
-/// The `recovered storage` line of a node's log after its restart.
-fn recovered_line(log: &str) -> String {
-    log.lines()
-        .rfind(|l| l.contains("recovered storage"))
-        .expect("a recovered-storage line")
-        .to_string()
+/// The `recovered storage` line of a restarted node's second boot (its log is appended to), waited
+/// for (bounded).
+fn second_recovered_line(c: &Cluster, id: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = c.node(id).log_text();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("recovered storage"))
+            .collect();
+        if lines.len() >= 2 {
+            return lines[lines.len() - 1].to_string();
+        }
+        assert!(Instant::now() < deadline, "no restart\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Arms `after-vote` everywhere: the first election's voters crash right after voting. A
@@ -47,13 +57,7 @@ fn voter_restarts(bugs: &[&str]) -> String {
     );
     p.extra.retain(|a| a != "--failpoint" && a != "after-vote");
     p.start();
-    // The log is appended to: wait for the second boot's line.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c.node(id).log_text().matches("recovered storage").count() < 2 {
-        assert!(Instant::now() < deadline, "no restart\n{}", c.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    recovered_line(&c.node(id).log_text())
+    second_recovered_line(&c, id)
 }
 
 #[test]
@@ -80,12 +84,7 @@ fn before_leader_send_crash_stops_the_first_leader_at_its_first_entry() {
     let p = c.node_mut(id);
     p.extra.clear();
     p.start();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c.node(id).log_text().matches("recovered storage").count() < 2 {
-        assert!(Instant::now() < deadline, "no restart\n{}", c.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let line = recovered_line(&c.node(id).log_text());
+    let line = second_recovered_line(&c, id);
     let field = |name: &str| -> u64 {
         let at = line.find(&format!(" {name}=")).expect(name) + name.len() + 2;
         line[at..].split(' ').next().unwrap().parse().unwrap()
