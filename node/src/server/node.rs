@@ -608,6 +608,15 @@ impl Node {
         }
     }
 
+    /// Writes a Ready's entries and hard state to the WAL (one write, one fsync).
+    fn persist_ready(&mut self, rd: &Ready) -> anyhow::Result<()> {
+        let hs = rd.hard_state.map(stored_hard_state);
+        let entries: Vec<StoredEntry> = rd.entries.iter().map(stored_entry).collect();
+        self.storage
+            .persist(hs, &entries)
+            .context("writing the WAL")
+    }
+
     fn handle_ready(&mut self, mut rd: Ready) -> anyhow::Result<()> {
         // Members added by a change take effect when appended: connect to them right away.
         for e in &rd.entries {
@@ -632,11 +641,7 @@ impl Node {
             if action == Action::Crash {
                 // The leader's own entries are appended in the same Ready: persist them first,
                 // so that they exist on this disk only.
-                let entries: Vec<StoredEntry> = rd.entries.iter().map(stored_entry).collect();
-                let hs = rd.hard_state.map(stored_hard_state);
-                self.storage
-                    .persist(hs, &entries)
-                    .context("writing the WAL")?;
+                self.persist_ready(&rd)?;
             }
             self.failpoint(Failpoint::BeforeLeaderSend, action)?;
         }
@@ -667,11 +672,7 @@ impl Node {
                 "snapshot saved; log compacted"
             );
         }
-        let hs = rd.hard_state.map(stored_hard_state);
-        let entries: Vec<StoredEntry> = rd.entries.iter().map(stored_entry).collect();
-        self.storage
-            .persist(hs, &entries)
-            .context("writing the WAL")?;
+        self.persist_ready(&rd)?;
         if let Some(action) = self.failpoints.fires(Failpoint::AfterSave) {
             self.failpoint(Failpoint::AfterSave, action)?;
         }
