@@ -2,7 +2,7 @@
 //!
 //! Each row is a workload file chosen to expose one planted raftkv bug (or etcd's serializable
 //! reads), run with several seeds; the control rows run correct raftkv (registers, appends, lease
-//! reads, failpoints) and etcd with linearizable reads under the same kinds of faults as the bug
+//! reads, failpoints, the figure-8 script) and etcd with linearizable reads under the same kinds of faults as the bug
 //! rows, where any anomaly is a false alarm. Per row: the detection
 //! rate, the median time from run start to the first anomaly (the counterexample operation's
 //! completion), and every verdict. Written to `results/matrix-<stamp>/matrix.{html,json}`; each
@@ -86,6 +86,11 @@ pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv correct, failpoints (control)",
         workload: "matrix-raftkv-failpoints",
+        buggy: false,
+    },
+    Row {
+        label: "raftkv correct, figure-8 (control)",
+        workload: "matrix-raftkv-figure-8",
         buggy: false,
     },
     Row {

@@ -23,7 +23,8 @@ use crate::control::{self, Cluster, Images, NodeBinary, RunGuard};
 use crate::db::{self, Db, Etcd, Raftkv};
 use crate::generator::{F, Generator, Op};
 use crate::nemesis::{
-    Action, FaultKind, Nemesis, NemesisContext, NemesisOp, Outcome, prepare_clock_dir,
+    Action, FaultKind, Nemesis, NemesisContext, NemesisOp, Outcome, Script, figure8,
+    prepare_clock_dir,
 };
 use crate::store::{Event, HistoryWriter, Process, RunDir};
 use crate::workload::{Target, Workload};
@@ -474,7 +475,27 @@ async fn drive(
         clock_supported: clock_supported.clone(),
     };
     let end = started + main_phase;
-    if let Some(nemesis) = nemesis.as_mut() {
+    let script = w.nemesis.as_ref().and_then(|s| s.script);
+    if let Some(Script::Figure8) = script {
+        let pause = Duration::from_secs_f64(w.nemesis.as_ref().map_or(1.0, |s| s.interval));
+        let mut record = |op: NemesisOp| record_nemesis(&history, &[op]);
+        for k in 1.. {
+            let cut = tokio::select! {
+                _ = tokio::time::sleep_until(end.into()) => true,
+                r = figure8::round(status_clients, k, &mut record) => { r?; false }
+            };
+            if cut {
+                // The round may have left a pause armed.
+                figure8::disarm_all(status_clients).await;
+                record(figure8::cut_short(k))?;
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(end.into()) => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    } else if let Some(nemesis) = nemesis.as_mut() {
         let isolate = w
             .nemesis
             .as_ref()

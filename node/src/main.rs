@@ -70,12 +70,16 @@ struct Cli {
     /// majority for an election timeout; followers that hear a leader refuse votes.
     #[arg(long, action = clap::ArgAction::Set, default_value_t = true, value_name = "BOOL")]
     check_quorum: bool,
-    /// Arm a failpoint (repeatable): NAME[=PROBABILITY][:sleep-MS], NAME one of after-vote,
-    /// before-leader-send, after-save. When it fires the node stops as a crash would and exits
-    /// with code 86, or with :sleep-MS stalls its Raft loop that long. For testing the tester
-    /// only.
-    #[arg(long = "failpoint", value_name = "NAME[=P][:sleep-MS]")]
+    /// Arm a failpoint (repeatable): NAME[=PROBABILITY][:ACTION], NAME one of after-vote,
+    /// before-leader-send, after-save, leader-commit; ACTION crash (the default: the node stops
+    /// as a crash would and exits with code 86), sleep-MS (stall the Raft loop that long) or
+    /// pause (stall until disarmed over HTTP). For testing the tester only.
+    #[arg(long = "failpoint", value_name = "NAME[=P][:ACTION]")]
     failpoints: Vec<FailpointArg>,
+    /// Serve /failpoints: arm, disarm and list failpoints over HTTP at run time. Anyone who
+    /// reaches the client port can then crash or stall the node. For testing the tester only.
+    #[arg(long)]
+    failpoint_api: bool,
     /// Log filter (tracing EnvFilter syntax): error, warn, info, debug, trace, or e.g.
     /// "raftkv=debug".
     #[arg(long, default_value = "info")]
@@ -134,6 +138,7 @@ fn config(cli: Cli) -> anyhow::Result<ServerConfig> {
     c.pre_vote = cli.pre_vote;
     c.check_quorum = cli.check_quorum;
     c.failpoints = Failpoints::new(cli.failpoints);
+    c.failpoint_api = cli.failpoint_api;
     c.raft_config()?;
     Ok(c)
 }

@@ -12,7 +12,7 @@ mod raftkv;
 
 pub use etcd::EtcdClient;
 pub use http::{HttpClient, HttpError};
-pub use raftkv::{RaftkvClient, Status};
+pub use raftkv::{FailpointsView, RaftkvClient, Status};
 
 use crate::generator::Op;
 
@@ -55,6 +55,14 @@ impl NodeClient {
         match self {
             NodeClient::Raftkv(c) => c.invoke(op).await,
             NodeClient::Etcd(c) => c.invoke(op).await,
+        }
+    }
+
+    /// The raftkv client, when the system under test is raftkv.
+    pub fn raftkv(&self) -> Option<&RaftkvClient> {
+        match self {
+            NodeClient::Raftkv(c) => Some(c),
+            NodeClient::Etcd(_) => None,
         }
     }
 

@@ -26,6 +26,24 @@ pub struct Status {
     pub applied: u64,
 }
 
+/// raftkv's `GET /failpoints` (with `--failpoint-api`): what is armed, how often each point
+/// fired, and which point holds the Raft loop in a pause now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailpointsView {
+    /// Point name -> its arming, e.g. `pause x1`.
+    #[serde(default)]
+    pub armed: std::collections::BTreeMap<String, String>,
+    /// Point name -> times fired.
+    #[serde(default)]
+    pub hits: std::collections::BTreeMap<String, u64>,
+    /// The point holding the loop, if any.
+    #[serde(default)]
+    pub paused: Option<String>,
+    /// The node's term when that pause began.
+    #[serde(default)]
+    pub paused_term: Option<u64>,
+}
+
 /// A client bound to one raftkv node.
 #[derive(Clone)]
 pub struct RaftkvClient {
@@ -58,6 +76,55 @@ impl RaftkvClient {
             Ok((code, body)) => Err(format!("/status answered {code}: {body}")),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    async fn failpoint_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<FailpointsView, String> {
+        let url = format!("{}/failpoints{path}", self.base);
+        match self.http.request(method.clone(), &url, body.as_ref()).await {
+            Ok((StatusCode::OK, body)) => serde_json::from_value(body)
+                .map_err(|e| format!("bad {method} /failpoints{path} body: {e}")),
+            Ok((code, body)) => Err(format!(
+                "{method} /failpoints{path} answered {code}: {body}"
+            )),
+            Err(e) => Err(format!("{method} /failpoints{path}: {e}")),
+        }
+    }
+
+    /// The node's failpoints (needs `--failpoint-api`).
+    ///
+    /// # Errors
+    /// No answer, or an answer other than 200 (403 without `--failpoint-api`).
+    pub async fn failpoints(&self) -> Result<FailpointsView, String> {
+        self.failpoint_call(Method::GET, "", None).await
+    }
+
+    /// Arms `point` with `action` (`crash`, `pause`, `sleep-MS`) for `count` firings.
+    ///
+    /// # Errors
+    /// As [`RaftkvClient::failpoints`], or a refused arming (400 naming the field).
+    pub async fn arm_failpoint(
+        &self,
+        point: &str,
+        action: &str,
+        count: Option<u64>,
+    ) -> Result<FailpointsView, String> {
+        let body = json!({ "action": action, "count": count });
+        self.failpoint_call(Method::PUT, &format!("/{point}"), Some(body))
+            .await
+    }
+
+    /// Disarms `point`, releasing the Raft loop if a pause there holds it.
+    ///
+    /// # Errors
+    /// As [`RaftkvClient::failpoints`].
+    pub async fn disarm_failpoint(&self, point: &str) -> Result<FailpointsView, String> {
+        self.failpoint_call(Method::DELETE, &format!("/{point}"), None)
+            .await
     }
 
     /// Invokes one operation and classifies the answer.

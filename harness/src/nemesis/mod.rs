@@ -26,6 +26,7 @@
 //! ```
 
 pub mod clock;
+pub mod figure8;
 pub mod grudge;
 pub mod schedule;
 pub mod spec;
@@ -49,7 +50,7 @@ pub use grudge::{Grudge, grudge_of};
 pub use schedule::{Action, ClockPlan, Fault, Targets};
 pub use spec::{
     ClockKind, FaultKind, Faults, InvalidSpec, KillTarget, NemesisSpec, PartitionKind, PauseTarget,
-    UnknownName,
+    Script, UnknownName,
 };
 
 /// Faultline's own iptables chain in each node's network namespace, jumped to from `INPUT`.

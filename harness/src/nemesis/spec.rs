@@ -132,6 +132,21 @@ named_enum!(
     }
 );
 
+named_enum!(
+    /// A scripted nemesis: a sequence of steps that reacts to what the cluster does.
+    Script, "script" {
+        /// The Raft paper's Figure 8 on three raftkv nodes, with run-time failpoints: a leader
+        /// stalls with a new entry on its disk only; the next leader stalls with a different
+        /// entry at that index; the first comes back, wins a later term, replicates its old
+        /// entry to one follower and stalls the moment its commit index moves; the second
+        /// comes back and wins with the follower's vote. Under Raft's rule that moment comes
+        /// only after an entry of the current term reached the follower, which then refuses
+        /// the second its vote.
+        #[serde(rename = "figure-8")]
+        Figure8 => "figure-8",
+    }
+);
+
 /// A name that is not one of the allowed values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} `{given}`; allowed: {}", allowed.join(", "))]
@@ -233,6 +248,10 @@ pub struct NemesisSpec {
     /// crashed node comes back to a cluster whose leader it cannot hear. The only partition of
     /// such a run, so `partition` must not be among the scheduled faults. Default 0.
     pub isolate_leader_on_crash: f64,
+    /// A scripted nemesis run in rounds, `interval` seconds apart, in place of a schedule
+    /// (`faults` must then be empty). raftkv only: it arms failpoints over raftkv's
+    /// `/failpoints` API, so the nodes need `--failpoint-api`. Default: none.
+    pub script: Option<Script>,
 }
 
 impl Default for NemesisSpec {
@@ -253,6 +272,7 @@ impl Default for NemesisSpec {
             handover: false,
             concurrent: false,
             isolate_leader_on_crash: 0.0,
+            script: None,
         }
     }
 }
@@ -304,6 +324,12 @@ impl NemesisSpec {
         if self.isolate_leader_on_crash > 0.0 && on(FaultKind::Partition) {
             return bad(
                 "`isolate-leader-on-crash` needs `partition` out of `faults`: its isolation is the run's only partition",
+            );
+        }
+        if self.script.is_some() && (!self.faults.is_empty() || self.isolate_leader_on_crash > 0.0)
+        {
+            return bad(
+                "`script` runs alone: `faults` must be empty and `isolate-leader-on-crash` 0",
             );
         }
         if self.handover && self.faults != [FaultKind::Partition] {
@@ -406,6 +432,14 @@ mod tests {
                     ..ok.clone()
                 },
                 "isolate-leader-on-crash",
+            ),
+            (
+                NemesisSpec {
+                    faults: vec![FaultKind::Kill],
+                    script: Some(Script::Figure8),
+                    ..ok.clone()
+                },
+                "script",
             ),
             (
                 NemesisSpec {

@@ -1,5 +1,6 @@
 //! Planted bugs are found: short raftkv runs with `--bug stale-read` (register reads) and
-//! `--bug early-ack` (list appends) under isolate-leader partitions must end invalid.
+//! `--bug early-ack` (list appends) under isolate-leader partitions must end invalid, and so
+//! must `--bug commit-old-term` under the figure-8 script, which leaves correct raftkv valid.
 //!
 //! Set `FAULTLINE_TEST_NODE_BIN` to a raftkv binary to skip building the workspace's.
 
@@ -9,13 +10,19 @@ use faultline_checker::Validity;
 
 use crate::util::objects_of_run;
 
-/// Runs the workload `name` (which must enable `bug`) for `seconds` with `seed` and checks that
-/// it ends invalid, with a counterexample and nothing left in Docker.
-async fn bug_is_found(name: &str, bug: &str, seconds: f64, seed: u64) {
+/// Runs the workload `name` for `seconds` with `seed`, asserting its planted bugs are `bugs`
+/// and that the run left nothing in Docker. The temporary results folder holding the run's
+/// folder comes back with the outcome.
+async fn run(
+    name: &str,
+    bugs: &[&str],
+    seconds: f64,
+    seed: u64,
+) -> (runner::RunOutcome, tempfile::TempDir) {
     let _slot = crate::util::docker_slot().await;
     let dir = faultline::workspace::root().join("workloads");
     let mut w = workload::load(&dir, name).unwrap();
-    assert_eq!(w.node.bugs, vec![bug.to_string()]);
+    assert_eq!(w.node.bugs, bugs);
     w.time_limit = seconds;
     let results = tempfile::tempdir().unwrap();
     println!("{name}: seed {seed}");
@@ -36,6 +43,18 @@ async fn bug_is_found(name: &str, bug: &str, seconds: f64, seed: u64) {
         (0, 0, 0),
         "the run left Docker objects behind"
     );
+    (outcome, results)
+}
+
+/// Runs the workload `name` (which must enable `bug`) for `seconds` with `seed` and checks that
+/// it ends invalid, with a counterexample and nothing left in Docker.
+async fn bug_is_found(
+    name: &str,
+    bug: &str,
+    seconds: f64,
+    seed: u64,
+) -> (runner::RunOutcome, tempfile::TempDir) {
+    let (outcome, results) = run(name, &[bug], seconds, seed).await;
     assert_eq!(
         outcome.valid,
         Validity::Invalid,
@@ -53,6 +72,22 @@ async fn bug_is_found(name: &str, bug: &str, seconds: f64, seed: u64) {
         outcome.dir.path.join("counterexample.svg").is_file(),
         "no counterexample.svg"
     );
+    (outcome, results)
+}
+
+/// The `stop-figure-8` values of a run's history, in order.
+fn figure_8_rounds(outcome: &runner::RunOutcome) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(outcome.dir.path.join("history.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["f"] == "stop-figure-8")
+        .map(|e| e["value"].clone())
+        .collect()
+}
+
+/// A completed round's leader after it was the node holding the other entry.
+fn other_entry_won(round: &serde_json::Value) -> bool {
+    round["new-leader"] == round["other-entry"]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,4 +100,41 @@ async fn stale_read_bug_under_isolate_leader_partitions_is_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_ack_bug_loses_appends_and_is_found() {
     bug_is_found("bug-early-ack", "early-ack", 15.0, 1).await;
+}
+
+/// The first round of the figure-8 script (about 5 s in) commits the old leader's entry of an
+/// earlier term as soon as one follower has it and acknowledges it; the node holding the other
+/// entry at that index then wins the next election and overwrites it. Reads miss the
+/// acknowledged append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_old_term_bug_under_the_figure_8_script_is_found() {
+    let (outcome, _results) = bug_is_found("bug-commit-old-term", "commit-old-term", 12.0, 1).await;
+    let rounds = figure_8_rounds(&outcome);
+    println!("rounds: {rounds:?}");
+    assert!(
+        rounds.first().is_some_and(other_entry_won),
+        "the first round did not end with the other entry's holder leading: {rounds:?}"
+    );
+}
+
+/// The control: correct raftkv commits the old entry only with one of its own term on the
+/// follower, which then refuses the other entry's holder its vote. Every completed round ends
+/// with the third node leading, and the run is valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correct_raftkv_under_the_figure_8_script_stays_valid() {
+    let (outcome, _results) = run("matrix-raftkv-figure-8", &[], 12.0, 1).await;
+    let rounds = figure_8_rounds(&outcome);
+    println!("rounds: {rounds:?}");
+    let completed: Vec<_> = rounds.iter().filter(|r| r["completed"] == true).collect();
+    assert!(!completed.is_empty(), "no round completed: {rounds:?}");
+    assert!(
+        !completed.iter().any(|r| other_entry_won(r)),
+        "correct raftkv let the other entry's holder win: {rounds:?}"
+    );
+    assert_eq!(
+        outcome.valid,
+        Validity::Valid,
+        "false alarm (seed 1, {})",
+        outcome.dir.path.display()
+    );
 }

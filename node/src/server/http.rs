@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+use super::failpoint::{ArmRequest, Failpoint, Failpoints};
 use super::node::{Event, Handle, Reply};
 use super::state::{Addrs, Command, MicroOp, Outcome};
 use crate::raft::{ConfChange, ConfChangeKind};
@@ -44,6 +45,8 @@ pub struct Api {
     node: Handle,
     timeout: Duration,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The failpoints, when `--failpoint-api` opened them to HTTP.
+    failpoints: Option<Failpoints>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -122,6 +125,9 @@ enum Op {
     Write(Command),
     Status,
     Members(Value),
+    Failpoints,
+    Arm(Failpoint, ArmRequest),
+    Disarm(Failpoint),
 }
 
 #[derive(serde::Deserialize)]
@@ -185,9 +191,22 @@ fn parse(method: &Method, path: &str, body: &[u8]) -> Result<Op, Resp> {
             Ok(Op::Write(Command::Txn { ops: b.ops }))
         }
         (&Method::POST, ["admin", "members"]) => Ok(Op::Members(parse_body(body)?)),
+        (&Method::GET, ["failpoints"]) => Ok(Op::Failpoints),
+        (&Method::PUT, ["failpoints", name]) => Ok(Op::Arm(
+            Failpoint::parse(name).map_err(bad_request)?,
+            parse_body(body)?,
+        )),
+        (&Method::DELETE, ["failpoints", name]) => {
+            Ok(Op::Disarm(Failpoint::parse(name).map_err(bad_request)?))
+        }
         (
             _,
-            ["status"] | ["kv", _] | ["kv", _, "cas" | "append"] | ["txn"] | ["admin", "members"],
+            ["status"]
+            | ["kv", _]
+            | ["kv", _, "cas" | "append"]
+            | ["txn"]
+            | ["admin", "members"]
+            | ["failpoints", ..],
         ) => Err(json_response(
             StatusCode::METHOD_NOT_ALLOWED,
             json!({"error": "method-not-allowed", "definite": true}),
@@ -210,7 +229,8 @@ enum Step {
 
 impl Api {
     /// The API of node `id`, talking to its loop through `node`.
-    pub fn new(id: u64, node: Handle, timeout: Duration) -> Self {
+    /// `failpoints` is `Some` when `--failpoint-api` opens them to HTTP (`/failpoints`).
+    pub fn new(id: u64, node: Handle, timeout: Duration, failpoints: Option<Failpoints>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_millis(500)));
@@ -222,6 +242,7 @@ impl Api {
             node,
             timeout,
             client,
+            failpoints,
         }
     }
 
@@ -242,6 +263,7 @@ impl Api {
             Err(resp) => return resp,
         };
         match op {
+            Op::Failpoints | Op::Arm(..) | Op::Disarm(_) => self.failpoint_op(op),
             Op::Status => match self.node.call(Event::Status).await {
                 Some(Reply::Status(s)) => {
                     json_response(StatusCode::OK, serde_json::to_value(*s).unwrap_or_default())
@@ -273,6 +295,33 @@ impl Api {
                 .await
             }
         }
+    }
+
+    /// `/failpoints`: answered here, never by the Raft loop (which a pause may be holding).
+    fn failpoint_op(&self, op: Op) -> Resp {
+        let Some(fps) = &self.failpoints else {
+            return json_response(
+                StatusCode::FORBIDDEN,
+                json!({"error": "failpoint-api-off", "message": "start raftkv with --failpoint-api to arm failpoints over HTTP", "definite": true}),
+            );
+        };
+        match op {
+            Op::Arm(point, req) => match req.arming(point) {
+                Ok(arming) => {
+                    tracing::warn!(failpoint = %point, action = %arming.action, count = ?arming.count, "failpoint armed over HTTP");
+                    fps.arm(point, arming);
+                }
+                Err(e) => return bad_request(e),
+            },
+            Op::Disarm(point) if fps.disarm(point) => {
+                tracing::warn!(failpoint = %point, "failpoint disarmed over HTTP");
+            }
+            _ => {}
+        }
+        json_response(
+            StatusCode::OK,
+            serde_json::to_value(fps.view()).unwrap_or_default(),
+        )
     }
 
     fn step(&self, reply: Option<Reply>) -> Step {

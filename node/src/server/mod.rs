@@ -72,6 +72,8 @@ pub struct ServerConfig {
     pub check_quorum: bool,
     /// Armed failpoints (none in production).
     pub failpoints: failpoint::Failpoints,
+    /// Serve `/failpoints` (arm, disarm and list them over HTTP); off in production.
+    pub failpoint_api: bool,
 }
 
 impl ServerConfig {
@@ -101,6 +103,7 @@ impl ServerConfig {
             pre_vote: true,
             check_quorum: true,
             failpoints: failpoint::Failpoints::default(),
+            failpoint_api: false,
         })
     }
 
@@ -166,6 +169,11 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> an
         check_quorum = config.check_quorum,
         "starting raftkv"
     );
+    if config.failpoint_api {
+        tracing::warn!(
+            "FAILPOINT API ON: any HTTP client can crash or stall this node (/failpoints)"
+        );
+    }
     if !config.failpoints.is_empty() {
         tracing::warn!(failpoints = ?config.failpoints.describe(), "FAILPOINTS ARMED: this node will stop as if it crashed when one fires");
     }
@@ -220,6 +228,7 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> an
         config.id,
         handle.clone(),
         config.request_timeout,
+        config.failpoint_api.then(|| config.failpoints.clone()),
     ));
     let http_task = tokio::spawn(http::serve(client_listener, api));
     tracing::info!(client = %config.client_listen, peer = %config.peer_listen, "listening");

@@ -592,17 +592,24 @@ impl Node {
 
     /// A failpoint fired. To crash: stop taking input, give the transport
     /// [`failpoint::SETTLE`] to write what it was handed, and return the error that ends the
-    /// loop (and the process). To sleep: stall the loop, then go on.
+    /// loop (and the process). To sleep or pause: stall the loop, then go on.
     fn failpoint(&self, point: Failpoint, action: Action) -> anyhow::Result<()> {
+        let term = self.raft.term();
         match action {
             Action::Crash => {
-                tracing::warn!(failpoint = %point, term = self.raft.term(), "failpoint fired; stopping as a crash would");
+                tracing::warn!(failpoint = %point, term, "failpoint fired; stopping as a crash would");
                 std::thread::sleep(failpoint::SETTLE);
                 Err(FailpointHit(point).into())
             }
             Action::Sleep(d) => {
-                tracing::warn!(failpoint = %point, term = self.raft.term(), ms = d.as_millis() as u64, "failpoint fired; stalling the Raft loop");
+                tracing::warn!(failpoint = %point, term, ms = d.as_millis() as u64, "failpoint fired; stalling the Raft loop");
                 std::thread::sleep(d);
+                Ok(())
+            }
+            Action::Pause => {
+                tracing::warn!(failpoint = %point, term, "failpoint fired; the Raft loop pauses until it is disarmed");
+                let held = self.failpoints.pause(point, term);
+                tracing::warn!(failpoint = %point, ms = held.as_millis() as u64, "pause over; the Raft loop goes on");
                 Ok(())
             }
         }
@@ -632,18 +639,32 @@ impl Node {
         let (early, late): (Vec<Message>, Vec<Message>) = std::mem::take(&mut rd.messages)
             .into_iter()
             .partition(leader_outbound);
-        if self.failpoints.armed(Failpoint::BeforeLeaderSend)
+        // Failpoints on a leader. Both persist this Ready first (its own new entries then exist
+        // on this disk only); `leader-commit` also applies what it commits before firing.
+        let mut persisted = false;
+        let leader = self.raft.role() == Role::Leader;
+        if leader
+            && self.failpoints.armed(Failpoint::BeforeLeaderSend)
             && early.iter().any(
                 |m| matches!(&m.body, MessageBody::Append { entries, .. } if !entries.is_empty()),
             )
             && let Some(action) = self.failpoints.fires(Failpoint::BeforeLeaderSend)
         {
-            if action == Action::Crash {
-                // The leader's own entries are appended in the same Ready: persist them first,
-                // so that they exist on this disk only.
-                self.persist_ready(&rd)?;
-            }
+            self.persist_ready(&rd)?;
+            persisted = true;
             self.failpoint(Failpoint::BeforeLeaderSend, action)?;
+        }
+        if leader
+            && !rd.committed.is_empty()
+            && self.failpoints.armed(Failpoint::LeaderCommit)
+            && let Some(action) = self.failpoints.fires(Failpoint::LeaderCommit)
+        {
+            if !persisted {
+                self.persist_ready(&rd)?;
+                persisted = true;
+            }
+            self.apply_committed(&rd.acks, std::mem::take(&mut rd.committed));
+            self.failpoint(Failpoint::LeaderCommit, action)?;
         }
         for m in early {
             let to = m.to;
@@ -672,7 +693,9 @@ impl Node {
                 "snapshot saved; log compacted"
             );
         }
-        self.persist_ready(&rd)?;
+        if !persisted {
+            self.persist_ready(&rd)?;
+        }
         if let Some(action) = self.failpoints.fires(Failpoint::AfterSave) {
             self.failpoint(Failpoint::AfterSave, action)?;
         }
@@ -699,17 +722,7 @@ impl Node {
             self.applied = s.meta.index;
             self.sync_peers();
         }
-        if self.early_ack {
-            for index in &rd.acks {
-                if self.proposals.get(index).is_some_and(|p| p.blind) {
-                    let p = self.proposals.remove(index).unwrap();
-                    let _ = p.reply.send(Reply::Applied(Outcome::Done));
-                }
-            }
-        }
-        for e in rd.committed {
-            self.apply(e);
-        }
+        self.apply_committed(&rd.acks, rd.committed);
         // 4. Reads, snapshots.
         for r in rd.reads {
             self.ready_reads.push((r.index, r.ctx));
@@ -719,6 +732,21 @@ impl Node {
             self.raft.compact(self.applied, self.sm.snapshot());
         }
         Ok(())
+    }
+
+    /// Answers early acks (planted `early-ack`) and applies committed entries in order.
+    fn apply_committed(&mut self, acks: &[u64], committed: Vec<Entry>) {
+        if self.early_ack {
+            for index in acks {
+                if self.proposals.get(index).is_some_and(|p| p.blind) {
+                    let p = self.proposals.remove(index).unwrap();
+                    let _ = p.reply.send(Reply::Applied(Outcome::Done));
+                }
+            }
+        }
+        for e in committed {
+            self.apply(e);
+        }
     }
 
     fn apply(&mut self, e: Entry) {

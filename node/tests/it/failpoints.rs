@@ -1,9 +1,12 @@
 //! Failpoints stop a node exactly where they are named: a crash exits with code 86 leaving on
-//! disk what a crash there would, a sleep stalls the Raft loop and lets the cluster move on.
+//! disk what a crash there would, a sleep stalls the Raft loop and lets the cluster move on, a
+//! pause armed over HTTP (`--failpoint-api`) holds it until disarmed.
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::Cluster;
+use serde_json::{Value, json};
+
+use crate::cluster::{Cluster, Resp, http, put_body};
 
 /// Waits (bounded) for some running node to exit by itself; returns its id and exit code.
 fn first_exit(c: &mut Cluster, within: Duration) -> (u64, Option<i32>) {
@@ -132,5 +135,81 @@ fn before_leader_send_sleep_stalls_the_leader_and_the_others_elect_another() {
         exited.is_empty(),
         "a sleep must not end the process: {exited:?} exited\n{}",
         c.logs()
+    );
+}
+
+fn call(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Resp {
+    http(addr, method, path, body, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+#[test]
+fn the_failpoint_api_is_refused_unless_the_node_was_started_with_it() {
+    let c = Cluster::start(1, &[]);
+    c.wait_leader(Duration::from_secs(20));
+    let r = call(&c.node(1).client(), "GET", "/failpoints", None);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.body["error"], "failpoint-api-off", "{r:?}");
+}
+
+/// `leader-commit` as a pause: the write that moves the commit index is applied and answered,
+/// then the Raft loop holds (its `/status`, served by the loop, no longer answers) while
+/// `/failpoints` says where it is held; a `DELETE` lets it go on.
+#[test]
+fn a_leader_commit_pause_answers_the_client_then_holds_the_loop_until_disarmed() {
+    let c = Cluster::start(3, &["--failpoint-api"]);
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let addr = c.node(leader).client();
+    let path = "/failpoints/leader-commit";
+    for (path, body, says) in [
+        (path, json!({"action": "nap"}), "crash, pause or sleep-MS"),
+        (path, json!({"action": "pause", "count": 0}), "at least 1"),
+        (path, json!({"action": "pause", "when": 1}), "unknown field"),
+        (
+            "/failpoints/leader-comit",
+            json!({"action": "pause"}),
+            "unknown failpoint",
+        ),
+    ] {
+        let r = call(&addr, "PUT", path, Some(&body));
+        assert_eq!(r.status, 400, "{body}: {r:?}");
+        assert!(
+            r.body["message"].as_str().unwrap_or("").contains(says),
+            "{body}: {r:?}"
+        );
+    }
+    let r = call(
+        &addr,
+        "PUT",
+        path,
+        Some(&json!({"action": "pause", "count": 1})),
+    );
+    assert_eq!(r.body["armed"]["leader-commit"], "pause x1", "{r:?}");
+
+    let w = call(&addr, "PUT", "/kv/x", Some(&put_body(json!(7))));
+    assert_eq!(
+        w.status, 200,
+        "the committing write was not answered: {w:?}"
+    );
+    let v = call(&addr, "GET", "/failpoints", None);
+    assert_eq!(v.body["paused"], "leader-commit", "{v:?}");
+    assert_eq!(v.body["hits"]["leader-commit"], 1, "{v:?}");
+    assert!(
+        http(&addr, "GET", "/status", None, Duration::from_millis(500)).is_err(),
+        "the loop answered /status while paused"
+    );
+
+    let r = call(&addr, "DELETE", path, None);
+    assert_eq!(
+        (r.status, r.body["paused"].clone()),
+        (200, Value::Null),
+        "{r:?}"
+    );
+    let s = call(&addr, "GET", "/status", None);
+    assert_eq!(s.status, 200, "{s:?}");
+    assert!(s.body["applied"].as_u64().unwrap() >= 2, "{s:?}");
+    assert_eq!(
+        call(&addr, "GET", "/failpoints", None).body["armed"],
+        json!({})
     );
 }
