@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::generator::{GeneratorConfig, Mix};
-use crate::nemesis::NemesisSpec;
+use crate::nemesis::{NemesisSpec, Script};
 
 /// Which system the workload runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -318,6 +318,26 @@ impl Workload {
                 message: e.0.clone(),
             })?;
         }
+        if self.nemesis.as_ref().and_then(|n| n.script) == Some(Script::Figure8) {
+            if self.target != Target::Raftkv {
+                return bad(
+                    "nemesis.script",
+                    "figure-8 arms raftkv's failpoints over HTTP; it runs against raftkv only",
+                );
+            }
+            if self.nodes != 3 {
+                return bad(
+                    "nemesis.script",
+                    &format!("figure-8 needs exactly 3 nodes, not {}", self.nodes),
+                );
+            }
+            if !self.node.args.iter().any(|a| a == "--failpoint-api") {
+                return bad(
+                    "nemesis.script",
+                    "figure-8 needs `--failpoint-api` in `node.args` (raftkv refuses run-time failpoints without it)",
+                );
+            }
+        }
         if self.target == Target::Etcd && !self.node.bugs.is_empty() {
             return bad(
                 "node.bugs",
@@ -459,6 +479,32 @@ write = 1
         .unwrap_err()
         .to_string();
         assert!(err.contains("etcd option"), "{err}");
+    }
+
+    #[test]
+    fn the_figure_8_script_needs_three_raftkv_nodes_with_the_failpoint_api() {
+        let script = "[nemesis]\nscript = \"figure-8\"\n";
+        let api = "[node]\nargs = [\"--failpoint-api\"]\n";
+        let w = parse(&format!("{GOOD}\n{script}{api}"), "w.toml").unwrap();
+        assert_eq!(w.nemesis.unwrap().script, Some(Script::Figure8));
+        for (toml, says) in [
+            (format!("{GOOD}\n{script}"), "--failpoint-api"),
+            (format!("nodes = 5\n{GOOD}\n{script}{api}"), "not 5"),
+            (
+                format!("target = \"etcd\"\n{GOOD}\n{script}{api}"),
+                "raftkv only",
+            ),
+            (
+                format!("{GOOD}\n{script}faults = [\"kill\"]\n{api}"),
+                "runs alone",
+            ),
+        ] {
+            let err = parse(&toml, "w.toml").unwrap_err().to_string();
+            assert!(
+                err.contains(says) && err.contains("w.toml"),
+                "{toml}: {err}"
+            );
+        }
     }
 
     #[test]
