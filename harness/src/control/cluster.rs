@@ -303,6 +303,26 @@ impl Cluster {
             .unwrap_or_else(|| "unknown".into()))
     }
 
+    /// Whether the engine is about to start the node again by its restart policy: it is
+    /// restarting, or it has just exited at a raftkv failpoint ([`FAILPOINT_EXIT`]) and the
+    /// engine has not yet begun. False for a node the nemesis killed, or one the engine does not
+    /// know.
+    pub async fn coming_back(&self, node: &str) -> bool {
+        let Ok(i) = self.inspect(node).await else {
+            return false;
+        };
+        let restarts = i
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .and_then(|p| p.name)
+            == Some(RestartPolicyNameEnum::ON_FAILURE);
+        let state = i.state.unwrap_or_default();
+        restarts
+            && (state.restarting == Some(true)
+                || (state.running != Some(true)
+                    && state.exit_code == Some(i64::from(FAILPOINT_EXIT))))
+    }
+
     async fn inspect(
         &self,
         node: &str,

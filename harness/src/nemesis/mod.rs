@@ -193,9 +193,34 @@ async fn bounded<T>(
     }
 }
 
-/// Runs a shell script in a node; a non-zero exit is a failed step carrying stderr.
+/// Whether an exec failed only because the container is between an exit and the engine's
+/// restart of it (Docker answers 409 "is not running", then "is restarting").
+fn between_exit_and_restart(error: &str) -> bool {
+    error.contains("409") && (error.contains("is restarting") || error.contains("is not running"))
+}
+
+/// How often an exec into a node that Docker is restarting is tried again.
+const RESTART_POLL: Duration = Duration::from_millis(100);
+
+/// Runs a shell script in a node; a non-zero exit is a failed step carrying stderr. A node
+/// that exited at a raftkv failpoint and that the engine is restarting is tried again until it
+/// runs, within [`OP_TIMEOUT`]: its fresh network namespace then gets the rules, rather than a
+/// partition that one side of it never sees.
 async fn sh(cluster: &Cluster, node: &str, what: &str, script: &str) -> StepResult<ExecOutput> {
-    let out = bounded(cluster, what, cluster.exec(node, &["sh", "-c", script])).await?;
+    let deadline = tokio::time::Instant::now() + OP_TIMEOUT;
+    let out = loop {
+        let out = bounded(cluster, what, cluster.exec(node, &["sh", "-c", script])).await?;
+        match &out {
+            Err(e)
+                if between_exit_and_restart(e)
+                    && tokio::time::Instant::now() + RESTART_POLL < deadline
+                    && cluster.coming_back(node).await =>
+            {
+                tokio::time::sleep(RESTART_POLL).await;
+            }
+            _ => break out,
+        }
+    };
     Ok(out.and_then(|o| {
         if o.code == 0 {
             Ok(o)
@@ -1160,6 +1185,23 @@ fn involved(g: &Grudge) -> BTreeSet<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_an_exec_refused_for_a_stopped_or_restarting_container_is_tried_again() {
+        let refused = |state| {
+            format!(
+                "n2: running `sh`: Docker responded with status code 409: Container abc is {state}"
+            )
+        };
+        assert!(between_exit_and_restart(&refused("not running")));
+        assert!(between_exit_and_restart(&refused(
+            "restarting, wait until the container is running"
+        )));
+        assert!(!between_exit_and_restart(&refused("paused")));
+        assert!(!between_exit_and_restart(
+            "n2: exit 1: iptables: No chain/target/match by that name."
+        ));
+    }
     use super::*;
 
     #[test]

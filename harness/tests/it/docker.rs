@@ -153,6 +153,15 @@ async fn restart_on_failure_brings_back_a_crashed_node_but_not_a_killed_one() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    // Between its exits and its restarts the nemesis waits for it (`coming_back`).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cluster.coming_back("n1").await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "n1 never showed as exited at a failpoint or restarting within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     cluster.kill("n2", "SIGKILL").await.unwrap();
     // A kill (exit 137) is not a failpoint exit: within 2 s only n1 may be reported.
@@ -162,6 +171,10 @@ async fn restart_on_failure_brings_back_a_crashed_node_but_not_a_killed_one() {
     }
     assert_eq!(cluster.state("n2").await.unwrap(), "exited");
     assert_eq!(cluster.restart_count("n2").await.unwrap(), 0);
+    assert!(
+        !cluster.coming_back("n2").await,
+        "a killed node is not coming back by itself"
+    );
     cluster.start("n2").await.unwrap();
     assert_eq!(cluster.state("n2").await.unwrap(), "running");
 
