@@ -340,6 +340,11 @@ async fn run_cluster(
             .await?;
     }
     let cluster = Arc::new(cluster);
+    // Nodes armed with failpoints exit as a crash would; start them again at once.
+    let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let restarter = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        cluster.restart_failpoint_exits(restarts.clone()),
+    ));
     let record = RunRecord {
         run_id,
         workload: w,
@@ -387,7 +392,8 @@ async fn run_cluster(
         &interrupted,
     )
     .await;
-    collect_logs(&cluster, dir).await;
+    drop(restarter);
+    collect_logs(&cluster, dir, restarts.load(Ordering::Relaxed)).await;
     result
 }
 
@@ -525,7 +531,13 @@ async fn drive(
                         }
                         record_nemesis(&history, &[op])?;
                     }
-                    Some(_) => {}
+                    // A crash during the isolation: the node comes back in a fresh network
+                    // namespace, so its side of the isolation is installed again.
+                    Some(node) => {
+                        if let Some(op) = nemesis.reinstall_partition(&node, &context(None)).await? {
+                            record_nemesis(&history, &[op])?;
+                        }
+                    }
                 },
                 _ = sleep_until_some(lift) => {
                     lift = None;
@@ -765,7 +777,9 @@ async fn next_of<S: futures_util::Stream + Unpin>(s: &mut Option<S>) -> Option<S
     }
 }
 
-async fn collect_logs(cluster: &Cluster, dir: &RunDir) {
+/// Writes each node's log to the run folder and says how often nodes exited at failpoints
+/// (`restarts`: how often the harness started one again).
+async fn collect_logs(cluster: &Cluster, dir: &RunDir, restarts: u64) {
     let mut crashes = Vec::new();
     for node in cluster.nodes() {
         match cluster.logs(&node.name).await {
@@ -782,10 +796,10 @@ async fn collect_logs(cluster: &Cluster, dir: &RunDir) {
         }
     }
     if !crashes.is_empty() {
-        // Nodes armed with failpoints exit and the engine starts them again: say how often, so
+        // Nodes armed with failpoints exit and the harness starts them again: say how often, so
         // that these crashes are not only in the node logs.
         eprintln!(
-            "faultline: crashes at failpoints (restarted by the engine): {}",
+            "faultline: crashes at failpoints: {} ({restarts} restarted by faultline)",
             crashes.join(", ")
         );
     }

@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use futures_util::StreamExt;
@@ -35,9 +37,12 @@ pub struct NodeSpec {
     pub binds: Vec<String>,
     /// Where the node's data volume is mounted inside the container.
     pub data_dir: String,
-    /// Let the engine start the node again whenever its process exits with a non-zero code
-    /// (Docker's `on-failure` restart policy). For nodes armed with failpoints, which exit as a
-    /// crash would; a `docker kill` by the nemesis is a manual stop the policy leaves alone.
+    /// Start the node again at once whenever its process exits at a raftkv failpoint (exit
+    /// code [`FAILPOINT_EXIT`]), while [`Cluster::restart_failpoint_exits`] runs. For nodes
+    /// armed with failpoints, which exit as a crash would; a `docker kill` by the nemesis
+    /// (exit 137) is left alone. Docker's own `on-failure` policy is not used: it waits 100 ms
+    /// before the first restart and doubles the wait at each one (reset only after 10 s of
+    /// running), so a node that crashed a few times stayed down for seconds.
     pub restart_on_failure: bool,
 }
 
@@ -50,6 +55,8 @@ pub struct NodeHandle {
     pub container: String,
     /// Static address on the run's network.
     pub ip: Ipv4Addr,
+    /// Started again when it exits at a failpoint (`NodeSpec::restart_on_failure`).
+    pub restart_on_failure: bool,
 }
 
 /// The result of a command run inside a node.
@@ -166,10 +173,6 @@ impl Cluster {
                 binds: Some(binds),
                 network_mode: Some(self.network.clone()),
                 init: Some(true),
-                restart_policy: spec.restart_on_failure.then_some(RestartPolicy {
-                    name: Some(RestartPolicyNameEnum::ON_FAILURE),
-                    maximum_retry_count: None,
-                }),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {
@@ -199,6 +202,7 @@ impl Cluster {
             name: spec.name,
             container,
             ip,
+            restart_on_failure: spec.restart_on_failure,
         };
         self.nodes.push(handle.clone());
         Ok(handle)
@@ -303,24 +307,56 @@ impl Cluster {
             .unwrap_or_else(|| "unknown".into()))
     }
 
-    /// Whether the engine is about to start the node again by its restart policy: it is
-    /// restarting, or it has just exited at a raftkv failpoint ([`FAILPOINT_EXIT`]) and the
-    /// engine has not yet begun. False for a node the nemesis killed, or one the engine does not
-    /// know.
+    /// Whether the node is about to be started again: it has just exited at a raftkv
+    /// failpoint ([`FAILPOINT_EXIT`]) and restarts on failure, or the engine is restarting it.
+    /// False for a node the nemesis killed, or one the engine does not know.
     pub async fn coming_back(&self, node: &str) -> bool {
+        if !self.node(node).is_some_and(|h| h.restart_on_failure) {
+            return false;
+        }
         let Ok(i) = self.inspect(node).await else {
             return false;
         };
-        let restarts = i
-            .host_config
-            .and_then(|h| h.restart_policy)
-            .and_then(|p| p.name)
-            == Some(RestartPolicyNameEnum::ON_FAILURE);
         let state = i.state.unwrap_or_default();
-        restarts
-            && (state.restarting == Some(true)
-                || (state.running != Some(true)
-                    && state.exit_code == Some(i64::from(FAILPOINT_EXIT))))
+        state.restarting == Some(true)
+            || (state.running != Some(true) && state.exit_code == Some(i64::from(FAILPOINT_EXIT)))
+    }
+
+    /// Starts again, at once, every node with `restart_on_failure` that exits at a raftkv
+    /// failpoint, for as long as the returned future runs (the runner spawns it for the whole
+    /// run); the count of such restarts is shared through `restarts`. A start the engine
+    /// refuses is logged and skipped.
+    pub fn restart_failpoint_exits(
+        &self,
+        restarts: Arc<AtomicU64>,
+    ) -> impl Future<Output = ()> + Send + 'static + use<> {
+        let exits = self.exits_with(FAILPOINT_EXIT);
+        let docker = self.docker.clone();
+        let containers: HashMap<String, String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.restart_on_failure)
+            .map(|n| (n.name.clone(), n.container.clone()))
+            .collect();
+        async move {
+            let mut exits = std::pin::pin!(exits);
+            while let Some(node) = exits.next().await {
+                let Some(c) = containers.get(&node) else {
+                    continue;
+                };
+                match docker
+                    .start_container(c, None::<bollard::query_parameters::StartContainerOptions>)
+                    .await
+                {
+                    Ok(()) => {
+                        restarts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(node, error = %e, "restarting a node that exited at a failpoint")
+                    }
+                }
+            }
+        }
     }
 
     async fn inspect(
@@ -359,15 +395,6 @@ impl Cluster {
             });
             std::future::ready(node)
         })
-    }
-
-    /// How many times the engine's restart policy has started the node again (failpoint
-    /// crashes); restarts by the nemesis are not counted.
-    ///
-    /// # Errors
-    /// When the node is unknown or the engine refuses.
-    pub async fn restart_count(&self, node: &str) -> Result<i64, ControlError> {
-        Ok(self.inspect(node).await?.restart_count.unwrap_or(0))
     }
 
     /// Everything the node's container has written to stdout and stderr so far (all its starts).

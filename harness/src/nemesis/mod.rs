@@ -655,6 +655,41 @@ impl Nemesis {
         Ok(NemesisOp::new(f, value, Outcome::of_steps(&steps)))
     }
 
+    /// Installs the active partition's rules for `node` again, after the node restarted (a
+    /// container that starts again gets a fresh network namespace, without them): a
+    /// `reinstall-partition` op, or `None` when no partition is active or it has no rules for
+    /// `node`. A node still restarting after a failpoint exit is waited for (see `sh`).
+    ///
+    /// # Errors
+    /// [`NemesisError`] only when Docker stopped answering.
+    pub async fn reinstall_partition(
+        &mut self,
+        node: &str,
+        ctx: &NemesisContext<'_>,
+    ) -> Result<Option<NemesisOp>, NemesisError> {
+        let Some(p) = &self.partition else {
+            return Ok(None);
+        };
+        let Ok(rules) = drop_rules(&p.grudge, ctx.cluster) else {
+            return Ok(None);
+        };
+        let Some(rules) = rules.get(node) else {
+            return Ok(None);
+        };
+        let value = json!({"kind": p.kind, "node": node});
+        self.chain_dirty.insert(node.to_string());
+        let what = format!("installing the partition in {node} again");
+        let step = sh(ctx.cluster, node, &what, &install_script(rules))
+            .await?
+            .map(|_| ());
+        let steps = [(node.to_string(), step)];
+        Ok(Some(NemesisOp::new(
+            "reinstall-partition",
+            value,
+            Outcome::of_steps(&steps),
+        )))
+    }
+
     /// `isolate-leader-on-crash`: `crashed` exited at a failpoint; isolates the leader of the
     /// moment (a `start-partition` of kind `isolate-leader` whose value names the crash). The
     /// caller stops it after the spec's seconds with [`Action::Stop`] of partitions. Skipped

@@ -204,6 +204,43 @@ async fn faults_take_effect_on_idle_containers_and_heal() {
         "the leader is cut off"
     );
     assert!(reaches(&cluster, "n1", "n3").await);
+    // n3 restarts during the isolation: a fresh network namespace, without its rule against
+    // n2, until `reinstall_partition` puts it back.
+    let chain = |node: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let out = cluster
+                .exec(node, &["sh", "-c", "iptables -S FAULTLINE 2>&1 || true"])
+                .await
+                .unwrap();
+            out.stdout
+        }
+    };
+    let from_n2 = format!("-s {}/32 -j DROP", cluster.node("n2").unwrap().ip);
+    assert!(
+        chain("n3").await.contains(&from_n2),
+        "{}",
+        chain("n3").await
+    );
+    cluster.kill("n3", "SIGKILL").await.unwrap();
+    cluster.start("n3").await.unwrap();
+    assert!(
+        !chain("n3").await.contains(&from_n2),
+        "{}",
+        chain("n3").await
+    );
+    let op = nem
+        .reinstall_partition("n3", &ctx)
+        .await
+        .unwrap()
+        .expect("the isolation has rules for n3");
+    assert_eq!(op.outcome, Outcome::Installed, "{op:?}");
+    assert_eq!(op.f, "reinstall-partition");
+    assert!(
+        chain("n3").await.contains(&from_n2),
+        "{}",
+        chain("n3").await
+    );
     let op = only(
         nem.apply(&Action::Stop(FaultKind::Partition), &ctx)
             .await
