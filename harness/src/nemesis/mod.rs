@@ -890,12 +890,34 @@ impl Nemesis {
         }
         let nodes: Vec<String> = self.killed.iter().cloned().collect();
         let cluster = ctx.cluster;
+        // A restarted container has a fresh network namespace: an active partition's rules for
+        // it go in again right after its start.
+        let rules = self
+            .partition
+            .as_ref()
+            .and_then(|p| drop_rules(&p.grudge, cluster).ok())
+            .unwrap_or_default();
+        self.chain_dirty
+            .extend(nodes.iter().filter(|n| rules.contains_key(*n)).cloned());
+        let rules = &rules;
         let steps = per_node(&nodes, |n| async move {
             let state = bounded(cluster, &format!("inspecting {n}"), cluster.state(&n)).await?;
             match state {
-                Err(e) => Ok(Err(e)),
-                Ok(s) if s == "running" || s == "paused" => Ok(Ok(())),
-                Ok(_) => bounded(cluster, &format!("starting {n}"), cluster.start(&n)).await,
+                Err(e) => return Ok(Err(e)),
+                Ok(s) if s == "running" || s == "paused" => return Ok(Ok(())),
+                Ok(_) => {}
+            }
+            if let Err(e) = bounded(cluster, &format!("starting {n}"), cluster.start(&n)).await? {
+                return Ok(Err(e));
+            }
+            match rules.get(&n) {
+                Some(r) => {
+                    let what = format!("installing the active partition in restarted {n}");
+                    Ok(sh(cluster, &n, &what, &install_script(r))
+                        .await?
+                        .map(|_| ()))
+                }
+                None => Ok(Ok(())),
             }
         })
         .await?;

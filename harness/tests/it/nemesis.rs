@@ -438,6 +438,37 @@ async fn faults_take_effect_on_idle_containers_and_heal() {
         "nothing left to heal"
     );
 
+    // A node killed and restarted during a partition gets its side of it installed again.
+    let op = nem.isolate_leader_after_crash("n1", &ctx).await.unwrap();
+    assert_eq!(op.outcome, Outcome::Installed, "{op:?}");
+    let kill = Action::Start(Fault::Kill {
+        target: nemesis::KillTarget::One,
+        nodes: Targets::Nodes(vec!["n3".into()]),
+    });
+    assert_eq!(
+        only(nem.apply(&kill, &ctx).await.unwrap()).outcome,
+        Outcome::Installed
+    );
+    let op = only(
+        nem.apply(&Action::Stop(FaultKind::Kill), &ctx)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (op.f.as_str(), &op.outcome),
+        ("restart", &Outcome::Installed)
+    );
+    let chain = cluster
+        .exec("n3", &["iptables", "-S", "FAULTLINE"])
+        .await
+        .unwrap()
+        .stdout;
+    let from_n2 = format!("-s {}/32 -j DROP", cluster.node("n2").unwrap().ip);
+    assert!(chain.contains(&from_n2), "{chain}");
+    assert!(!reaches(&cluster, "n3", "n2").await, "the isolation holds");
+    nem.heal_all(&ctx).await.unwrap();
+    assert!(reaches(&cluster, "n3", "n2").await);
+
     // Delay: consistent with the probe (netem is absent on the machines we know).
     let probe = nem.probe_netem(&ctx).await.unwrap();
     let op = only(
