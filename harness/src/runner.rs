@@ -334,17 +334,19 @@ async fn run_cluster(
 
     let boot = Instant::now();
     let mut cluster = Cluster::create(docker, run_id).await?;
+    // Nodes armed with failpoints exit as a crash would; start them again at once (following
+    // the engine's events from before the first node starts).
+    let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let restarter = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        cluster.restart_failpoint_exits(restarts.clone()),
+    ));
+    tokio::task::yield_now().await;
     for i in 0..w.nodes {
         cluster
             .start_node(db.node_spec(&cluster, i, w.nodes, &clock_dir))
             .await?;
     }
     let cluster = Arc::new(cluster);
-    // Nodes armed with failpoints exit as a crash would; start them again at once.
-    let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let restarter = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
-        cluster.restart_failpoint_exits(restarts.clone()),
-    ));
     let record = RunRecord {
         run_id,
         workload: w,

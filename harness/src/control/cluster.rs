@@ -322,26 +322,35 @@ impl Cluster {
             || (state.running != Some(true) && state.exit_code == Some(i64::from(FAILPOINT_EXIT)))
     }
 
-    /// Starts again, at once, every node with `restart_on_failure` that exits at a raftkv
-    /// failpoint, for as long as the returned future runs (the runner spawns it for the whole
-    /// run); the count of such restarts is shared through `restarts`. A start the engine
-    /// refuses is logged and skipped.
+    /// Starts again, at once, every container of this run that exits at a raftkv failpoint
+    /// (exit code [`FAILPOINT_EXIT`]; only nodes armed with failpoints, which have
+    /// `restart_on_failure`, exit so), for as long as the returned future runs; the count of
+    /// such restarts is shared through `restarts`. The engine's events are followed from the
+    /// first poll, so the runner spawns it before it starts any node: a node may crash at its
+    /// first election, before the last node is up. A start the engine refuses is logged and
+    /// skipped.
     pub fn restart_failpoint_exits(
         &self,
         restarts: Arc<AtomicU64>,
     ) -> impl Future<Output = ()> + Send + 'static + use<> {
-        let exits = self.exits_with(FAILPOINT_EXIT);
+        let filters = HashMap::from([
+            ("type", vec!["container".to_string()]),
+            ("event", vec!["die".to_string()]),
+            ("label", vec![format!("{RUN_LABEL}={}", self.run_id)]),
+        ]);
+        let options = bollard::query_parameters::EventsOptionsBuilder::default()
+            .filters(&filters)
+            .build();
         let docker = self.docker.clone();
-        let containers: HashMap<String, String> = self
-            .nodes
-            .iter()
-            .filter(|n| n.restart_on_failure)
-            .map(|n| (n.name.clone(), n.container.clone()))
-            .collect();
+        let code = FAILPOINT_EXIT.to_string();
         async move {
-            let mut exits = std::pin::pin!(exits);
-            while let Some(node) = exits.next().await {
-                let Some(c) = containers.get(&node) else {
+            let mut events = std::pin::pin!(docker.events(Some(options)));
+            while let Some(ev) = events.next().await {
+                let Some(attrs) = ev.ok().and_then(|ev| ev.actor?.attributes) else {
+                    continue;
+                };
+                let (Some(c), true) = (attrs.get("name"), attrs.get("exitCode") == Some(&code))
+                else {
                     continue;
                 };
                 match docker
@@ -352,7 +361,7 @@ impl Cluster {
                         restarts.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        tracing::warn!(node, error = %e, "restarting a node that exited at a failpoint")
+                        tracing::warn!(container = %c, error = %e, "restarting a node that exited at a failpoint")
                     }
                 }
             }
