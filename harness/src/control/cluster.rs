@@ -322,6 +322,18 @@ impl Cluster {
             || (state.running != Some(true) && state.exit_code == Some(i64::from(FAILPOINT_EXIT)))
     }
 
+    /// The engine's `die` events of this run's containers.
+    fn die_events(&self) -> bollard::query_parameters::EventsOptions {
+        let filters = HashMap::from([
+            ("type", vec!["container".to_string()]),
+            ("event", vec!["die".to_string()]),
+            ("label", vec![format!("{RUN_LABEL}={}", self.run_id)]),
+        ]);
+        bollard::query_parameters::EventsOptionsBuilder::default()
+            .filters(&filters)
+            .build()
+    }
+
     /// Starts again, at once, every container of this run that exits at a raftkv failpoint
     /// (exit code [`FAILPOINT_EXIT`]; only nodes armed with failpoints, which have
     /// `restart_on_failure`, exit so), for as long as the returned future runs; the count of
@@ -333,14 +345,7 @@ impl Cluster {
         &self,
         restarts: Arc<AtomicU64>,
     ) -> impl Future<Output = ()> + Send + 'static + use<> {
-        let filters = HashMap::from([
-            ("type", vec!["container".to_string()]),
-            ("event", vec!["die".to_string()]),
-            ("label", vec![format!("{RUN_LABEL}={}", self.run_id)]),
-        ]);
-        let options = bollard::query_parameters::EventsOptionsBuilder::default()
-            .filters(&filters)
-            .build();
+        let options = self.die_events();
         let docker = self.docker.clone();
         let code = FAILPOINT_EXIT.to_string();
         async move {
@@ -386,14 +391,7 @@ impl Cluster {
     /// with [`FAILPOINT_EXIT`]), as the engine reports them, from now on. A `docker kill`
     /// (exit 137) is not reported for another code. The stream ends if the engine closes it.
     pub fn exits_with(&self, code: i32) -> impl futures_util::Stream<Item = String> + use<> {
-        let filters = HashMap::from([
-            ("type", vec!["container".to_string()]),
-            ("event", vec!["die".to_string()]),
-            ("label", vec![format!("{RUN_LABEL}={}", self.run_id)]),
-        ]);
-        let options = bollard::query_parameters::EventsOptionsBuilder::default()
-            .filters(&filters)
-            .build();
+        let options = self.die_events();
         let code = code.to_string();
         self.docker.events(Some(options)).filter_map(move |ev| {
             let node = ev.ok().and_then(|ev| {
