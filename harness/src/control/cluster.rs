@@ -308,7 +308,7 @@ impl Cluster {
     }
 
     /// Whether the node is about to be started again: it has just exited at a raftkv
-    /// failpoint ([`FAILPOINT_EXIT`]) and restarts on failure, or the engine is restarting it.
+    /// failpoint ([`FAILPOINT_EXIT`]) and restarts on failure (the restarter starts it).
     /// False for a node the nemesis killed, or one the engine does not know.
     pub async fn coming_back(&self, node: &str) -> bool {
         if !self.node(node).is_some_and(|h| h.restart_on_failure) {
@@ -318,8 +318,7 @@ impl Cluster {
             return false;
         };
         let state = i.state.unwrap_or_default();
-        state.restarting == Some(true)
-            || (state.running != Some(true) && state.exit_code == Some(i64::from(FAILPOINT_EXIT)))
+        state.running != Some(true) && state.exit_code == Some(i64::from(FAILPOINT_EXIT))
     }
 
     /// The engine's `die` events of this run's containers.
