@@ -2,8 +2,8 @@
 //!
 //! Each row is a workload file chosen to expose one planted raftkv bug (or etcd's serializable
 //! reads), run with several seeds; the control rows run correct raftkv (registers, appends, lease
-//! reads, failpoints, the figure-8 script) and etcd with linearizable reads under the same kinds of faults as the bug
-//! rows, where any anomaly is a false alarm. Per row: the detection
+//! reads, the revote and figure-8 scripts) and etcd with linearizable reads under the same kinds
+//! of faults as the bug rows, where any anomaly is a false alarm. Per row: the detection
 //! rate, the median time from run start to the first anomaly (the counterexample operation's
 //! completion), and every verdict. Written to `results/matrix-<stamp>/matrix.{html,json}`; each
 //! run's own folder sits beside them.
@@ -84,8 +84,8 @@ pub const ROWS: &[Row] = &[
         buggy: false,
     },
     Row {
-        label: "raftkv correct, failpoints (control)",
-        workload: "matrix-raftkv-failpoints",
+        label: "raftkv correct, revote (control)",
+        workload: "matrix-raftkv-revote",
         buggy: false,
     },
     Row {

@@ -24,7 +24,7 @@ use crate::db::{self, Db, Etcd, Raftkv};
 use crate::generator::{F, Generator, Op};
 use crate::nemesis::{
     Action, FaultKind, Nemesis, NemesisContext, NemesisOp, Outcome, Script, figure8,
-    prepare_clock_dir,
+    prepare_clock_dir, revote, script,
 };
 use crate::store::{Event, HistoryWriter, Process, RunDir};
 use crate::workload::{Target, Workload};
@@ -484,18 +484,28 @@ async fn drive(
     };
     let end = started + main_phase;
     let script = w.nemesis.as_ref().and_then(|s| s.script);
-    if let Some(Script::Figure8) = script {
+    if let (Some(script), Some(nemesis)) = (script, nemesis.as_mut()) {
         let pause = Duration::from_secs_f64(w.nemesis.as_ref().map_or(1.0, |s| s.interval));
         let mut record = |op: NemesisOp| record_nemesis(&history, &[op]);
+        let ctx = context(None);
         for k in 1.. {
+            let round = async {
+                match script {
+                    Script::Figure8 => figure8::round(status_clients, k, &mut record).await,
+                    Script::Revote => {
+                        revote::round(status_clients, nemesis, &ctx, k, &mut record).await
+                    }
+                }
+            };
             let cut = tokio::select! {
                 _ = tokio::time::sleep_until(end.into()) => true,
-                r = figure8::round(status_clients, k, &mut record) => { r?; false }
+                r = round => { r?; false }
             };
             if cut {
-                // The round may have left a pause armed.
-                figure8::disarm_all(status_clients).await;
-                record(figure8::cut_short(k))?;
+                // The round may have left a pause armed (and a node killed: the final heal
+                // restarts it).
+                script::disarm_all(status_clients).await;
+                record(script::cut_short(script, k))?;
                 break;
             }
             tokio::select! {

@@ -318,23 +318,33 @@ impl Workload {
                 message: e.0.clone(),
             })?;
         }
-        if self.nemesis.as_ref().and_then(|n| n.script) == Some(Script::Figure8) {
+        if let Some(script) = self.nemesis.as_ref().and_then(|n| n.script) {
             if self.target != Target::Raftkv {
                 return bad(
                     "nemesis.script",
-                    "figure-8 arms raftkv's failpoints over HTTP; it runs against raftkv only",
+                    &format!(
+                        "{script} arms raftkv's failpoints over HTTP; it runs against raftkv only"
+                    ),
                 );
             }
             if self.nodes != 3 {
                 return bad(
                     "nemesis.script",
-                    &format!("figure-8 needs exactly 3 nodes, not {}", self.nodes),
+                    &format!("{script} needs exactly 3 nodes, not {}", self.nodes),
                 );
             }
             if !self.node.args.iter().any(|a| a == "--failpoint-api") {
                 return bad(
                     "nemesis.script",
-                    "figure-8 needs `--failpoint-api` in `node.args` (raftkv refuses run-time failpoints without it)",
+                    &format!(
+                        "{script} needs `--failpoint-api` in `node.args` (raftkv refuses run-time failpoints without it)"
+                    ),
+                );
+            }
+            if script == Script::Revote && self.node.args.iter().any(|a| a == "--failpoint") {
+                return bad(
+                    "nemesis.script",
+                    "revote arms `after-vote` itself, once per round: `--failpoint` in `node.args` would crash every restarted voter again",
                 );
             }
         }
@@ -502,6 +512,32 @@ write = 1
             let err = parse(&toml, "w.toml").unwrap_err().to_string();
             assert!(
                 err.contains(says) && err.contains("w.toml"),
+                "{toml}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_revote_script_has_the_same_needs_and_arms_after_vote_itself() {
+        let script = "[nemesis]\nscript = \"revote\"\n";
+        let api = "[node]\nargs = [\"--failpoint-api\"]\n";
+        let w = parse(&format!("{GOOD}\n{script}{api}"), "w.toml").unwrap();
+        assert_eq!(w.nemesis.unwrap().script, Some(Script::Revote));
+        let cli = "[node]\nargs = [\"--failpoint-api\", \"--failpoint\", \"after-vote\"]\n";
+        for (toml, says) in [
+            (
+                format!("{GOOD}\n{script}"),
+                "revote needs `--failpoint-api`",
+            ),
+            (
+                format!("nodes = 5\n{GOOD}\n{script}{api}"),
+                "revote needs exactly 3 nodes",
+            ),
+            (format!("{GOOD}\n{script}{cli}"), "every restarted voter"),
+        ] {
+            let err = parse(&toml, "w.toml").unwrap_err().to_string();
+            assert!(
+                err.contains(says) && err.contains("nemesis.script"),
                 "{toml}: {err}"
             );
         }

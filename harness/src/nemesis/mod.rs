@@ -28,7 +28,9 @@
 pub mod clock;
 pub mod figure8;
 pub mod grudge;
+pub mod revote;
 pub mod schedule;
+pub mod script;
 pub mod spec;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -144,6 +144,13 @@ named_enum!(
         /// the second its vote.
         #[serde(rename = "figure-8")]
         Figure8 => "figure-8",
+        /// A voter asked again in the same term after a crash, on three raftkv nodes with
+        /// run-time failpoints: the leader is killed; the next leader pauses before its first
+        /// entry leaves, while the node that voted for it crashes right after its vote; the
+        /// old leader comes back and, with the restarted voter, elects a leader; then the
+        /// paused one is released. A voter that remembers its vote grants none in that term
+        /// again, so the second leader's term is later and the first steps down.
+        Revote => "revote",
     }
 );
 
