@@ -120,7 +120,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     let w = &opts.workload;
     let dir = RunDir::create(&opts.results, &w.name)
         .with_context(|| format!("creating a run folder in {}", opts.results.display()))?;
-    let run_id = format!("{}-{}", w.name, dir.stamp.to_lowercase());
+    // The stamp is unique among this results folder's runs only: two Faultline processes that
+    // start the same workload within a second (a matrix beside a run) would otherwise share
+    // Docker names, and the engine accepts a second network of the same name.
+    let run_id = format!(
+        "{}-{}-{:04x}",
+        w.name,
+        dir.stamp.to_lowercase(),
+        rand::random::<u16>()
+    );
     eprintln!(
         "faultline: run {} of '{}' with seed {} -> {}",
         run_id,
@@ -374,9 +382,18 @@ async fn run_cluster(
     let status_http = HttpClient::new(Duration::from_millis(500));
     let clients = db::clients_for(db, &cluster, &http);
     let status_clients = db::clients_for(db, &cluster, &status_http);
-    let leader = db::await_ready(&status_clients, Duration::from_secs(30))
-        .await
-        .map_err(|e| anyhow::anyhow!("the cluster did not become ready: {e}"))?;
+    let leader = match db::await_ready(&status_clients, Duration::from_secs(30)).await {
+        Ok(l) => l,
+        Err(e) => {
+            // The node logs say why (a crash at boot, a bad flag): keep them.
+            drop(restarter);
+            collect_logs(&cluster, dir, restarts.load(Ordering::Relaxed)).await;
+            anyhow::bail!(
+                "the cluster did not become ready: {e} (node logs in {})",
+                dir.path.join("nodes").display()
+            );
+        }
+    };
     eprintln!(
         "faultline: {} nodes up, {leader} leads, {:.1} s after boot",
         w.nodes,

@@ -111,7 +111,10 @@ pub async fn clean(docker: &Docker, run_id: Option<&str>) -> Result<Leftovers, C
         .ctx(|| format!("listing networks labelled {label}"))?;
     for n in networks {
         let Some(name) = n.name else { continue };
-        match docker.remove_network(&name).await {
+        // By id: the engine may hold two networks of one name (created at the same moment),
+        // and then refuses the name as ambiguous.
+        let id = n.id.unwrap_or_else(|| name.clone());
+        match docker.remove_network(&id).await {
             Ok(()) => out.networks.push(name),
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e).ctx(|| format!("removing network {name}")),
