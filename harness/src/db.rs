@@ -85,7 +85,7 @@ impl Db for Raftkv {
             name,
             image: self.image.clone(),
             entrypoint: None,
-            restart_on_failure: cmd.iter().any(|a| a == "--failpoint"),
+            restart_on_failure: arms_failpoints(&cmd),
             cmd,
             data_dir: "/data".into(),
         }
@@ -253,9 +253,40 @@ pub fn clients_for(db: &dyn Db, cluster: &Cluster, http: &HttpClient) -> Vec<(St
         .collect()
 }
 
+/// Whether a raftkv command line can make the node exit at a failpoint: armed at start
+/// (`--failpoint`) or over HTTP (`--failpoint-api`, as the nemesis scripts do).
+fn arms_failpoints(cmd: &[String]) -> bool {
+    cmd.iter()
+        .any(|a| a == "--failpoint" || a == "--failpoint-api")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_armed_at_start_or_over_http_come_back_after_a_failpoint_exit() {
+        let args = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(arms_failpoints(&args(&[
+            "--id",
+            "1",
+            "--failpoint",
+            "after-vote"
+        ])));
+        assert!(arms_failpoints(&args(&[
+            "--failpoint-api",
+            "--pre-vote",
+            "false"
+        ])));
+        assert!(!arms_failpoints(&args(&[
+            "--id",
+            "1",
+            "--bug",
+            "forget-vote"
+        ])));
+        // A value that merely looks like the flag is not the flag.
+        assert!(!arms_failpoints(&args(&["--data-dir", "/failpoint"])));
+    }
 
     fn status(role: &str, term: u64) -> Result<Status, String> {
         Ok(Status {
