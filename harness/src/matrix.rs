@@ -128,7 +128,8 @@ pub struct MatrixArgs {
 pub struct Cell {
     /// The seed.
     pub seed: u64,
-    /// `valid`, `invalid`, `unknown`, or `error` (the harness failed; see `note`).
+    /// `valid`, `invalid`, `unknown`, `error` (the harness failed; see `note`), or
+    /// `interrupted` (Ctrl-C: the matrix stopped there).
     pub verdict: String,
     /// Seconds from run start to the completion of the counterexample's operation.
     pub first_anomaly_s: Option<f64>,
@@ -153,9 +154,12 @@ impl RowResult {
         self.cells.iter().filter(|c| c.verdict == "invalid").count()
     }
 
-    /// Runs that finished with a verdict (not a harness error).
+    /// Runs that finished with a verdict (not a harness error, not interrupted).
     pub fn finished(&self) -> usize {
-        self.cells.iter().filter(|c| c.verdict != "error").count()
+        self.cells
+            .iter()
+            .filter(|c| c.verdict != "error" && c.verdict != INTERRUPTED)
+            .count()
     }
 
     /// Median seconds to the first anomaly over the runs that found one.
@@ -196,7 +200,11 @@ pub fn first_anomaly(dir: &Path, outcome: &runner::RunOutcome) -> Option<f64> {
         .map(|ns| ns as f64 / 1e9)
 }
 
-/// Runs the matrix; the exit code is 1 when a control row raised a false alarm, else 0.
+/// The verdict of a run stopped by Ctrl-C; the matrix stops after it.
+const INTERRUPTED: &str = "interrupted";
+
+/// Runs the matrix; the exit code is 1 when a control row raised a false alarm, 130 when
+/// Ctrl-C stopped it (the outputs then hold the rows so far), else 0.
 ///
 /// # Errors
 /// When a workload file is missing or the matrix folder cannot be written. A run that fails is
@@ -247,11 +255,24 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
                     .map(|t| format!("first anomaly at {t:.1} s"))
                     .unwrap_or_default()
             );
+            let stop = cell.verdict == INTERRUPTED;
             cells.push(cell);
+            if stop {
+                break;
+            }
         }
+        let interrupted = cells.last().is_some_and(|c| c.verdict == INTERRUPTED);
         out.push(RowResult { row, cells });
         // Rewrite the outputs after every row, so an interrupted matrix still has its numbers.
         write_outputs(&dir, &command, &out)?;
+        if interrupted {
+            println!("{}", table(&out));
+            println!(
+                "matrix: interrupted; the rows so far are in {}",
+                dir.display()
+            );
+            return Ok(130);
+        }
     }
     println!("{}", table(&out));
     println!("matrix: {}", dir.join("matrix.html").display());
@@ -296,8 +317,13 @@ async fn run_cell(args: &MatrixArgs, root: &Path, dir: &Path, row: Row, seed: u6
     match runner::run(opts).await {
         Ok(outcome) => Cell {
             seed,
-            verdict: outcome.valid.as_str().to_string(),
-            first_anomaly_s: (outcome.valid == Validity::Invalid)
+            // An interrupted run's partial history may well check valid: it says nothing.
+            verdict: if outcome.interrupted {
+                INTERRUPTED.to_string()
+            } else {
+                outcome.valid.as_str().to_string()
+            },
+            first_anomaly_s: (outcome.valid == Validity::Invalid && !outcome.interrupted)
                 .then(|| first_anomaly(&outcome.dir.path, &outcome))
                 .flatten(),
             dir: outcome
@@ -461,6 +487,7 @@ mod tests {
                 cell(2, "valid", None),
                 cell(3, "invalid", Some(10.0)),
                 cell(4, "error", None),
+                cell(5, INTERRUPTED, None),
             ],
         };
         assert_eq!(r.rate(), "2/3");

@@ -18,10 +18,10 @@
 //!    - With `--bug forget-vote` `V` comes back with neither: it grants `t + 1` again, and when
 //!      `t1 = t + 1` (the usual case; a split vote in step 2 makes it later) `X` and `Y` lead
 //!      the same term.
-//! 4. `Y` serves clients for [`HOLD`]; then `X` hears again and is released. Under Raft's rule its heartbeats
-//!    meet the later term and it steps down. With the bug both are leaders of `t1`: the
-//!    followers accept both (same term), each commits and serves reads from its own log, and
-//!    appends acknowledged by one are missing from the other's reads.
+//! 4. `Y` serves clients for [`HOLD`]; then `X` hears again and is released. Under Raft's
+//!    rule its heartbeats meet the later term and it steps down. With the bug both are
+//!    leaders of `t1`: the followers accept both (same term), each commits and serves reads
+//!    from its own log, and appends acknowledged by one are missing from the other's reads.
 //!
 //! Each step is bounded; a step that does not happen in time ends the round early, with `A`
 //! restarted and every failpoint the round armed disarmed. The round's `stop-revote` names
