@@ -245,6 +245,7 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
     let mut out: Vec<RowResult> = Vec::new();
     for row in rows {
         let mut cells = Vec::new();
+        let mut interrupted = false;
         for seed in args.first_seed..args.first_seed + args.seeds {
             let cell = run_cell(&args, &root, &dir, row, seed).await;
             eprintln!(
@@ -255,13 +256,12 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
                     .map(|t| format!("first anomaly at {t:.1} s"))
                     .unwrap_or_default()
             );
-            let stop = cell.verdict == INTERRUPTED;
+            interrupted = cell.verdict == INTERRUPTED;
             cells.push(cell);
-            if stop {
+            if interrupted {
                 break;
             }
         }
-        let interrupted = cells.last().is_some_and(|c| c.verdict == INTERRUPTED);
         out.push(RowResult { row, cells });
         // Rewrite the outputs after every row, so an interrupted matrix still has its numbers.
         write_outputs(&dir, &command, &out)?;

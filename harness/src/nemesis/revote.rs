@@ -91,20 +91,23 @@ async fn steps(
         apply(r, nemesis, &Action::Stop(FaultKind::Kill), ctx).await?;
         return Ok(Err(format!("could not kill {a}")));
     }
-    // 2.
-    let first = r.paused_at(&others, BEFORE_SEND, STEP).await;
+    // 2. (The voter `V` is the follower that did not win.)
+    let first = r
+        .paused_at(&others, BEFORE_SEND, STEP)
+        .await
+        .map(|(x, t1)| {
+            let v = others
+                .iter()
+                .find(|o| **o != x)
+                .expect("three nodes")
+                .clone();
+            (x, t1, v)
+        });
     let mut deaf = false;
-    if let Some((x, _)) = &first {
+    if let Some((x, _, v)) = &first {
         // Deaf `X` (see step 2 above): its connect attempts to `A` never complete, and its
         // paused loop sends nothing new.
-        let order = vec![
-            x.clone(),
-            a.to_string(),
-            r.others(x)
-                .into_iter()
-                .find(|n| n != a)
-                .expect("three nodes"),
-        ];
+        let order = vec![x.clone(), a.to_string(), v.clone()];
         let cut = Action::Start(Fault::Partition {
             kind: PartitionKind::OneWay,
             order,
@@ -114,21 +117,21 @@ async fn steps(
     // 3. (`A` comes back whatever happened.)
     let restarted = apply(r, nemesis, &Action::Stop(FaultKind::Kill), ctx).await?;
     let second = match &first {
-        Some((x, _)) if deaf && restarted => r.new_leader(x, t, STEP).await,
+        Some((x, ..)) if deaf && restarted => r.new_leader(x, t, STEP).await,
         _ => None,
     };
     // 4.
     if second.is_some() {
         tokio::time::sleep(HOLD).await;
     }
-    if let Some((x, _)) = &first {
+    if let Some((x, ..)) = &first {
         r.disarm(x, AFTER_VOTE, "the first leader votes no more")
             .await?;
         apply(r, nemesis, &Action::Stop(FaultKind::Partition), ctx).await?;
         r.disarm(x, BEFORE_SEND, "the first leader comes back")
             .await?;
     }
-    let Some((x, t1)) = first else {
+    let Some((x, t1, v)) = first else {
         return Ok(Err(format!("no leader after {a}'s term {t} paused")));
     };
     if !deaf {
@@ -142,11 +145,6 @@ async fn steps(
             "no leader besides the paused {x} after {a} came back"
         )));
     };
-    let v = r
-        .others(&x)
-        .into_iter()
-        .find(|n| n != a)
-        .expect("three nodes");
     Ok(Ok(json!({
         "old-leader": a,
         "old-term": t,
