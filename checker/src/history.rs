@@ -12,13 +12,17 @@ use serde_json::Value;
 
 use crate::Error;
 
-/// Who issued an op: a client process (by number) or the nemesis.
+/// Who issued an op: a client process (by number), the nemesis, or the watch recorder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Process {
     /// A client process. After an `info` completion a client continues under a fresh number.
     Client(u64),
     /// The fault injector. Its ops are kept for reports but never checked.
     Nemesis,
+    /// The recorder of etcd watch responses (`"process":"watch"`): `info` lines with no
+    /// invocation, one per response a watcher received. Only the watch checker reads them;
+    /// they are neither client operations nor faults.
+    Watch,
 }
 
 impl std::fmt::Display for Process {
@@ -26,6 +30,7 @@ impl std::fmt::Display for Process {
         match self {
             Process::Client(p) => write!(f, "{p}"),
             Process::Nemesis => f.write_str("nemesis"),
+            Process::Watch => f.write_str("watch"),
         }
     }
 }
@@ -35,6 +40,7 @@ impl Serialize for Process {
         match self {
             Process::Client(p) => s.serialize_u64(*p),
             Process::Nemesis => s.serialize_str("nemesis"),
+            Process::Watch => s.serialize_str("watch"),
         }
     }
 }
@@ -47,7 +53,7 @@ impl<'de> Deserialize<'de> for Process {
 }
 
 impl Process {
-    /// Reads a process from JSON: a non-negative integer or the string `"nemesis"`.
+    /// Reads a process from JSON: a non-negative integer or the string `"nemesis"` or `"watch"`.
     pub fn from_json(v: &Value) -> Result<Process, String> {
         match v {
             Value::Number(n) => n
@@ -55,8 +61,9 @@ impl Process {
                 .map(Process::Client)
                 .ok_or_else(|| format!("field \"process\": {n} is not a non-negative integer")),
             Value::String(s) if s == "nemesis" => Ok(Process::Nemesis),
+            Value::String(s) if s == "watch" => Ok(Process::Watch),
             other => Err(format!(
-                "field \"process\": expected an integer or \"nemesis\", got {other}"
+                "field \"process\": expected an integer, \"nemesis\" or \"watch\", got {other}"
             )),
         }
     }
@@ -196,6 +203,7 @@ impl History {
             message,
         };
         for (pos, op) in ops.iter().enumerate() {
+            // Nemesis and watch lines are events, not invocations: nothing to pair.
             let Process::Client(p) = op.process else {
                 continue;
             };
@@ -288,12 +296,17 @@ impl History {
     pub fn has_keys(&self) -> bool {
         self.ops
             .iter()
-            .any(|o| o.key.is_some() && o.process != Process::Nemesis)
+            .any(|o| o.key.is_some() && matches!(o.process, Process::Client(_)))
     }
 
     /// The nemesis ops, for reports.
     pub fn nemesis_ops(&self) -> impl Iterator<Item = &Op> {
         self.ops.iter().filter(|o| o.process == Process::Nemesis)
+    }
+
+    /// The watch recorder's lines (`"process":"watch"`), for the watch checker.
+    pub fn watch_ops(&self) -> impl Iterator<Item = &Op> {
+        self.ops.iter().filter(|o| o.process == Process::Watch)
     }
 }
 
@@ -374,5 +387,43 @@ mod tests {
         assert_eq!(h.ops.len(), 2);
         assert_eq!(h.operations.len(), 1);
         assert_eq!(h.nemesis_ops().count(), 1);
+    }
+
+    #[test]
+    fn watch_lines_are_neither_operations_nor_faults() {
+        let text = concat!(
+            r#"{"index":0,"time":1,"process":1,"type":"invoke","f":"put","key":"/k","value":{"value":1}}"#,
+            "\n",
+            r#"{"index":1,"time":2,"process":"watch","type":"info","f":"watch-events","node":"n1","value":{"watcher":"w1","stream":1,"revision":5,"events":[]}}"#,
+            "\n",
+            r#"{"index":2,"time":3,"process":1,"type":"ok","f":"put","key":"/k","value":{"value":1,"revision":5}}"#,
+            "\n",
+        );
+        let h = crate::parse_history(text, false).unwrap();
+        assert_eq!(h.ops[1].process, Process::Watch);
+        assert_eq!(
+            h.operations.len(),
+            1,
+            "the put, paired across the watch line"
+        );
+        assert_eq!(h.operations[0].complete, Some(2));
+        assert_eq!(h.nemesis_ops().count(), 0);
+        assert_eq!(h.watch_ops().count(), 1);
+        let s = crate::stats(&h);
+        assert_eq!((s.total.count, s.nemesis_ops, s.watch_ops), (1, 0, 1));
+        assert!(crate::availability::nemesis_intervals(&h).is_empty());
+        assert_eq!(crate::perf::op_points(&h).len(), 1);
+        assert_eq!(serde_json::to_value(Process::Watch).unwrap(), "watch");
+        assert_eq!(
+            Process::from_json(&serde_json::json!("watch")),
+            Ok(Process::Watch)
+        );
+        // The field-by-field reader (here for an `error` the fast reader refuses) reads it too.
+        let (ops, _) = crate::parse_jsonl(
+            r#"{"time":1,"process":"watch","type":"info","f":"watch-broken","value":{"watcher":"w1","stream":1},"error":["unavailable"]}"#,
+        )
+        .unwrap();
+        assert_eq!(ops[0].process, Process::Watch);
+        assert_eq!(ops[0].error.as_deref(), Some("unavailable"));
     }
 }

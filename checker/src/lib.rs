@@ -11,6 +11,10 @@
 //! - [`perf`]: latency per op, latency quantiles per window, throughput per second ([`Perf`]).
 //! - [`availability`]: nemesis intervals, availability per second, recovery after faults,
 //!   the leader timeline.
+//! - [`watch`]: etcd's watch guarantees (ordered, unique, reliable, atomic, resumable,
+//!   bookmarkable) and agreement with the writes, over the watch recorder's lines
+//!   ([`check_watch`]).
+//! - `lease`: leases kept alive are not revoked early, nor their keys lost ([`check_lease`]).
 //! - [`plot`]: the report's SVG plots (plotters), nemesis intervals shaded.
 //! - [`report`]: `report.html`, the results index and `compare.html`, self-contained HTML.
 //!
@@ -24,6 +28,15 @@
 //! std::process::exit(results.valid.exit_code());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Or, letting the history's content pick the checker (watch lines: the watch checker; lease
+//! grants: the lease checker; otherwise linearizability):
+//! ```no_run
+//! let history = faultline_checker::read_history("results/x/history.jsonl".as_ref())?;
+//! let results = faultline_checker::check_history(&history, &Default::default())?;
+//! std::process::exit(results.valid.exit_code());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod availability;
@@ -31,22 +44,29 @@ mod counterexample;
 mod error;
 mod format;
 pub mod history;
+mod lease;
 mod linearizable;
 pub mod model;
 pub mod perf;
 pub mod plot;
 pub mod report;
 mod stats;
+pub mod watch;
 
 pub use availability::{StatusSample, parse_status};
 pub use counterexample::{Counterexample, OpSummary};
 pub use error::Error;
 pub use format::{parse_edn, parse_edn_value, parse_history, parse_jsonl, read_history};
 pub use history::{History, Op, OpType, Operation, Outcome, Process};
+pub use lease::{
+    LeaseCounts, LeaseOpView, LeaseOptions, LeaseResult, LeaseViolation, LeaseViolationKind,
+    check_lease,
+};
 pub use linearizable::{CheckOptions, CheckResult, KeyResult, check, check_with};
 pub use model::{Model, ModelKind};
 pub use perf::Perf;
 pub use stats::{Counts, Stats, stats};
+pub use watch::{Guarantee, WatchResult, WatchViolation, check_watch};
 
 use serde::{Deserialize, Serialize};
 
@@ -92,27 +112,128 @@ impl std::fmt::Display for Validity {
     }
 }
 
-/// What a run's `results.json` holds: the overall verdict, the linearizability result and
-/// the stats. `valid` is the linearizability verdict (stats are informational).
+/// What a run's `results.json` holds: the overall verdict, the result of each checker that ran
+/// (absent ones are left out of the JSON) and the stats. `valid` is the worst verdict of the
+/// checkers present (stats are informational).
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
     /// The overall verdict.
     pub valid: Validity,
     /// The linearizability check.
-    pub linearizable: CheckResult,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linearizable: Option<CheckResult>,
+    /// The watch guarantees check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchResult>,
+    /// The lease check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseResult>,
     /// Outcome counts.
     pub stats: Stats,
 }
 
 impl Results {
-    /// Bundles a check result with the history's stats.
+    /// Bundles a linearizability result with the history's stats.
     pub fn new(linearizable: CheckResult, stats: Stats) -> Results {
+        Results::bundle(Some(linearizable), None, None, stats)
+    }
+
+    /// Bundles a watch result with the history's stats.
+    pub fn from_watch(watch: WatchResult, stats: Stats) -> Results {
+        Results::bundle(None, Some(watch), None, stats)
+    }
+
+    /// Bundles a lease result with the history's stats.
+    pub fn from_lease(lease: LeaseResult, stats: Stats) -> Results {
+        Results::bundle(None, None, Some(lease), stats)
+    }
+
+    /// One line per anomaly family found, for terminals and the matrix: the counterexample's
+    /// message, or per broken watch guarantee (or lease violation kind) its count and the first
+    /// violation's message with its watcher and member. Empty when nothing was found.
+    pub fn anomaly_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(c) = self.linearizable.as_ref().and_then(|l| l.counterexample()) {
+            out.push(c.message.clone());
+        }
+        if let Some(w) = &self.watch {
+            for g in w.guarantees.iter().filter(|g| g.violations > 0) {
+                let first = w.violations.iter().find(|v| v.guarantee == g.name);
+                let detail = first.map_or(String::new(), |v| {
+                    format!(
+                        "; first: {} (watcher {} on {}, stream {}, {:.2} s)",
+                        v.message,
+                        v.watcher,
+                        v.member.as_deref().unwrap_or("?"),
+                        v.stream,
+                        v.time.unwrap_or(0) as f64 / 1e9
+                    )
+                });
+                out.push(format!(
+                    "watch {}: {} violation{}{detail}",
+                    g.name.name(),
+                    g.violations,
+                    if g.violations == 1 { "" } else { "s" }
+                ));
+            }
+        }
+        if let Some(l) = &self.lease {
+            for (kind, n) in l.violation_counts.iter().filter(|(_, n)| **n > 0) {
+                let first = l.violations.iter().find(|v| v.kind == *kind);
+                let detail = first.map_or(String::new(), |v| {
+                    format!("; first: {} ({:.2} s)", v.message, v.time as f64 / 1e9)
+                });
+                out.push(format!(
+                    "lease {}: {n} violation{}{detail}",
+                    kind.name(),
+                    if *n == 1 { "" } else { "s" }
+                ));
+            }
+        }
+        out
+    }
+
+    fn bundle(
+        linearizable: Option<CheckResult>,
+        watch: Option<WatchResult>,
+        lease: Option<LeaseResult>,
+        stats: Stats,
+    ) -> Results {
+        let valid = [
+            linearizable.as_ref().map(|r| r.valid),
+            watch.as_ref().map(|r| r.valid),
+            lease.as_ref().map(|r| r.valid),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(Validity::Unknown);
         Results {
-            valid: linearizable.valid,
+            valid,
             linearizable,
+            watch,
+            lease,
             stats,
         }
     }
+}
+
+/// Checks a history with the checker its content calls for: any watch line (`"process":"watch"`)
+/// means the watch checker ([`check_watch`]); otherwise any `lease-grant` means the lease checker
+/// ([`check_lease`], default options); otherwise linearizability ([`check`] with `opts`).
+///
+/// # Errors
+/// As [`check`], when linearizability is checked.
+pub fn check_history(history: &History, opts: &CheckOptions) -> Result<Results, Error> {
+    let stats = stats(history);
+    if history.watch_ops().next().is_some() {
+        return Ok(Results::from_watch(check_watch(history), stats));
+    }
+    if history.ops.iter().any(|o| o.f == "lease-grant") {
+        let lease = check_lease(history, &LeaseOptions::default());
+        return Ok(Results::from_lease(lease, stats));
+    }
+    Ok(Results::new(check(history, opts)?, stats))
 }
 
 #[cfg(test)]
@@ -124,5 +245,54 @@ mod tests {
         assert_eq!([Valid, Unknown, Valid].into_iter().max(), Some(Unknown));
         assert_eq!([Unknown, Invalid, Valid].into_iter().max(), Some(Invalid));
         assert!(Valid < Unknown && Unknown < Invalid);
+    }
+
+    fn history(lines: &[&str]) -> crate::History {
+        crate::parse_history(&(lines.join("\n") + "\n"), false).unwrap()
+    }
+
+    #[test]
+    fn check_history_picks_the_checker_by_content() {
+        let put = [
+            r#"{"index":0,"time":1,"process":1,"type":"invoke","f":"put","key":"/k","value":{"value":1}}"#,
+            r#"{"index":1,"time":2,"process":1,"type":"ok","f":"put","key":"/k","value":{"value":1,"revision":5}}"#,
+        ];
+        let opts = crate::CheckOptions::default();
+
+        let r = crate::check_history(&history(&put), &opts).unwrap();
+        assert!(r.linearizable.is_some() && r.watch.is_none() && r.lease.is_none());
+        assert_eq!(r.valid, Valid);
+
+        let mut watched = put.to_vec();
+        watched.push(r#"{"index":2,"time":3,"process":"watch","type":"info","f":"watch-events","node":"n1","value":{"watcher":"w1","stream":1,"revision":5,"events":[{"type":"put","key":"/k","value":1,"mod-revision":5}]}}"#);
+        let r = crate::check_history(&history(&watched), &opts).unwrap();
+        assert!(r.linearizable.is_none() && r.lease.is_none());
+        assert_eq!(r.watch.as_ref().unwrap().counts.events, 1);
+        assert_eq!(r.valid, Valid);
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json.get("linearizable").is_none() && json.get("lease").is_none());
+        assert_eq!(json["watch"]["valid"], "valid");
+        assert_eq!(json["stats"]["watch_ops"], 1);
+
+        let leased = [
+            r#"{"index":0,"time":1,"process":1,"type":"invoke","f":"lease-grant","value":{"ttl":5}}"#,
+            r#"{"index":1,"time":2,"process":1,"type":"ok","f":"lease-grant","value":{"lease":7,"ttl":5}}"#,
+        ];
+        let r = crate::check_history(&history(&leased), &opts).unwrap();
+        assert!(r.linearizable.is_none() && r.watch.is_none());
+        assert_eq!(r.lease.as_ref().unwrap().counts.grants, 1);
+        assert_eq!(r.valid, Valid);
+    }
+
+    #[test]
+    fn the_overall_verdict_is_the_worst_present() {
+        let h = history(&[
+            r#"{"index":0,"time":1,"process":"watch","type":"info","f":"watch-open","value":{"watcher":"w1","stream":1,"from":"now","start-revision":0}}"#,
+        ]);
+        let r = crate::Results::from_watch(crate::check_watch(&h), crate::stats(&h));
+        assert_eq!(
+            r.valid, Unknown,
+            "a watch that received nothing decides nothing"
+        );
     }
 }

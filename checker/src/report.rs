@@ -45,6 +45,9 @@ svg{max-width:100%;height:auto;display:block;margin:.5em 0}
 #tl-box{background:#fff;border:1px solid #e5e5e5;overflow-y:auto;max-height:640px}
 #tl{width:100%;display:block;cursor:grab}
 button{margin-right:.3em}
+tr.bad td{background:#fbe0d0}tr.hl td{background:#fff1bf}
+table.pair{width:100%;table-layout:fixed}table.pair>tbody>tr>td{width:50%}
+.violation{border-left:4px solid #D55E00;padding:.1em 0 .1em .8em;margin:1.2em 0}
 "#;
 
 /// Records script errors from the very first line, so a test can read them from the DOM.
@@ -138,12 +141,14 @@ pub fn run_html(r: &RunReport<'_>) -> String {
     );
     let mut b = String::new();
     let _ = write!(b, "<h1>Faultline report: {}</h1>", escape(r.name));
-    if let Some(reason) = r
-        .results
-        .pointer("/linearizable/reason")
-        .and_then(Value::as_str)
-    {
-        let _ = write!(b, "<p>{}</p>", escape(reason));
+    for checker in ["linearizable", "watch", "lease"] {
+        if let Some(reason) = r
+            .results
+            .pointer(&format!("/{checker}/reason"))
+            .and_then(Value::as_str)
+        {
+            let _ = write!(b, "<p>{}</p>", escape(reason));
+        }
     }
     what_ran(&mut b, r.run);
     headline(&mut b, r.perf);
@@ -169,22 +174,32 @@ pub fn run_html(r: &RunReport<'_>) -> String {
         let _ = write!(b, "<div class=\"plot\">{svg}</div>");
     }
     recovery_table(&mut b, r.perf);
-    anomalies(&mut b, r.results, r.counterexample_svg);
-    keys_table(&mut b, r.results);
+    if let Some(w) = r.results.get("watch") {
+        watch_section(&mut b, w);
+    }
+    if let Some(l) = r.results.get("lease") {
+        lease_section(&mut b, l);
+    }
+    // Histories checked for watches or leases only have no linearizability result.
+    if r.results.get("linearizable").is_some() {
+        anomalies(&mut b, r.results, r.counterexample_svg);
+        keys_table(&mut b, r.results);
+    }
     timeline(&mut b, r.perf);
     b.push_str("<h2 id=\"files\">Files</h2><ul>");
     for f in r.files {
         let _ = write!(b, "<li><a href=\"{0}\">{0}</a></li>", escape(f));
     }
     b.push_str("</ul>");
-    if let Some(w) = r
-        .results
-        .pointer("/linearizable/warnings")
-        .and_then(Value::as_array)
-        && !w.is_empty()
-    {
+    let warnings: Vec<&Value> = ["linearizable", "watch", "lease"]
+        .iter()
+        .filter_map(|c| r.results.pointer(&format!("/{c}/warnings")))
+        .filter_map(Value::as_array)
+        .flatten()
+        .collect();
+    if !warnings.is_empty() {
         b.push_str("<h2>Warnings</h2><ul>");
-        for x in w {
+        for x in warnings {
             let _ = write!(b, "<li>{}</li>", escape(x.as_str().unwrap_or_default()));
         }
         b.push_str("</ul>");
@@ -474,6 +489,233 @@ fn keys_table(b: &mut String, results: &Value) {
     b.push_str("</table>");
 }
 
+/// Seconds, from a JSON number of nanoseconds (`-` when absent).
+fn secs(v: Option<&Value>) -> String {
+    v.and_then(Value::as_f64)
+        .map_or("-".into(), |t| format!("{:.3}", t / 1e9))
+}
+
+/// A cell's text: strings as they are, other JSON as JSON, absent as empty.
+fn text(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(x)) => x.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The "Watch guarantees" section: one row per guarantee, then each listed violation with the
+/// offending response beside the one before it.
+fn watch_section(b: &mut String, w: &Value) {
+    let c = &w["counts"];
+    let _ = write!(
+        b,
+        "<h2 id=\"watch\">Watch guarantees</h2><p>{} &middot; {} watchers, {} streams ({} resumed, \
+{} canceled by compaction, {} broken), {} responses, {} events, {} progress notifications; \
+{} acknowledged writes. Checked in {} ms.</p>",
+        badge(&s(w, &["valid"])),
+        s(c, &["watchers"]),
+        s(c, &["streams"]),
+        s(c, &["resumes"]),
+        s(c, &["compactions"]),
+        s(c, &["broken"]),
+        s(c, &["responses"]),
+        s(c, &["events"]),
+        s(c, &["progress_notifications"]),
+        s(c, &["acknowledged_writes"]),
+        w.get("elapsed_ms")
+            .and_then(Value::as_f64)
+            .map_or("-".into(), ms),
+    );
+    b.push_str(
+        "<table id=\"watch-guarantees\"><tr><th>guarantee</th><th>promise</th><th>streams</th>\
+<th>events checked</th><th>violations</th></tr>",
+    );
+    for g in w["guarantees"].as_array().into_iter().flatten() {
+        let bad = g["violations"].as_u64().unwrap_or(0) > 0;
+        let _ = write!(
+            b,
+            "<tr{}><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td></tr>",
+            if bad { " class=\"bad\"" } else { "" },
+            escape(&s(g, &["name"])),
+            escape(&s(g, &["promise"])),
+            s(g, &["streams"]),
+            s(g, &["events"]),
+            s(g, &["violations"]),
+        );
+    }
+    b.push_str("</table>");
+    let list = w["violations"].as_array().cloned().unwrap_or_default();
+    let total: u64 = w["guarantees"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["violations"].as_u64())
+        .sum();
+    if list.len() as u64 != total {
+        let _ = write!(
+            b,
+            "<p class=\"muted\">Listed: the earliest violations of each guarantee, {} of {total}.</p>",
+            list.len()
+        );
+    }
+    for v in &list {
+        let _ = write!(
+            b,
+            "<div class=\"violation\"><h3>{}: watcher {} on {}, stream {}, at {} s (index {})</h3><p>{}</p>",
+            escape(&s(v, &["guarantee"])),
+            escape(&s(v, &["watcher"])),
+            escape(&text(v.get("member"))),
+            s(v, &["stream"]),
+            secs(v.get("time")),
+            s(v, &["index"]),
+            escape(&s(v, &["message"])),
+        );
+        let event = v.get("event").filter(|e| !e.is_null());
+        let in_response = |r: &Value| {
+            event.is_some_and(|e| {
+                r["events"]
+                    .as_array()
+                    .is_some_and(|evs| evs.iter().any(|x| x == e))
+            })
+        };
+        if let Some(e) = event
+            && !v.get("response").is_some_and(in_response)
+        {
+            let _ = write!(
+                b,
+                "<p>The event: <code>{}</code></p>",
+                escape(&e.to_string())
+            );
+        }
+        b.push_str(
+            "<table class=\"pair\"><tr><th>previous on this stream</th><th>offending</th></tr><tr>",
+        );
+        for side in ["previous", "response"] {
+            b.push_str("<td>");
+            match v.get(side).filter(|r| !r.is_null()) {
+                Some(r) => response_table(b, r, event),
+                None => b.push_str("<p class=\"muted\">none</p>"),
+            }
+            b.push_str("</td>");
+        }
+        b.push_str("</tr></table></div>");
+    }
+}
+
+/// A watch response: its header, then its events (the offending one highlighted).
+fn response_table(b: &mut String, r: &Value, offending: Option<&Value>) {
+    let _ = write!(
+        b,
+        "<p><b>{}</b>, stream {}, header revision {}, at {} s (index {}) on {}</p>",
+        escape(&s(r, &["f"])),
+        s(r, &["stream"]),
+        escape(&text(r.get("revision"))),
+        secs(r.get("time")),
+        s(r, &["index"]),
+        escape(&text(r.get("node"))),
+    );
+    let events = r["events"].as_array().cloned().unwrap_or_default();
+    if events.is_empty() {
+        return;
+    }
+    let total = r["events_total"].as_u64().unwrap_or(events.len() as u64);
+    let from = r["events_from"].as_u64().unwrap_or(0);
+    if total > events.len() as u64 {
+        let _ = write!(
+            b,
+            "<p class=\"muted\">events {}..{} of {total}</p>",
+            from + 1,
+            from + events.len() as u64
+        );
+    }
+    b.push_str("<table><tr><th>type</th><th>key</th><th>value</th><th>mod-revision</th></tr>");
+    for e in &events {
+        let _ = write!(
+            b,
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td class=num>{}</td></tr>",
+            if Some(e) == offending {
+                " class=\"hl\""
+            } else {
+                ""
+            },
+            escape(&text(e.get("type"))),
+            escape(&text(e.get("key"))),
+            escape(&text(e.get("value"))),
+            escape(&text(e.get("mod-revision"))),
+        );
+    }
+    b.push_str("</table>");
+}
+
+/// The "Lease guarantees" section: counts, then each listed violation with the promise beside
+/// the observation.
+fn lease_section(b: &mut String, l: &Value) {
+    let c = &l["counts"];
+    let _ = write!(
+        b,
+        "<h2 id=\"lease\">Lease guarantees</h2><p>{} &middot; {} leases, {} grants, {} keepalives \
+acknowledged, {} observations of a lease or key gone; tolerance {} ms.</p>\
+<p class=\"muted\">An acknowledged grant or keepalive invoked at t with TTL T promises the lease \
+lives until at least t + T; an observation that it is gone completing before that (less the \
+tolerance) is a violation.</p>",
+        badge(&s(l, &["valid"])),
+        s(c, &["leases"]),
+        s(c, &["grants"]),
+        s(c, &["keepalives_ok"]),
+        s(c, &["observations"]),
+        s(l, &["tolerance_ms"]),
+    );
+    if let Some(kinds) = l["violation_counts"].as_object()
+        && !kinds.is_empty()
+    {
+        b.push_str("<table id=\"lease-kinds\"><tr><th>violation</th><th>count</th></tr>");
+        for (k, n) in kinds {
+            let _ = write!(
+                b,
+                "<tr class=\"bad\"><td>{}</td><td class=num>{n}</td></tr>",
+                escape(k)
+            );
+        }
+        b.push_str("</table>");
+    }
+    for v in l["violations"].as_array().into_iter().flatten() {
+        let _ = write!(
+            b,
+            "<div class=\"violation\"><h3>{}: lease {} at {} s, {} ms early</h3><p>{}</p>\
+<table class=\"pair\"><tr><th>promise</th><th>observation</th></tr><tr>",
+            escape(&s(v, &["kind"])),
+            s(v, &["lease"]),
+            secs(v.get("time")),
+            v["early_ms"].as_f64().map_or("-".into(), ms),
+            escape(&s(v, &["message"])),
+        );
+        for side in ["promise", "observation"] {
+            let o = &v[side];
+            let _ = write!(b, "<td><table>");
+            let mut rows = vec![
+                ("f", text(o.get("f"))),
+                ("process", text(o.get("process"))),
+                ("node", text(o.get("node"))),
+                ("key", text(o.get("key"))),
+                ("invoked s", secs(o.get("invoke_time"))),
+                ("completed s", secs(o.get("complete_time"))),
+                ("index", text(o.get("invoke_index"))),
+                ("answer", text(o.get("value"))),
+                ("error", text(o.get("error"))),
+            ];
+            if side == "promise" {
+                rows.push(("promised until s", secs(v.get("promised_until"))));
+            }
+            for (k, x) in rows.into_iter().filter(|r| !r.1.is_empty()) {
+                let _ = write!(b, "<tr><th>{k}</th><td>{}</td></tr>", escape(&x));
+            }
+            b.push_str("</table></td>");
+        }
+        b.push_str("</tr></table></div>");
+    }
+}
+
 /// Compact data for the timeline canvas: lanes by process, and per op five integers
 /// `lane, start, end, outcome, f` with times in tenths of a millisecond.
 pub fn timeline_data(p: &Perf) -> String {
@@ -682,6 +924,88 @@ mod tests {
         );
         assert!(!html.contains("src=\"http"), "no network resources");
         assert!(!html.contains("<script src"));
+    }
+
+    fn report_of(results: &Value) -> String {
+        run_html(&RunReport {
+            run: &Value::Null,
+            results,
+            perf: &perf(),
+            name: "w/1",
+            files: &[],
+            counterexample_svg: None,
+        })
+    }
+
+    #[test]
+    fn report_shows_watch_guarantees_and_violations_side_by_side() {
+        let results = serde_json::json!({
+            "valid": "invalid",
+            "watch": {"valid": "invalid", "elapsed_ms": 2.0,
+                "counts": {"watchers": 2, "streams": 3, "responses": 9, "events": 20, "progress_notifications": 4,
+                    "resumes": 1, "canceled": 0, "compactions": 0, "broken": 1, "acknowledged_writes": 7},
+                "guarantees": [
+                    {"name": "ordered", "promise": "Events are ordered.", "streams": 3, "events": 20, "violations": 0},
+                    {"name": "bookmarkable", "promise": "Progress <means> sent.", "streams": 2, "events": 5, "violations": 1}],
+                "violations": [{"guarantee": "bookmarkable", "watcher": "w1", "member": "n2", "stream": 1,
+                    "time": 1_500_000_000u64, "index": 42, "events": 1,
+                    "message": "Event put /k = 118 at revision 118 arrived after a progress notification at revision 120.",
+                    "event": {"type": "put", "key": "/k", "value": 118, "mod-revision": 118},
+                    "response": {"f": "watch-events", "index": 42, "time": 1_500_000_000u64, "stream": 1, "node": "n2", "revision": 120,
+                        "events": [{"type": "put", "key": "/k", "value": 118, "mod-revision": 118}], "events_total": 1, "events_from": 0},
+                    "previous": {"f": "watch-progress", "index": 41, "time": 1_400_000_000u64, "stream": 1, "node": "n2", "revision": 120,
+                        "events": [], "events_total": 0, "events_from": 0}}]},
+            "stats": {"by_f": {}, "total": {"count": 0, "ok": 0, "fail": 0, "info": 0}}
+        });
+        let html = report_of(&results);
+        assert!(html.contains("id=\"watch\""));
+        assert!(
+            html.contains("<tr class=\"bad\"><td>bookmarkable</td>"),
+            "the violated row"
+        );
+        assert!(html.contains("Progress &lt;means&gt; sent."));
+        assert!(html.contains("bookmarkable: watcher w1 on n2, stream 1, at 1.500 s (index 42)"));
+        assert!(html.contains("previous on this stream</th><th>offending"));
+        assert!(html.contains("<b>watch-progress</b>, stream 1, header revision 120"));
+        assert!(
+            html.contains("<tr class=\"hl\"><td>put</td><td>/k</td><td>118</td>"),
+            "the offending event"
+        );
+        assert!(
+            !html.contains("id=\"anomalies\"") && !html.contains("id=\"keys\""),
+            "no linearizability sections"
+        );
+        assert!(
+            !html.contains("src=\"http") && !html.contains("<link"),
+            "self-contained"
+        );
+    }
+
+    #[test]
+    fn report_shows_lease_promise_beside_observation() {
+        let results = serde_json::json!({
+            "valid": "invalid",
+            "lease": {"valid": "invalid", "tolerance_ms": 100.0,
+                "counts": {"leases": 1, "grants": 1, "keepalives_ok": 3, "observations": 1},
+                "violation_counts": {"revoked-while-kept-alive": 1},
+                "violations": [{"kind": "revoked-while-kept-alive", "lease": 7587, "time": 6_000_000_000u64, "index": 5,
+                    "message": "Lease 7587 was gone 2000 ms early.", "promised_until": 8_000_000_000u64, "ttl": 5, "early_ms": 2000.0,
+                    "promise": {"f": "lease-keepalive", "process": 1, "node": "n2", "invoke_index": 2, "invoke_time": 3_000_000_000u64,
+                        "complete_index": 3, "complete_time": 3_010_000_000u64, "value": {"lease": 7587, "ttl": 5}},
+                    "observation": {"f": "lease-keepalive", "process": 1, "node": "n3", "invoke_index": 4, "invoke_time": 5_990_000_000u64,
+                        "complete_index": 5, "complete_time": 6_000_000_000u64, "value": {"lease": 7587, "ttl": 0}}}]},
+            "stats": {"by_f": {}, "total": {"count": 0, "ok": 0, "fail": 0, "info": 0}}
+        });
+        let html = report_of(&results);
+        assert!(html.contains("id=\"lease\""));
+        assert!(html.contains("revoked-while-kept-alive: lease 7587 at 6.000 s, 2000 ms early"));
+        assert!(html.contains("<th>promise</th><th>observation</th>"));
+        assert!(html.contains("<tr><th>promised until s</th><td>8.000</td></tr>"));
+        assert!(
+            html.contains("{&quot;lease&quot;:7587,&quot;ttl&quot;:0}"),
+            "the observation's answer"
+        );
+        assert!(!html.contains("id=\"anomalies\""));
     }
 
     #[test]

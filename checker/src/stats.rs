@@ -46,6 +46,13 @@ pub struct Stats {
     pub by_key: BTreeMap<String, BTreeMap<String, Counts>>,
     /// Nemesis ops recorded.
     pub nemesis_ops: usize,
+    /// Watch responses recorded (`"process":"watch"` lines; not client operations).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub watch_ops: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Counts the operations of `history`.
@@ -65,6 +72,7 @@ pub fn stats(history: &History) -> Stats {
         }
     }
     s.nemesis_ops = history.nemesis_ops().count();
+    s.watch_ops = history.watch_ops().count();
     s.valid = if s.by_f.values().all(|c| c.ok > 0) {
         Validity::Valid
     } else {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use faultline_checker::{
-    CheckOptions, CheckResult, History, ModelKind, Results, Validity, check, read_history, stats,
+    CheckOptions, CheckResult, History, LeaseOptions, ModelKind, Results, Validity, check,
+    check_history, check_lease, check_watch, read_history, stats,
 };
 
 /// Exit code for input the checker cannot read.
@@ -20,9 +21,10 @@ pub const EXIT_BAD_INPUT: i32 = 3;
 pub struct CheckArgs {
     /// A run directory (containing history.jsonl), a history.jsonl, or a Jepsen history.edn.
     pub path: PathBuf,
-    /// The model: cas-register, kv, list-append, mutex or multi-register. Default: inferred
-    /// from the operations (read/write/cas: cas-register). Histories with keys are checked
-    /// per key.
+    /// The model: cas-register, kv, list-append, mutex or multi-register (linearizability), or
+    /// watch (etcd's watch guarantees) or lease (leases kept alive are not revoked). Default:
+    /// watch when the history has watch lines, lease when it grants leases, else inferred from
+    /// the operations (read/write/cas: cas-register). Histories with keys are checked per key.
     #[arg(long)]
     pub model: Option<String>,
     /// Give up with "unknown" after this many seconds.
@@ -64,10 +66,28 @@ fn locate(path: &Path) -> (PathBuf, Option<PathBuf>) {
     }
 }
 
+/// `--model watch` and `--model lease` pick a checker that is not a linearizability model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checker {
+    /// By content ([`check_history`]), or linearizability with the model given.
+    Auto,
+    Watch,
+    Lease,
+}
+
+fn checker(args: &CheckArgs) -> Checker {
+    match args.model.as_deref() {
+        Some("watch") => Checker::Watch,
+        Some("lease") => Checker::Lease,
+        _ => Checker::Auto,
+    }
+}
+
 fn options(args: &CheckArgs) -> Result<CheckOptions, String> {
     let model = args
         .model
         .as_deref()
+        .filter(|_| checker(args) == Checker::Auto)
         .map(ModelKind::parse)
         .transpose()
         .map_err(|e| e.to_string())?;
@@ -121,32 +141,100 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             return Ok(EXIT_BAD_INPUT);
         }
     };
-    let result = match check(&history, &opts) {
+    let checked = match checker(args) {
+        Checker::Watch => Ok(Results::from_watch(check_watch(&history), stats(&history))),
+        Checker::Lease => Ok(Results::from_lease(
+            check_lease(&history, &LeaseOptions::default()),
+            stats(&history),
+        )),
+        Checker::Auto if opts.model.is_some() => {
+            check(&history, &opts).map(|r| Results::new(r, stats(&history)))
+        }
+        Checker::Auto => check_history(&history, &opts),
+    };
+    let results = match checked {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {}", e.with_file(&file));
             return Ok(EXIT_BAD_INPUT);
         }
     };
-    let results = Results::new(result, stats(&history));
     if let Some(dir) = &run_dir {
         let out = dir.join("results.json");
         let text = serde_json::to_string_pretty(&results)?;
         std::fs::write(&out, text + "\n").with_context(|| format!("writing {}", out.display()))?;
-        if let Some(c) = results.linearizable.counterexample() {
+        if let Some(c) = results
+            .linearizable
+            .as_ref()
+            .and_then(|l| l.counterexample())
+        {
             let svg = dir.join("counterexample.svg");
             std::fs::write(&svg, &c.svg).with_context(|| format!("writing {}", svg.display()))?;
         }
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
-    } else {
+    } else if let Some(linearizable) = &results.linearizable {
         print!(
             "{}",
-            summary(&file, &history, &results.linearizable, run_dir.as_deref())
+            summary(&file, &history, linearizable, run_dir.as_deref())
         );
+    } else {
+        print!("{}", stream_summary(&file, &history, &results));
     }
     Ok(results.valid.exit_code())
+}
+
+/// The summary of a watch or lease check: what was seen, each guarantee, the anomalies.
+pub fn stream_summary(file: &Path, history: &History, r: &Results) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "history: {} ({} ops: {} client operations, {} watch lines, {} nemesis ops)",
+        file.display(),
+        history.ops.len(),
+        history.operations.len(),
+        history.watch_ops().count(),
+        history.nemesis_ops().count()
+    );
+    if let Some(w) = &r.watch {
+        let c = &w.counts;
+        let _ = writeln!(
+            s,
+            "watch: {} watchers, {} streams ({} resumed), {} responses, {} events, {} progress notifications",
+            c.watchers, c.streams, c.resumes, c.responses, c.events, c.progress_notifications
+        );
+        for g in &w.guarantees {
+            let _ = writeln!(
+                s,
+                "  {:<13} {:>6} violations  ({} streams, {} events checked)",
+                g.name.name(),
+                g.violations,
+                g.streams,
+                g.events
+            );
+        }
+        if let Some(reason) = &w.reason {
+            let _ = writeln!(s, "  {reason}");
+        }
+    }
+    if let Some(l) = &r.lease {
+        let c = &l.counts;
+        let _ = writeln!(
+            s,
+            "lease: {} leases, {} grants, {} keepalives acknowledged, {} observations",
+            c.leases, c.grants, c.keepalives_ok, c.observations
+        );
+        if let Some(reason) = &l.reason {
+            let _ = writeln!(s, "  {reason}");
+        }
+    }
+    for line in r.anomaly_lines() {
+        let _ = writeln!(s, "anomaly: {line}");
+    }
+    let _ = writeln!(s, "{}", r.valid.as_str().to_uppercase());
+    s
 }
 
 /// Most non-valid keys listed one by one in the summary.

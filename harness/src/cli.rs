@@ -262,8 +262,8 @@ fn print_summary(opts: &RunOptions, outcome: &runner::RunOutcome) {
         }
     );
     println!("  {}", runner::summary_line(&outcome.checked));
-    if let Some(c) = r.linearizable.counterexample() {
-        println!("  counterexample: {}", c.message);
+    for line in r.anomaly_lines() {
+        println!("  anomaly: {line}");
     }
     println!("  results:   {}", outcome.dir.path.display());
     println!("  reproduce: {}", opts.reproduce);

@@ -8,9 +8,10 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::client::{EtcdClient, HttpClient, NodeClient, RaftkvClient, Status};
+use crate::client::{EtcdClient, EtcdGatewayClient, HttpClient, NodeClient, RaftkvClient, Status};
 use crate::control::{Cluster, NodeSpec};
 use crate::nemesis::{clock_bind, clock_env};
+use crate::workload::EtcdApi;
 
 /// A system under test.
 pub trait Db: Send + Sync {
@@ -111,6 +112,8 @@ pub struct Etcd {
     pub image: String,
     /// Reads with `serializable: true`: served by any member from its local state, maybe stale.
     pub serializable_reads: bool,
+    /// Which of etcd's client APIs the clients speak.
+    pub api: EtcdApi,
     /// Extra arguments for every member.
     pub args: Vec<String>,
 }
@@ -173,11 +176,19 @@ impl Db for Etcd {
     }
 
     fn client(&self, http: &HttpClient, ip: Ipv4Addr) -> NodeClient {
-        NodeClient::Etcd(EtcdClient::new(
-            http.clone(),
-            &format!("{ip}:{ETCD_CLIENT_PORT}"),
-            self.serializable_reads,
-        ))
+        let addr = format!("{ip}:{ETCD_CLIENT_PORT}");
+        match self.api {
+            EtcdApi::Grpc => NodeClient::Etcd(EtcdClient::new(
+                &addr,
+                http.timeout(),
+                self.serializable_reads,
+            )),
+            EtcdApi::Gateway => NodeClient::EtcdGateway(EtcdGatewayClient::new(
+                http.clone(),
+                &addr,
+                self.serializable_reads,
+            )),
+        }
     }
 
     fn clock_supported(&self) -> Result<(), String> {

@@ -13,6 +13,10 @@
 //! - [`store`]: the run folder, `run.json`, and the history writer (flushed line by line).
 //! - [`workload`]: named workloads (`workloads/*.toml`) and their validation.
 //! - [`db`]: systems under test (Jepsen's DB): raftkv and etcd containers, readiness, the leader.
+//! - [`watch`]: the etcd watch workload: writers with revisions, watchers on every member that
+//!   ask for progress and resume broken streams; every response recorded.
+//! - [`lease`]: the etcd lease workload: leases granted, kept alive through followers, their
+//!   keys read back.
 //! - [`runner`]: one run end to end: cluster, clients, nemesis, heal, final reads, teardown, check.
 //! - [`check_cmd`]: `faultline check`.
 //! - [`matrix`]: `faultline matrix`: each planted bug's workload over several seeds, with controls.
@@ -32,11 +36,13 @@ pub mod compare;
 pub mod control;
 pub mod db;
 pub mod generator;
+pub mod lease;
 pub mod matrix;
 pub mod nemesis;
 pub mod report;
 pub mod runner;
 pub mod serve;
 pub mod store;
+pub mod watch;
 pub mod workload;
 pub mod workspace;

@@ -190,7 +190,16 @@ impl RowResult {
 /// Seconds from run start to the first anomaly of a checked run: the time of the completion
 /// (or, for an operation that never completed, the invocation) of the counterexample's operation.
 pub fn first_anomaly(dir: &Path, outcome: &runner::RunOutcome) -> Option<f64> {
-    let c = outcome.checked.results.linearizable.counterexample()?;
+    let r = &outcome.checked.results;
+    // The watch and lease checkers know when their first violation happened.
+    let checked_in_time = [
+        r.watch.as_ref().and_then(|w| w.first_violation_time()),
+        r.lease.as_ref().and_then(|l| l.first_violation_time()),
+    ];
+    if let Some(t) = checked_in_time.into_iter().flatten().min() {
+        return Some(t.as_secs_f64());
+    }
+    let c = r.linearizable.as_ref()?.counterexample()?;
     let index = c.op.complete_index.unwrap_or(c.op.invoke_index);
     let text = std::fs::read_to_string(dir.join("history.jsonl")).ok()?;
     text.lines()
@@ -332,13 +341,7 @@ async fn run_cell(args: &MatrixArgs, root: &Path, dir: &Path, row: Row, seed: u6
                 .strip_prefix(dir)
                 .ok()
                 .map(|p| p.display().to_string()),
-            note: outcome
-                .checked
-                .results
-                .linearizable
-                .counterexample()
-                .map(|c| c.message.clone())
-                .unwrap_or_default(),
+            note: outcome.checked.results.anomaly_lines().join("; "),
         },
         Err(e) => error(format!("{e:#}")),
     }

@@ -27,7 +27,7 @@ use crate::nemesis::{
     prepare_clock_dir, revote, script,
 };
 use crate::store::{Event, HistoryWriter, Process, RunDir};
-use crate::workload::{Target, Workload};
+use crate::workload::{Kind, Target, Workload};
 
 /// Everything a run needs besides the workload file's contents.
 #[derive(Debug, Clone)]
@@ -108,6 +108,126 @@ impl Counters {
             Completion::Info(_) => &self.info,
         }
         .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What every client task shares: the history, the live counts for the progress bar, and fresh
+/// process numbers (Jepsen's rule: a process whose operation ended indeterminate never issues
+/// again, its task goes on under a new number).
+#[derive(Clone)]
+pub struct Recorder {
+    history: Arc<HistoryWriter>,
+    counters: Arc<Counters>,
+    next_process: Arc<AtomicU64>,
+}
+
+impl Recorder {
+    fn new(history: Arc<HistoryWriter>, first_free_process: u64) -> Self {
+        Self {
+            history,
+            counters: Arc::new(Counters::default()),
+            next_process: Arc::new(AtomicU64::new(first_free_process)),
+        }
+    }
+
+    /// A process number nobody has used.
+    pub fn fresh_process(&self) -> u64 {
+        self.next_process.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Writes an invocation.
+    ///
+    /// # Errors
+    /// When the history cannot be written.
+    pub fn invoke(
+        &self,
+        process: u64,
+        f: &str,
+        key: Option<&str>,
+        value: &Value,
+        node: &str,
+    ) -> anyhow::Result<()> {
+        self.history.append(&Event {
+            process: Process::Client(process),
+            kind: "invoke",
+            f,
+            key,
+            value,
+            node: Some(node),
+            error: None,
+        })?;
+        Ok(())
+    }
+
+    /// Writes a completion and counts it: an `ok` carries its value, a `fail` or `info` the
+    /// invocation's value and the reason.
+    ///
+    /// # Errors
+    /// When the history cannot be written.
+    pub fn complete(
+        &self,
+        process: u64,
+        f: &str,
+        key: Option<&str>,
+        invoked: &Value,
+        completion: &Completion,
+        node: &str,
+    ) -> anyhow::Result<()> {
+        let (value, error) = match completion {
+            Completion::Ok(v) => (v, None),
+            Completion::Fail(e) | Completion::Info(e) => (invoked, Some(e.as_str())),
+        };
+        self.history.append(&Event {
+            process: Process::Client(process),
+            kind: completion.kind(),
+            f,
+            key,
+            value,
+            node: Some(node),
+            error,
+        })?;
+        self.counters.add(completion);
+        Ok(())
+    }
+
+    /// Writes a line of the watch workload's watchers (`process: "watch"`, `type: "info"`).
+    ///
+    /// # Errors
+    /// When the history cannot be written.
+    pub fn watch(
+        &self,
+        f: &str,
+        node: &str,
+        value: &Value,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        self.history.append(&Event {
+            process: Process::Watch,
+            kind: "info",
+            f,
+            key: None,
+            value,
+            node: Some(node),
+            error,
+        })?;
+        Ok(())
+    }
+
+    /// Writes a nemesis-like harness action (a compaction, say) that is not a fault.
+    ///
+    /// # Errors
+    /// When the history cannot be written.
+    pub fn harness_action(&self, f: &str, value: &Value) -> anyhow::Result<()> {
+        self.history.append(&Event {
+            process: Process::Nemesis,
+            kind: "info",
+            f,
+            key: None,
+            value,
+            node: None,
+            error: None,
+        })?;
+        Ok(())
     }
 }
 
@@ -228,6 +348,7 @@ async fn prepare_db(
             let db = Etcd {
                 image: image.name.clone(),
                 serializable_reads: w.node.serializable_reads,
+                api: w.node.etcd_client,
                 args: w.node.args.clone(),
             };
             Ok((Box::new(db), record, vec![base, image.name]))
@@ -309,11 +430,15 @@ pub fn check_run(dir: &RunDir) -> anyhow::Result<Checked> {
         time_limit: Some(Duration::from_secs(60)),
         ..CheckOptions::default()
     };
-    let result = faultline_checker::check(&history, &options)?;
-    if let Some(c) = result.counterexample() {
+    // Watch and lease histories go to their own checkers; registers to linearizability.
+    let results = faultline_checker::check_history(&history, &options)?;
+    if let Some(c) = results
+        .linearizable
+        .as_ref()
+        .and_then(|l| l.counterexample())
+    {
         std::fs::write(dir.path.join("counterexample.svg"), &c.svg)?;
     }
-    let results = Results::new(result, faultline_checker::stats(&history));
     dir.write_json("results.json", &results)?;
     Ok(Checked {
         results,
@@ -429,9 +554,9 @@ async fn drive(
 ) -> anyhow::Result<()> {
     let w = &opts.workload;
     let history = Arc::new(HistoryWriter::create(&dir.history())?);
-    let counters = Arc::new(Counters::default());
+    let recorder = Recorder::new(history.clone(), w.concurrency as u64);
+    let counters = recorder.counters.clone();
     let generator = Arc::new(Mutex::new(Generator::new(w.generator(), opts.seed)));
-    let next_process = Arc::new(AtomicU64::new(w.concurrency as u64));
     let stop_clients = CancellationToken::new();
     let main_phase = Duration::from_secs_f64(w.time_limit);
 
@@ -445,18 +570,46 @@ async fn drive(
     ));
 
     let mut workers = Vec::new();
-    for i in 0..w.concurrency {
-        let (node, client) = clients[i % clients.len()].clone();
-        workers.push(tokio::spawn(worker(
-            i as u64,
-            node,
-            client,
-            generator.clone(),
-            history.clone(),
-            counters.clone(),
-            next_process.clone(),
-            stop_clients.clone(),
-        )));
+    match w.kind() {
+        Kind::Register => {
+            for i in 0..w.concurrency {
+                let (node, client) = clients[i % clients.len()].clone();
+                workers.push(tokio::spawn(worker(
+                    i as u64,
+                    node,
+                    client,
+                    generator.clone(),
+                    recorder.clone(),
+                    stop_clients.clone(),
+                )));
+            }
+        }
+        Kind::Watch => {
+            let spec = w.watch.clone().expect("a watch workload has [watch]");
+            workers = crate::watch::start(
+                &spec,
+                w,
+                opts.seed,
+                clients,
+                status_clients,
+                &recorder,
+                &stop_clients,
+            )
+            .await?;
+        }
+        Kind::Lease => {
+            let spec = w.lease.clone().expect("a lease workload has [lease]");
+            workers = crate::lease::start(
+                &spec,
+                w,
+                opts.seed,
+                clients,
+                status_clients,
+                &recorder,
+                &stop_clients,
+            )
+            .await?;
+        }
     }
 
     let mut nemesis = w.nemesis.as_ref().map(|spec| {
@@ -611,15 +764,9 @@ async fn drive(
         .unwrap_or_else(|p| p.into_inner())
         .touched_keys()
         .to_vec();
-    final_reads(
-        &keys,
-        clients,
-        &history,
-        &counters,
-        &next_process,
-        opts.seed,
-    )
-    .await?;
+    if w.kind() == Kind::Register {
+        final_reads(&keys, clients, &recorder, opts.seed).await?;
+    }
     stop_poller.cancel();
     let _ = poller.await;
     eprintln!(
@@ -663,47 +810,25 @@ fn record_nemesis(history: &HistoryWriter, ops: &[NemesisOp]) -> anyhow::Result<
 
 /// Writes one invocation and its completion to the history; returns the completion.
 async fn perform(
-    history: &HistoryWriter,
+    recorder: &Recorder,
     process: u64,
     node: &str,
     client: &NodeClient,
     op: &Op,
 ) -> anyhow::Result<Completion> {
-    history.append(&Event {
-        process: Process::Client(process),
-        kind: "invoke",
-        f: op.f.name(),
-        key: Some(&op.key),
-        value: &op.value,
-        node: Some(node),
-        error: None,
-    })?;
+    let (f, key) = (op.f.name(), Some(op.key.as_str()));
+    recorder.invoke(process, f, key, &op.value, node)?;
     let completion = client.invoke(op).await;
-    let (value, error) = match &completion {
-        Completion::Ok(v) => (v.clone(), None),
-        Completion::Fail(e) | Completion::Info(e) => (op.value.clone(), Some(e.as_str())),
-    };
-    history.append(&Event {
-        process: Process::Client(process),
-        kind: completion.kind(),
-        f: op.f.name(),
-        key: Some(&op.key),
-        value: &value,
-        node: Some(node),
-        error,
-    })?;
+    recorder.complete(process, f, key, &op.value, &completion, node)?;
     Ok(completion)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn worker(
     index: u64,
     node: String,
     client: NodeClient,
     generator: Arc<Mutex<Generator>>,
-    history: Arc<HistoryWriter>,
-    counters: Arc<Counters>,
-    next_process: Arc<AtomicU64>,
+    recorder: Recorder,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut process = index;
@@ -716,11 +841,10 @@ async fn worker(
             _ = stop.cancelled() => return Ok(()),
             _ = tokio::time::sleep(pause) => {}
         }
-        let completion = perform(&history, process, &node, &client, &op).await?;
-        counters.add(&completion);
+        let completion = perform(&recorder, process, &node, &client, &op).await?;
         if matches!(completion, Completion::Info(_)) {
             // Jepsen's rule: a process with an indeterminate op never issues again.
-            process = next_process.fetch_add(1, Ordering::Relaxed);
+            process = recorder.fresh_process();
         }
     }
 }
@@ -728,14 +852,12 @@ async fn worker(
 async fn final_reads(
     keys: &[String],
     clients: &[(String, NodeClient)],
-    history: &HistoryWriter,
-    counters: &Counters,
-    next_process: &AtomicU64,
+    recorder: &Recorder,
     seed: u64,
 ) -> anyhow::Result<()> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_f1a1);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut process = next_process.fetch_add(1, Ordering::Relaxed);
+    let mut process = recorder.fresh_process();
     for key in keys {
         let first = rng.random_range(0..clients.len());
         for attempt in 0..clients.len() * 3 {
@@ -745,10 +867,9 @@ async fn final_reads(
                 key: key.clone(),
                 value: Value::Null,
             };
-            let c = perform(history, process, node, client, &op).await?;
-            counters.add(&c);
+            let c = perform(recorder, process, node, client, &op).await?;
             if matches!(c, Completion::Info(_)) {
-                process = next_process.fetch_add(1, Ordering::Relaxed);
+                process = recorder.fresh_process();
             }
             if matches!(c, Completion::Ok(_)) || Instant::now() >= deadline {
                 break;

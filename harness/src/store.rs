@@ -24,10 +24,18 @@ pub enum Process {
     /// The nemesis (written as `"nemesis"`).
     #[serde(serialize_with = "nemesis")]
     Nemesis,
+    /// The watchers of the watch workload (written as `"watch"`): what they received, one
+    /// `info` line per watch response, with the watcher and stream in the value.
+    #[serde(serialize_with = "watch")]
+    Watch,
 }
 
 fn nemesis<S: serde::Serializer>(s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("nemesis")
+}
+
+fn watch<S: serde::Serializer>(s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("watch")
 }
 
 /// One line of `history.jsonl` (the contract in DESIGN.md).

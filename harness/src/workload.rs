@@ -79,6 +79,31 @@ pub struct NodeOptions {
     /// consulting the leader, so they may be stale (not linearizable).
     #[serde(default)]
     pub serializable_reads: bool,
+    /// etcd only: which client API the clients speak, `grpc` (default: every workload) or
+    /// `gateway` (the v3 JSON gateway; registers only).
+    #[serde(default)]
+    pub etcd_client: EtcdApi,
+}
+
+/// etcd's client APIs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum EtcdApi {
+    /// The v3 gRPC API (`etcd-client`): registers, watches, leases.
+    #[default]
+    Grpc,
+    /// The v3 JSON gateway over HTTP/1.1: registers only.
+    Gateway,
+}
+
+impl EtcdApi {
+    /// The name used in workload files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EtcdApi::Grpc => "grpc",
+            EtcdApi::Gateway => "gateway",
+        }
+    }
 }
 
 /// A workload as written in `workloads/<name>.toml`.
@@ -120,6 +145,156 @@ pub struct Workload {
     /// Node options.
     #[serde(default)]
     pub node: NodeOptions,
+    /// etcd only: the watch workload instead of registers (writers put and delete under a
+    /// prefix; watchers on every member record every response).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchSpec>,
+    /// etcd only: the lease workload instead of registers (leases granted, kept alive through
+    /// members, keys attached and read back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseSpec>,
+}
+
+/// What a run's clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Registers or lists (`[ops]`), checked for linearizability.
+    Register,
+    /// etcd watches (`[watch]`), checked against etcd's watch guarantees.
+    Watch,
+    /// etcd leases (`[lease]`), checked for leases revoked while kept alive.
+    Lease,
+}
+
+/// Where a watcher's first watch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchFrom {
+    /// Revision 1: the whole (uncompacted) history is replayed first.
+    First,
+    /// `older-by` revisions before the current one.
+    Older,
+    /// From now (no start revision).
+    Now,
+    /// `future-by` revisions after the current one: the watch waits for them.
+    Future,
+}
+
+impl WatchFrom {
+    /// The name recorded in `watch-open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchFrom::First => "first",
+            WatchFrom::Older => "older",
+            WatchFrom::Now => "now",
+            WatchFrom::Future => "future",
+        }
+    }
+}
+
+/// The `[watch]` table: writers put and delete keys under `prefix` (`concurrency` of them at
+/// `rate`), and `watchers-per-member` watchers on every member follow the prefix, ask for
+/// progress notifications and resume broken streams as a controller does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct WatchSpec {
+    /// The watched prefix; every key written is under it. Default `/faultline/watch/`.
+    pub prefix: String,
+    /// Keys under the prefix. Default 8.
+    pub keys: usize,
+    /// Every n-th write of a writer is a delete (0: never). Default 10.
+    pub delete_every: u32,
+    /// Watchers on each member. Default 4.
+    pub watchers_per_member: usize,
+    /// Where watchers start, assigned round robin. Default first, older, now, future.
+    pub from: Vec<WatchFrom>,
+    /// How far back an `older` watcher starts. Default 1000.
+    pub older_by: i64,
+    /// How far ahead a `future` watcher starts. Default 100.
+    pub future_by: i64,
+    /// Seconds between progress requests on each watch (0: never). Default 0.005.
+    pub progress_interval: f64,
+    /// Puts before the watchers start, so that `first` and `older` watchers have history to
+    /// replay. Default 5000.
+    pub prefill: u64,
+    /// Seconds between compactions (0: none). Default 0.
+    pub compact_interval: f64,
+    /// A compaction keeps this many revisions. Default 1000.
+    pub compact_keep: i64,
+}
+
+impl Default for WatchSpec {
+    fn default() -> Self {
+        Self {
+            prefix: "/faultline/watch/".into(),
+            keys: 8,
+            delete_every: 10,
+            watchers_per_member: 4,
+            from: vec![
+                WatchFrom::First,
+                WatchFrom::Older,
+                WatchFrom::Now,
+                WatchFrom::Future,
+            ],
+            older_by: 1000,
+            future_by: 100,
+            progress_interval: 0.005,
+            prefill: 5000,
+            compact_interval: 0.0,
+            compact_keep: 1000,
+        }
+    }
+}
+
+/// Which members the lease workload's keepalives go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeepaliveVia {
+    /// Members that do not lead when the lease is granted (the leader still takes the
+    /// keepalives that followers forward).
+    Followers,
+    /// Any member, round robin.
+    Any,
+}
+
+/// The `[lease]` table: `leases` leases alive at once, each granted with `ttl`, kept alive every
+/// `keepalive-interval` seconds through a member (`keepalive-via`), with `keys-per-lease` keys
+/// attached and read back every `get-interval` seconds; after `lifetime` seconds a lease is let
+/// go (no more keepalives) and a fresh one takes its place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LeaseSpec {
+    /// Key prefix. Default `/faultline/lease/`.
+    pub prefix: String,
+    /// Leases at once. Default 6.
+    pub leases: usize,
+    /// TTL asked for, seconds. Default 5.
+    pub ttl: i64,
+    /// Seconds between keepalives of one lease. Default 1.
+    pub keepalive_interval: f64,
+    /// Where keepalives go. Default followers.
+    pub keepalive_via: KeepaliveVia,
+    /// Keys attached to each lease. Default 1.
+    pub keys_per_lease: usize,
+    /// Seconds between reads of a lease's keys. Default 0.5.
+    pub get_interval: f64,
+    /// Seconds a lease is kept alive before it is let go (0: until the run ends). Default 0.
+    pub lifetime: f64,
+}
+
+impl Default for LeaseSpec {
+    fn default() -> Self {
+        Self {
+            prefix: "/faultline/lease/".into(),
+            leases: 6,
+            ttl: 5,
+            keepalive_interval: 1.0,
+            keepalive_via: KeepaliveVia::Followers,
+            keys_per_lease: 1,
+            get_interval: 0.5,
+            lifetime: 0.0,
+        }
+    }
 }
 
 fn default_target() -> Target {
@@ -311,6 +486,7 @@ impl Workload {
         if self.keys.active == 0 {
             return bad("keys.active", "at least one key must be active");
         }
+        self.validate_etcd_workloads(file)?;
         if let Some(spec) = &self.nemesis {
             spec.validate().map_err(|e| WorkloadError::Invalid {
                 file: file.to_string(),
@@ -365,6 +541,141 @@ impl Workload {
                 return bad(
                     "node.bugs",
                     &format!("unknown bug '{bug}' (known: {})", KNOWN_BUGS.join(", ")),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// What the run's clients do.
+    pub fn kind(&self) -> Kind {
+        if self.watch.is_some() {
+            Kind::Watch
+        } else if self.lease.is_some() {
+            Kind::Lease
+        } else {
+            Kind::Register
+        }
+    }
+
+    /// The `[watch]` and `[lease]` tables: etcd over gRPC only, one at a time, not mixed with
+    /// `[ops]`, values in range.
+    fn validate_etcd_workloads(&self, file: &str) -> Result<(), WorkloadError> {
+        let bad = |field: &str, message: String| {
+            Err(WorkloadError::Invalid {
+                file: file.to_string(),
+                field: field.to_string(),
+                message,
+            })
+        };
+        let table = match (&self.watch, &self.lease) {
+            (None, None) => return Ok(()),
+            (Some(_), Some(_)) => {
+                return bad(
+                    "lease",
+                    "a workload has either a `[watch]` or a `[lease]` table, not both".into(),
+                );
+            }
+            (Some(_), None) => "watch",
+            (None, Some(_)) => "lease",
+        };
+        if self.target != Target::Etcd {
+            return bad(
+                table,
+                format!("the {table} workload runs against etcd only (target = \"etcd\")"),
+            );
+        }
+        if self.node.etcd_client != EtcdApi::Grpc {
+            return bad(
+                "node.etcd-client",
+                format!("the {table} workload needs etcd's gRPC API (the gateway has no streams)"),
+            );
+        }
+        if self.ops != Mix::default() {
+            return bad(
+                "ops",
+                format!(
+                    "`[ops]` is for register workloads; the {table} workload's clients do their own operations"
+                ),
+            );
+        }
+        if let Some(w) = &self.watch {
+            if w.prefix.is_empty() {
+                return bad("watch.prefix", "must not be empty".into());
+            }
+            if w.keys == 0 {
+                return bad("watch.keys", "at least one key".into());
+            }
+            if w.watchers_per_member == 0 || w.watchers_per_member > 64 {
+                return bad("watch.watchers-per-member", "1 to 64".into());
+            }
+            if w.from.is_empty() {
+                return bad(
+                    "watch.from",
+                    "at least one of first, older, now, future".into(),
+                );
+            }
+            if w.older_by < 1 || w.future_by < 1 {
+                return bad(
+                    if w.older_by < 1 {
+                        "watch.older-by"
+                    } else {
+                        "watch.future-by"
+                    },
+                    "must be at least 1 revision".into(),
+                );
+            }
+            if !(w.progress_interval >= 0.0 && w.progress_interval.is_finite()) {
+                return bad(
+                    "watch.progress-interval",
+                    "0 (never) or a number of seconds".into(),
+                );
+            }
+            if !(w.compact_interval >= 0.0 && w.compact_interval.is_finite()) {
+                return bad(
+                    "watch.compact-interval",
+                    "0 (never) or a number of seconds".into(),
+                );
+            }
+            if w.compact_keep < 1 {
+                return bad("watch.compact-keep", "must keep at least 1 revision".into());
+            }
+        }
+        if let Some(l) = &self.lease {
+            if l.prefix.is_empty() {
+                return bad("lease.prefix", "must not be empty".into());
+            }
+            if !(1..=256).contains(&l.leases) {
+                return bad("lease.leases", "1 to 256 leases at once".into());
+            }
+            if !(2..=3600).contains(&l.ttl) {
+                return bad(
+                    "lease.ttl",
+                    "2 to 3600 seconds (etcd raises smaller TTLs to its minimum)".into(),
+                );
+            }
+            if !(l.keepalive_interval > 0.0 && l.keepalive_interval < l.ttl as f64) {
+                return bad(
+                    "lease.keepalive-interval",
+                    "more than 0 and less than the TTL".into(),
+                );
+            }
+            if !(l.get_interval > 0.0 && l.get_interval.is_finite()) {
+                return bad("lease.get-interval", "a positive number of seconds".into());
+            }
+            if l.keys_per_lease == 0 {
+                return bad("lease.keys-per-lease", "at least 1".into());
+            }
+            if !(l.lifetime >= 0.0 && l.lifetime.is_finite()) {
+                return bad(
+                    "lease.lifetime",
+                    "0 (the whole run) or a number of seconds".into(),
+                );
+            }
+            if l.keepalive_via == KeepaliveVia::Followers && self.nodes < 2 {
+                return bad(
+                    "lease.keepalive-via",
+                    "followers needs at least 2 nodes".into(),
                 );
             }
         }

@@ -43,6 +43,7 @@ fn fast(l: &str, line: usize, position: usize) -> Option<Op> {
     let process = match r.process {
         RawProcess::Client(p) => Process::Client(p),
         RawProcess::Name("nemesis") => Process::Nemesis,
+        RawProcess::Name("watch") => Process::Watch,
         RawProcess::Name(_) => return None,
     };
     Some(Op {

@@ -1,289 +1,533 @@
-//! The etcd client: the register operations over etcd v3's JSON gateway (`/v3/kv/*`), which
-//! takes and returns keys and values in base64 and 64-bit integers as strings.
+//! The etcd client: etcd v3's gRPC API through the `etcd-client` crate, one lazily connecting
+//! channel per member (no balancing, no discovery: a client talks to its own member only).
 //!
-//! Values are JSON-encoded, then base64-encoded, so a register holds the same values as raftkv's.
-//! A cas is a transaction comparing the stored bytes with the expected value's encoding (an
-//! absent key: its create revision is 0) and putting the new one on success.
+//! Registers, the watch workload's puts and deletes (with the revision etcd gave them), watches
+//! with progress requests, and leases (grant, keepalive over the bidirectional stream, puts
+//! attached to a lease). Values are JSON-encoded bytes, as the JSON gateway client stores them,
+//! so a register holds the same values either way.
 //!
 //! Classification (STYLE.md, "Outcomes are data"):
-//! - 200: `ok`, except a cas transaction whose `succeeded` is absent or false: that transaction
-//!   was applied and did nothing, a definite `fail`.
-//! - connection refused: `fail` (the request was never sent).
-//! - any other error after sending, including etcd's `no leader`, `too many requests` and
-//!   `request timed out` (the proposal may already be in the log): `info`.
-//! - `InvalidArgument` (gRPC code 3): etcd rejects it before proposing, a definite `fail`.
+//! - an answer: `ok`, except a cas transaction that did not succeed (applied, did nothing: a
+//!   definite `fail`, `cas-mismatch`);
+//! - the connection could not be opened (tonic's `ConnectError` in the status's source chain):
+//!   `fail`, the request never left;
+//! - `InvalidArgument`, `NotFound` (etcd's "requested lease not found", raised when the entry
+//!   is applied, so the write did nothing) and `OutOfRange` (compacted or future revision):
+//!   definite `fail`;
+//! - everything else after sending, including `no leader`, `leader changed`, `request timed
+//!   out`, `too many requests` and our own timeout: `info` (the proposal may be in the log);
 //! - a read changes nothing, so a read without an answer is a `fail`.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use hyper::{Method, StatusCode};
-use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Completion, HttpClient, HttpError, Status};
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, Error as EtcdError, GetOptions, PutOptions, Txn,
+    TxnOp, WatchOptions, WatchStream,
+};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use tonic::Code;
+
+use super::{Completion, Status};
 use crate::generator::{F, Op};
 
-/// gRPC's `InvalidArgument`: rejected by validation before anything is proposed.
-const GRPC_INVALID_ARGUMENT: i64 = 3;
-
-/// A client bound to one etcd member.
+/// A client bound to one etcd member, over gRPC. Cloning shares the channel.
 #[derive(Clone)]
 pub struct EtcdClient {
-    http: HttpClient,
-    base: String,
+    addr: String,
+    timeout: Duration,
     serializable: bool,
+    client: Arc<OnceCell<Client>>,
 }
 
-/// base64 of a value's JSON encoding.
-fn encode_value(v: &Value) -> String {
-    B64.encode(v.to_string())
+/// An answer that is not a completion: either the request never left or may have been applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// What went wrong.
+    pub reason: String,
+    /// True when the request cannot have taken effect.
+    pub definite: bool,
 }
 
-fn decode_value(b64: &str) -> Result<Value, String> {
-    let bytes = B64
-        .decode(b64)
-        .map_err(|e| format!("bad base64 value {b64:?}: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("value is not JSON: {e}"))
-}
-
-/// A 64-bit integer the gateway spells as a string (or, defensively, as a number).
-fn int(v: &Value) -> Option<u64> {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .or_else(|| v.as_u64())
-}
-
-impl EtcdClient {
-    /// A client for the member whose client URL is `http://{addr}`; `serializable` reads may be
-    /// served from the member's local state (possibly stale).
-    pub fn new(http: HttpClient, addr: &str, serializable: bool) -> Self {
-        Self {
-            http,
-            base: format!("http://{addr}"),
-            serializable,
+impl CallError {
+    /// The completion of a write that failed this way.
+    pub fn completion(&self) -> Completion {
+        if self.definite {
+            Completion::Fail(self.reason.clone())
+        } else {
+            Completion::Info(self.reason.clone())
         }
     }
 
-    /// The member's view, from `POST /v3/maintenance/status`: it leads when `leader` equals its
-    /// own `header.member_id`.
+    fn timeout(after: Duration) -> CallError {
+        CallError {
+            reason: format!("timeout after {after:?}"),
+            definite: false,
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// The value bytes etcd stores for a JSON value.
+pub fn encode_value(v: &Value) -> Vec<u8> {
+    v.to_string().into_bytes()
+}
+
+/// The JSON value of stored bytes, `null` when they are not JSON (nobody here wrote them).
+pub fn decode_value(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
+}
+
+/// Whether tonic's source chain says the connection could not be opened.
+fn is_connect_error(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.downcast_ref::<tonic::ConnectError>().is_some() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Classifies an error of the `etcd-client` crate.
+pub fn classify_error(e: &EtcdError) -> CallError {
+    let definite = match e {
+        EtcdError::GRpcStatus(s) => match s.code() {
+            Code::InvalidArgument | Code::NotFound | Code::OutOfRange => true,
+            Code::Unavailable => is_connect_error(s),
+            _ => false,
+        },
+        EtcdError::InvalidArgs(_) | EtcdError::InvalidUri(_) => true,
+        _ => false,
+    };
+    let reason = match e {
+        EtcdError::GRpcStatus(s) if is_connect_error(s) => format!("connect: {}", s.message()),
+        EtcdError::GRpcStatus(s) => s.message().to_string(),
+        other => other.to_string(),
+    };
+    CallError { reason, definite }
+}
+
+impl EtcdClient {
+    /// A client for the member whose client URL is `http://{addr}`; every call gives up after
+    /// `timeout`; `serializable` reads may be served from the member's local state.
+    pub fn new(addr: &str, timeout: Duration, serializable: bool) -> Self {
+        Self {
+            addr: addr.to_string(),
+            timeout,
+            serializable,
+            client: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The member's address (`ip:port`).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The gRPC client, made on first use. The channel connects lazily and reconnects by itself,
+    /// so a member that is down fails each call at connect time (a definite failure).
+    async fn grpc(&self) -> Result<Client, CallError> {
+        let client = self
+            .client
+            .get_or_try_init(|| async {
+                let endpoint =
+                    tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+                        .map_err(|e| CallError {
+                            reason: format!("bad endpoint {}: {e}", self.addr),
+                            definite: true,
+                        })?
+                        .connect_timeout(self.timeout)
+                        .tcp_nodelay(true);
+                Client::from_channel(etcd_client::Channel::Tonic(endpoint.connect_lazy()), None)
+                    .await
+                    .map_err(|e| classify_error(&e))
+            })
+            .await?;
+        Ok(client.clone())
+    }
+
+    /// Runs one call with the timeout; a timeout is indeterminate.
+    async fn call<T, Fut>(&self, f: impl FnOnce(Client) -> Fut) -> Result<T, CallError>
+    where
+        Fut: Future<Output = Result<T, EtcdError>>,
+    {
+        let client = self.grpc().await?;
+        match tokio::time::timeout(self.timeout, f(client)).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => Err(classify_error(&e)),
+            Err(_) => Err(CallError::timeout(self.timeout)),
+        }
+    }
+
+    /// The member's view, from the maintenance `Status` call: it leads when `leader` equals its
+    /// own member id.
     ///
     /// # Errors
     /// A description of what went wrong.
     pub async fn status(&self) -> Result<Status, String> {
-        let url = format!("{}/v3/maintenance/status", self.base);
-        match self
-            .http
-            .request(Method::POST, &url, Some(&json!({})))
+        let s = self
+            .call(|mut c| async move { c.status().await })
             .await
-        {
-            Ok((StatusCode::OK, body)) => parse_status(&body),
-            Ok((code, body)) => Err(format!("status answered {code}: {body}")),
-            Err(e) => Err(e.to_string()),
+            .map_err(|e| e.reason)?;
+        let me = s
+            .header()
+            .map(|h| h.member_id())
+            .ok_or("status without a header")?;
+        let leader = Some(s.leader()).filter(|&l| l != 0);
+        Ok(Status {
+            id: me,
+            role: if leader == Some(me) {
+                "leader".into()
+            } else {
+                "follower".into()
+            },
+            term: s.raft_term(),
+            leader,
+            commit: s.raft_index(),
+            applied: s.raft_applied_index(),
+        })
+    }
+
+    /// Invokes one register operation and classifies the answer. A cas is never retried.
+    pub async fn invoke(&self, op: &Op) -> Completion {
+        let key = op.key.clone();
+        let serializable = self.serializable;
+        let result = match op.f {
+            F::Read => {
+                let read = self
+                    .call(|mut c| async move {
+                        let opts = serializable.then(|| GetOptions::new().with_serializable());
+                        c.get(key, opts).await
+                    })
+                    .await;
+                return match read {
+                    Ok(r) => match r.kvs().first() {
+                        None => Completion::Ok(Value::Null),
+                        Some(kv) if kv.value().is_empty() => {
+                            Completion::Fail("a stored value that is not ours (empty)".into())
+                        }
+                        Some(kv) => match serde_json::from_slice(kv.value()) {
+                            Ok(v) => Completion::Ok(v),
+                            Err(e) => Completion::Fail(format!("value is not JSON: {e}")),
+                        },
+                    },
+                    // A read changes nothing: without an answer it did not happen.
+                    Err(e) => Completion::Fail(e.reason),
+                };
+            }
+            F::Write => {
+                let value = encode_value(&op.value);
+                self.call(|mut c| async move { c.put(key, value, None).await })
+                    .await
+                    .map(|_| true)
+            }
+            F::Cas => {
+                let txn = cas_txn(&op.key, &op.value[0], &op.value[1]);
+                self.call(|mut c| async move { c.txn(txn).await })
+                    .await
+                    .map(|r| r.succeeded())
+            }
+            // Refused by the workload's validation; nothing is sent.
+            F::Append => return Completion::Fail("append is not supported against etcd".into()),
+        };
+        match result {
+            Ok(true) => Completion::Ok(op.value.clone()),
+            Ok(false) => Completion::Fail("cas-mismatch".into()),
+            Err(e) => e.completion(),
         }
     }
 
-    /// Invokes one operation and classifies the answer. A cas is never retried.
-    pub async fn invoke(&self, op: &Op) -> Completion {
-        let key = B64.encode(&op.key);
-        let (path, body) = match op.f {
-            F::Read => {
-                let mut b = json!({ "key": key });
-                if self.serializable {
-                    b["serializable"] = json!(true);
+    /// Puts `value` at `key` (attached to `lease` when given); the revision of the put.
+    ///
+    /// # Errors
+    /// [`CallError`], definite or not.
+    pub async fn put(
+        &self,
+        key: &str,
+        value: &Value,
+        lease: Option<i64>,
+    ) -> Result<i64, CallError> {
+        let (key, value) = (key.to_string(), encode_value(value));
+        self.call(|mut c| async move {
+            let opts = lease.map(|l| PutOptions::new().with_lease(l));
+            c.put(key, value, opts).await
+        })
+        .await
+        .and_then(|r| header_revision(r.header()))
+    }
+
+    /// Deletes `key`; the revision etcd answered with and how many keys were deleted (with none
+    /// deleted etcd makes no revision and the answer carries the current one).
+    ///
+    /// # Errors
+    /// [`CallError`], definite or not.
+    pub async fn delete(&self, key: &str) -> Result<(i64, i64), CallError> {
+        let key = key.to_string();
+        self.call(|mut c| async move { c.delete(key, None::<DeleteOptions>).await })
+            .await
+            .and_then(|r| Ok((header_revision(r.header())?, r.deleted())))
+    }
+
+    /// Reads `key`: its value, lease (0: none) and mod revision, or `None` when absent.
+    ///
+    /// # Errors
+    /// [`CallError`]; a read never changed anything, so the caller records it as a `fail`.
+    pub async fn get(&self, key: &str) -> Result<Option<(Value, i64, i64)>, CallError> {
+        let key = key.to_string();
+        let r = self
+            .call(|mut c| async move { c.get(key, None).await })
+            .await?;
+        Ok(r.kvs()
+            .first()
+            .map(|kv| (decode_value(kv.value()), kv.lease(), kv.mod_revision())))
+    }
+
+    /// The store's current revision (the header of a linearizable range over `key`).
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn current_revision(&self, key: &str) -> Result<i64, CallError> {
+        let key = key.to_string();
+        let r = self
+            .call(
+                |mut c| async move { c.get(key, Some(GetOptions::new().with_count_only())).await },
+            )
+            .await?;
+        header_revision(r.header())
+    }
+
+    /// Compacts the key-value history up to `revision` (physical compaction not awaited).
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn compact(&self, revision: i64) -> Result<(), CallError> {
+        self.call(|mut c| async move { c.compact(revision, None).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// Opens a watch of every key under `prefix` from `start_revision` (0: from now). Returns
+    /// once the stream is open; the `created` response is the stream's first message.
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<WatchStream, CallError> {
+        let prefix = prefix.to_string();
+        let mut opts = WatchOptions::new().with_prefix();
+        if start_revision > 0 {
+            opts = opts.with_start_revision(start_revision);
+        }
+        self.call(|mut c| async move { c.watch(prefix, Some(opts)).await })
+            .await
+    }
+
+    /// Grants a lease of `ttl` seconds; its id and the TTL granted.
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn lease_grant(&self, ttl: i64) -> Result<(i64, i64), CallError> {
+        self.call(|mut c| async move { c.lease_grant(ttl, None).await })
+            .await
+            .map(|r| (r.id(), r.ttl()))
+    }
+
+    /// Opens a keepalive stream for `lease`, which sends the first keepalive and waits for its
+    /// answer: the keeper and stream, and the TTL answered. A lease etcd does not know answers
+    /// TTL 0 (the crate reports it as an error; here it is an answer).
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn lease_keepalive_open(&self, lease: i64) -> Result<KeepAlive, CallError> {
+        let opened = self
+            .call(|mut c| async move {
+                match c.lease_keep_alive(lease).await {
+                    Ok((keeper, stream)) => Ok(Some((keeper, stream))),
+                    Err(EtcdError::LeaseKeepAliveError(m)) if m.contains("not found") => Ok(None),
+                    Err(e) => Err(e),
                 }
-                ("range", b)
-            }
-            F::Write => (
-                "put",
-                json!({ "key": key, "value": encode_value(&op.value) }),
-            ),
-            F::Cas => ("txn", cas_body(&key, &op.value[0], &op.value[1])),
-            // Refused by the workload's validation; nothing is sent.
-            F::Append => {
-                return Completion::Fail("append is not supported against etcd".into());
-            }
+            })
+            .await?;
+        Ok(match opened {
+            Some((keeper, stream)) => KeepAlive {
+                inner: Some((keeper, stream)),
+                first_ttl: None,
+            },
+            None => KeepAlive {
+                inner: None,
+                first_ttl: Some(0),
+            },
+        })
+    }
+}
+
+/// A lease's keepalive stream: each [`KeepAlive::keep_alive`] sends one keepalive and waits for
+/// its answer.
+pub struct KeepAlive {
+    inner: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>,
+    /// Set when opening the stream already answered that the lease is gone.
+    first_ttl: Option<i64>,
+}
+
+impl KeepAlive {
+    /// True when opening the stream found the lease gone (TTL 0): there is no stream.
+    pub fn gone(&self) -> bool {
+        self.first_ttl == Some(0)
+    }
+
+    /// One keepalive on the open stream, waiting at most `timeout`: the TTL answered (0 or
+    /// less: the lease is gone).
+    ///
+    /// # Errors
+    /// [`CallError`] (indeterminate: a keepalive may reach the leader and extend the lease).
+    pub async fn keep_alive(&mut self, timeout: Duration) -> Result<i64, CallError> {
+        let Some((keeper, stream)) = self.inner.as_mut() else {
+            return Ok(0);
         };
-        let url = format!("{}/v3/kv/{path}", self.base);
-        let answer = self.http.request(Method::POST, &url, Some(&body)).await;
-        match (op.f, classify(op, answer)) {
-            (F::Read, Completion::Info(reason)) => Completion::Fail(reason),
-            (_, c) => c,
+        let exchange = async {
+            keeper.keep_alive().await?;
+            stream.message().await
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(Some(r))) => Ok(r.ttl()),
+            Ok(Ok(None)) => Err(CallError {
+                reason: "keepalive stream closed".into(),
+                definite: false,
+            }),
+            Ok(Err(e)) => Err(classify_error(&e)),
+            Err(_) => Err(CallError::timeout(timeout)),
         }
     }
+}
+
+fn header_revision(h: Option<&etcd_client::ResponseHeader>) -> Result<i64, CallError> {
+    h.map(|h| h.revision()).ok_or_else(|| CallError {
+        reason: "an answer without a header".into(),
+        definite: false,
+    })
 }
 
 /// The transaction of a cas from `from` to `to` (`from` null: the key must not exist).
-fn cas_body(key: &str, from: &Value, to: &Value) -> Value {
+fn cas_txn(key: &str, from: &Value, to: &Value) -> Txn {
     let compare = if from.is_null() {
-        json!({ "key": key, "target": "CREATE", "result": "EQUAL", "createRevision": "0" })
+        Compare::create_revision(key, CompareOp::Equal, 0)
     } else {
-        json!({ "key": key, "target": "VALUE", "result": "EQUAL", "value": encode_value(from) })
+        Compare::value(key, CompareOp::Equal, encode_value(from))
     };
-    json!({
-        "compare": [compare],
-        "success": [{ "requestPut": { "key": key, "value": encode_value(to) } }],
-    })
+    Txn::new()
+        .when([compare])
+        .and_then([TxnOp::put(key, encode_value(to), None)])
 }
 
-fn parse_status(body: &Value) -> Result<Status, String> {
-    let me = int(&body["header"]["member_id"])
-        .ok_or_else(|| format!("status without header.member_id: {body}"))?;
-    let leader = int(&body["leader"]).filter(|&l| l != 0);
-    Ok(Status {
-        id: me,
-        role: if leader == Some(me) {
-            "leader".into()
-        } else {
-            "follower".into()
-        },
-        term: int(&body["raftTerm"]).unwrap_or(0),
-        leader,
-        commit: int(&body["raftIndex"]).unwrap_or(0),
-        applied: int(&body["raftAppliedIndex"]).unwrap_or(0),
-    })
-}
-
-/// Turns a gateway answer (or its absence) into a completion.
-fn classify(op: &Op, answer: Result<(StatusCode, Value), HttpError>) -> Completion {
-    match answer {
-        Ok((StatusCode::OK, body)) => match op.f {
-            F::Read => match body["kvs"].as_array().and_then(|kvs| kvs.first()) {
-                None => Completion::Ok(Value::Null),
-                Some(kv) => match kv["value"].as_str().map(decode_value) {
-                    // A put of an empty value leaves no `value` field; we never write one.
-                    None => Completion::Fail("a stored value that is not ours (empty)".into()),
-                    Some(Ok(v)) => Completion::Ok(v),
-                    Some(Err(e)) => Completion::Fail(e),
-                },
-            },
-            F::Write | F::Append => Completion::Ok(op.value.clone()),
-            F::Cas => {
-                if body["succeeded"].as_bool() == Some(true) {
-                    Completion::Ok(op.value.clone())
-                } else {
-                    Completion::Fail("cas-mismatch".into())
-                }
-            }
-        },
-        Ok((code, body)) => {
-            let message = body["error"]
-                .as_str()
-                .or_else(|| body["message"].as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("http {}", code.as_u16()));
-            if body["code"].as_i64() == Some(GRPC_INVALID_ARGUMENT) {
-                Completion::Fail(message)
-            } else {
-                Completion::Info(message)
-            }
-        }
-        Err(e) if e.is_definite() => Completion::Fail(e.to_string()),
-        Err(e) => Completion::Info(e.to_string()),
+/// Names the JSON fields of a watch event, as the history records them.
+pub fn event_json(e: &etcd_client::Event) -> Value {
+    let kind = match e.event_type() {
+        etcd_client::EventType::Put => "put",
+        etcd_client::EventType::Delete => "delete",
+    };
+    match e.kv() {
+        Some(kv) if kind == "put" => json!({
+            "type": kind,
+            "key": String::from_utf8_lossy(kv.key()),
+            "value": decode_value(kv.value()),
+            "mod-revision": kv.mod_revision(),
+            "create-revision": kv.create_revision(),
+            "version": kv.version(),
+        }),
+        Some(kv) => json!({
+            "type": kind,
+            "key": String::from_utf8_lossy(kv.key()),
+            "mod-revision": kv.mod_revision(),
+        }),
+        None => json!({ "type": kind }),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
-    type Answer = Result<(StatusCode, Value), HttpError>;
-
-    fn op(f: F, value: Value) -> Op {
-        Op {
-            f,
-            key: "r1".into(),
-            value,
-        }
-    }
-
     #[test]
-    fn values_round_trip_through_json_and_base64() {
+    fn values_round_trip_as_json_bytes() {
         for v in [json!(3), json!(null), json!([1, 2]), json!("x")] {
-            assert_eq!(decode_value(&encode_value(&v)).unwrap(), v);
+            assert_eq!(decode_value(&encode_value(&v)), v);
         }
-        assert_eq!(encode_value(&json!(3)), "Mw==");
-    }
-
-    #[test]
-    fn a_cas_compares_the_value_or_absence() {
-        let b = cas_body("cjE=", &json!(1), &json!(2));
-        assert_eq!(b["compare"][0]["target"], "VALUE");
-        assert_eq!(b["compare"][0]["value"], encode_value(&json!(1)));
-        assert_eq!(
-            b["success"][0]["requestPut"]["value"],
-            encode_value(&json!(2))
-        );
-        let b = cas_body("cjE=", &Value::Null, &json!(2));
-        assert_eq!(b["compare"][0]["target"], "CREATE");
-        assert_eq!(b["compare"][0]["createRevision"], "0");
+        assert_eq!(encode_value(&json!(41)), b"41");
+        assert_eq!(decode_value(b"\xff not json"), Value::Null);
     }
 
     #[rustfmt::skip]
     #[test]
-    fn answers_are_classified_honestly() {
-        let cas = op(F::Cas, json!([1, 2]));
-        let write = op(F::Write, json!(4));
-        let read = op(F::Read, Value::Null);
-        let three = json!({"kvs": [{"key": "cjE=", "value": encode_value(&json!(3))}], "count": "1"});
-        let unavailable = json!({"error": "etcdserver: no leader", "code": 14});
-        let cases: Vec<(&Op, Answer, Completion)> = vec![
-            (&read,  Ok((StatusCode::OK, three)),                                Completion::Ok(json!(3))),
-            (&read,  Ok((StatusCode::OK, json!({"header": {}}))),                Completion::Ok(Value::Null)),
-            (&write, Ok((StatusCode::OK, json!({"header": {"revision": "2"}}))), Completion::Ok(json!(4))),
-            (&cas,   Ok((StatusCode::OK, json!({"succeeded": true}))),           Completion::Ok(json!([1, 2]))),
-            (&cas,   Ok((StatusCode::OK, json!({"header": {}}))),                Completion::Fail("cas-mismatch".into())),
-            (&cas,   Ok((StatusCode::OK, json!({"succeeded": false}))),          Completion::Fail("cas-mismatch".into())),
-            (&cas,   Ok((StatusCode::SERVICE_UNAVAILABLE, unavailable.clone())), Completion::Info("etcdserver: no leader".into())),
-            (&write, Ok((StatusCode::TOO_MANY_REQUESTS, json!({"error": "etcdserver: too many requests", "code": 8}))), Completion::Info("etcdserver: too many requests".into())),
-            (&write, Ok((StatusCode::BAD_REQUEST, json!({"error": "etcdserver: key is not provided", "code": 3}))), Completion::Fail("etcdserver: key is not provided".into())),
-            (&cas,   Ok((StatusCode::BAD_GATEWAY, Value::Null)),                 Completion::Info("http 502".into())),
-            (&cas,   Err(HttpError::Connect("refused".into())),                 Completion::Fail("connect: refused".into())),
-            (&cas,   Err(HttpError::Timeout(Duration::from_secs(1))),           Completion::Info("timeout after 1s".into())),
-            (&write, Err(HttpError::Transport("reset".into())),                 Completion::Info("transport: reset".into())),
+    fn grpc_errors_are_classified_honestly() {
+        let status = |code, m: &str| EtcdError::GRpcStatus(tonic::Status::new(code, m));
+        let cases = [
+            (status(Code::Unavailable, "etcdserver: no leader"),                    false),
+            (status(Code::Unavailable, "etcdserver: request timed out"),            false),
+            (status(Code::Unavailable, "etcdserver: leader changed"),               false),
+            (status(Code::ResourceExhausted, "etcdserver: too many requests"),      false),
+            (status(Code::DeadlineExceeded, "context deadline exceeded"),           false),
+            (status(Code::Unknown, "transport is closing"),                         false),
+            (status(Code::InvalidArgument, "etcdserver: key is not provided"),      true),
+            (status(Code::NotFound, "etcdserver: requested lease not found"),       true),
+            (status(Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"), true),
+            (EtcdError::WatchError("channel closed".into()),                        false),
         ];
-        for (op, answer, want) in cases {
-            assert_eq!(classify(op, answer.clone()), want, "{:?} {answer:?}", op.f);
+        for (e, definite) in cases {
+            assert_eq!(classify_error(&e).definite, definite, "{e}");
         }
     }
 
-    #[test]
-    fn the_leader_is_the_member_whose_id_is_the_leader_field() {
-        let s = parse_status(&json!({"header": {"member_id": "42"}, "leader": "42", "raftTerm": "3", "raftIndex": "9"})).unwrap();
-        assert_eq!(
-            (s.role.as_str(), s.term, s.leader, s.commit),
-            ("leader", 3, Some(42), 9)
-        );
-        let s = parse_status(&json!({"header": {"member_id": "7"}, "leader": "42"})).unwrap();
-        assert_eq!(s.role, "follower");
-        let s = parse_status(&json!({"header": {"member_id": "7"}})).unwrap();
-        assert_eq!((s.role.as_str(), s.leader), ("follower", None));
-        assert!(parse_status(&json!({})).is_err());
-    }
-
     #[tokio::test]
-    async fn an_unanswered_cas_is_info_and_an_unanswered_read_is_fail() {
+    async fn a_member_that_is_down_fails_definitely_and_a_silent_one_is_indeterminate() {
+        // Nothing listens on this port: the connection is refused, the request never left.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let down = EtcdClient::new(&addr, Duration::from_millis(500), false);
+        let write = Op {
+            f: F::Write,
+            key: "r1".into(),
+            value: json!(1),
+        };
+        assert!(
+            matches!(down.invoke(&write).await, Completion::Fail(r) if r.starts_with("connect"))
+        );
+
+        // A listener that accepts and never answers: the write may have arrived.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
         let hold = tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((s, _)) = listener.accept().await {
                 held.push(s);
             }
         });
-        let client = EtcdClient::new(
-            HttpClient::new(Duration::from_millis(200)),
-            &addr.to_string(),
-            false,
-        );
-        assert!(matches!(
-            client.invoke(&op(F::Cas, json!([1, 2]))).await,
-            Completion::Info(_)
-        ));
-        assert!(matches!(
-            client.invoke(&op(F::Read, Value::Null)).await,
-            Completion::Fail(_)
-        ));
+        let silent = EtcdClient::new(&addr, Duration::from_millis(300), false);
+        assert!(matches!(silent.invoke(&write).await, Completion::Info(_)));
+        let cas = Op {
+            f: F::Cas,
+            key: "r1".into(),
+            value: json!([1, 2]),
+        };
+        assert!(matches!(silent.invoke(&cas).await, Completion::Info(_)));
+        let read = Op {
+            f: F::Read,
+            key: "r1".into(),
+            value: Value::Null,
+        };
+        assert!(matches!(silent.invoke(&read).await, Completion::Fail(_)));
         hold.abort();
     }
 }

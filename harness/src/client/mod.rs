@@ -7,10 +7,12 @@
 //! read changes nothing (Jepsen does the same).
 
 mod etcd;
+mod etcd_gateway;
 mod http;
 mod raftkv;
 
-pub use etcd::EtcdClient;
+pub use etcd::{CallError, EtcdClient, KeepAlive, classify_error, event_json};
+pub use etcd_gateway::EtcdGatewayClient;
 pub use http::{HttpClient, HttpError};
 pub use raftkv::{FailpointsView, RaftkvClient, Status};
 
@@ -45,8 +47,10 @@ impl Completion {
 pub enum NodeClient {
     /// raftkv's HTTP API.
     Raftkv(RaftkvClient),
-    /// etcd's v3 JSON gateway.
+    /// etcd's v3 gRPC API.
     Etcd(EtcdClient),
+    /// etcd's v3 JSON gateway (registers only).
+    EtcdGateway(EtcdGatewayClient),
 }
 
 impl NodeClient {
@@ -55,6 +59,7 @@ impl NodeClient {
         match self {
             NodeClient::Raftkv(c) => c.invoke(op).await,
             NodeClient::Etcd(c) => c.invoke(op).await,
+            NodeClient::EtcdGateway(c) => c.invoke(op).await,
         }
     }
 
@@ -62,7 +67,15 @@ impl NodeClient {
     pub fn raftkv(&self) -> Option<&RaftkvClient> {
         match self {
             NodeClient::Raftkv(c) => Some(c),
-            NodeClient::Etcd(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The etcd gRPC client, when the system under test is etcd reached over gRPC.
+    pub fn etcd(&self) -> Option<&EtcdClient> {
+        match self {
+            NodeClient::Etcd(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -74,6 +87,7 @@ impl NodeClient {
         match self {
             NodeClient::Raftkv(c) => c.status().await,
             NodeClient::Etcd(c) => c.status().await,
+            NodeClient::EtcdGateway(c) => c.status().await,
         }
     }
 }

@@ -66,7 +66,8 @@ async fn bug_is_found(
         .checked
         .results
         .linearizable
-        .counterexample()
+        .as_ref()
+        .and_then(|l| l.counterexample())
         .expect("an invalid verdict comes with a counterexample");
     println!("counterexample: {}", c.message);
     assert!(

@@ -86,7 +86,12 @@ async fn etcd_register_partition_run_is_valid_and_leaves_nothing_behind() {
         "etcd with linearizable reads judged {} (seed {seed}, {}): {:?}",
         outcome.valid,
         outcome.dir.path.display(),
-        outcome.checked.results.linearizable.reason
+        outcome
+            .checked
+            .results
+            .linearizable
+            .as_ref()
+            .and_then(|l| l.reason.as_deref())
     );
     let run: Value =
         serde_json::from_slice(&std::fs::read(outcome.dir.path.join("run.json")).unwrap()).unwrap();

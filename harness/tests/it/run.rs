@@ -123,7 +123,12 @@ async fn run_and_check_faults_bite(
         "correct raftkv judged {} (seed {seed}, {}): {:?}",
         outcome.valid,
         outcome.dir.path.display(),
-        outcome.checked.results.linearizable.reason
+        outcome
+            .checked
+            .results
+            .linearizable
+            .as_ref()
+            .and_then(|l| l.reason.as_deref())
     );
     for file in [
         "run.json",
