@@ -281,14 +281,19 @@ async fn images(args: ImagesArgs) -> anyhow::Result<u8> {
             Some(p) => NodeBinary::from_path(p, &format!("--node-bin {}", p.display()))?,
             None => NodeBinary::workspace_raftkv(&crate::workspace::root()).await?,
         };
+        let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
         images
             .ensure_node(
                 &binary,
+                &faultfs,
                 matches!(rebuild, Some(Rebuild::Raftkv | Rebuild::All)),
             )
             .await?;
         images
-            .ensure_etcd(matches!(rebuild, Some(Rebuild::Etcd | Rebuild::All)))
+            .ensure_etcd(
+                &faultfs,
+                matches!(rebuild, Some(Rebuild::Etcd | Rebuild::All)),
+            )
             .await?;
     }
     let rows = images.list().await.context("listing images")?;

@@ -40,6 +40,26 @@ pub struct Raftkv {
     pub bugs: Vec<String>,
     /// Extra arguments for every node.
     pub args: Vec<String>,
+    /// The data directory is on faultfs (storage faults: stalled fsyncs, lost unsynced writes).
+    pub faultfs: bool,
+}
+
+/// The entrypoint of a node whose data directory `data_dir` is on faultfs: faultfs mounts itself
+/// over the directory in place, runs `binary` (with the container's command as its arguments)
+/// as its child, and exits with the child's code, so the mount lives exactly as long as the node.
+pub fn faultfs_entrypoint(data_dir: &str, binary: &str) -> Vec<String> {
+    [
+        "/usr/local/bin/faultfs",
+        "run",
+        "--backing",
+        data_dir,
+        "--mount",
+        data_dir,
+        "--",
+        binary,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// raftkv's HTTP API port inside each container.
@@ -85,10 +105,13 @@ impl Db for Raftkv {
             env: clock_env(),
             name,
             image: self.image.clone(),
-            entrypoint: None,
+            entrypoint: self
+                .faultfs
+                .then(|| faultfs_entrypoint("/data", "/usr/local/bin/raftkv")),
             restart_on_failure: arms_failpoints(&cmd),
             cmd,
             data_dir: "/data".into(),
+            fuse: self.faultfs,
         }
     }
 
@@ -114,6 +137,8 @@ pub struct Etcd {
     pub serializable_reads: bool,
     /// Which of etcd's client APIs the clients speak.
     pub api: EtcdApi,
+    /// The data directory is on faultfs (storage faults: stalled fsyncs, lost unsynced writes).
+    pub faultfs: bool,
     /// Extra arguments for every member.
     pub args: Vec<String>,
 }
@@ -168,10 +193,13 @@ impl Db for Etcd {
             env: Vec::new(),
             name,
             image: self.image.clone(),
-            entrypoint: None,
+            entrypoint: self
+                .faultfs
+                .then(|| faultfs_entrypoint("/data", "/usr/local/bin/etcd")),
             cmd,
             data_dir: "/data".into(),
             restart_on_failure: false,
+            fuse: self.faultfs,
         }
     }
 

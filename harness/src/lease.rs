@@ -136,7 +136,6 @@ impl Slot {
     async fn grant(&mut self, via: usize, grants: usize) -> anyhow::Result<Option<Held>> {
         let client = self.members[via].1.clone();
         let ttl = self.spec.ttl;
-        let timeout = self.timeout;
         let granted = self
             .op("lease-grant", None, json!({ "ttl": ttl }), via, async {
                 match client.lease_grant(ttl).await {
@@ -152,23 +151,7 @@ impl Slot {
         let mut keys = Vec::new();
         for j in 0..self.spec.keys_per_lease {
             let key = format!("{}s{}-g{grants}-k{j}", self.spec.prefix, self.index);
-            self.values += 1;
-            let value = self.values;
-            let invoked = json!({ "value": value, "lease": id });
-            let put = self
-                .op("put", Some(&key), invoked, via, async {
-                    match tokio::time::timeout(timeout, client.put(&key, &json!(value), Some(id)))
-                        .await
-                    {
-                        Ok(Ok(r)) => {
-                            Completion::Ok(json!({ "value": value, "lease": id, "revision": r }))
-                        }
-                        Ok(Err(e)) => e.completion(),
-                        Err(_) => Completion::Info(format!("timeout after {timeout:?}")),
-                    }
-                })
-                .await?;
-            if matches!(put, Completion::Ok(_)) {
+            if matches!(self.put(&key, id, via).await?, Completion::Ok(_)) {
                 keys.push(key);
             }
         }
@@ -181,6 +164,21 @@ impl Slot {
         }))
     }
 
+    /// Puts a fresh value at `key`, attached to `lease`, through member `via`.
+    async fn put(&mut self, key: &str, lease: i64, via: usize) -> anyhow::Result<Completion> {
+        let client = self.members[via].1.clone();
+        self.values += 1;
+        let value = self.values;
+        let invoked = json!({ "value": value, "lease": lease });
+        self.op("put", Some(key), invoked, via, async {
+            match client.put(key, &json!(value), Some(lease)).await {
+                Ok(r) => Completion::Ok(json!({ "value": value, "lease": lease, "revision": r })),
+                Err(e) => e.completion(),
+            }
+        })
+        .await
+    }
+
     /// Keeps `held` alive and reads its keys until the lease is gone, its lifetime is over or
     /// the run ends.
     async fn keep(&mut self, held: &mut Held, stop: &CancellationToken) -> anyhow::Result<()> {
@@ -189,11 +187,16 @@ impl Slot {
             .then(|| started + Duration::from_secs_f64(self.spec.lifetime));
         let keepalive_every = Duration::from_secs_f64(self.spec.keepalive_interval);
         let get_every = Duration::from_secs_f64(self.spec.get_interval);
+        let put_every =
+            (self.spec.put_interval > 0.0).then(|| Duration::from_secs_f64(self.spec.put_interval));
         let mut next_keepalive = started + keepalive_every;
         let mut next_get = started;
+        let mut next_put = put_every.map(|d| started + d);
         let mut reader = self.index;
         loop {
-            let next = next_keepalive.min(next_get);
+            let next = next_keepalive
+                .min(next_get)
+                .min(next_put.unwrap_or(next_get));
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
                 _ = tokio::time::sleep_until(next) => {}
@@ -206,6 +209,14 @@ impl Slot {
                 next_keepalive = Instant::now() + keepalive_every;
                 if self.keepalive(held).await? {
                     return Ok(());
+                }
+            }
+            if let (Some(at), Some(every)) = (next_put, put_every)
+                && Instant::now() >= at
+            {
+                next_put = Some(Instant::now() + every);
+                for key in held.keys.clone() {
+                    self.put(&key, held.id, held.keepalive_member).await?;
                 }
             }
             if Instant::now() >= next_get && !held.keys.is_empty() {

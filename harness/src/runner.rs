@@ -320,7 +320,8 @@ async fn prepare_db(
                 Some(p) => NodeBinary::from_path(p, &format!("--node-bin {}", p.display()))?,
                 None => NodeBinary::workspace_raftkv(&crate::workspace::root()).await?,
             };
-            let image = images.ensure_node(&binary, false).await?;
+            let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
+            let image = images.ensure_node(&binary, &faultfs, false).await?;
             let record = NodeRecord {
                 binary: binary.path.display().to_string(),
                 origin: binary.origin.clone(),
@@ -330,6 +331,7 @@ async fn prepare_db(
                 image: image.clone(),
                 bugs: w.node.bugs.clone(),
                 args: w.node.args.clone(),
+                faultfs: w.uses_faultfs(),
             };
             Ok((Box::new(db), record, vec![base, image]))
         }
@@ -339,7 +341,8 @@ async fn prepare_db(
                 "--node-bin is a raftkv binary; the etcd target runs Debian's {}",
                 control::ETCD_PACKAGE
             );
-            let image = images.ensure_etcd(false).await?;
+            let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
+            let image = images.ensure_etcd(&faultfs, false).await?;
             let record = NodeRecord {
                 binary: "/usr/local/bin/etcd".into(),
                 origin: format!("Debian {} {}", control::ETCD_PACKAGE, image.version),
@@ -349,6 +352,7 @@ async fn prepare_db(
                 image: image.name.clone(),
                 serializable_reads: w.node.serializable_reads,
                 api: w.node.etcd_client,
+                faultfs: w.uses_faultfs(),
                 args: w.node.args.clone(),
             };
             Ok((Box::new(db), record, vec![base, image.name]))

@@ -83,6 +83,11 @@ pub struct NodeOptions {
     /// `gateway` (the v3 JSON gateway; registers only).
     #[serde(default)]
     pub etcd_client: EtcdApi,
+    /// Put each node's data directory on faultfs, the storage-fault filesystem (implied by the
+    /// `stall` fault). Writes then stay in faultfs's cache until fsynced, so a `kill` of such a
+    /// node loses what it had not fsynced, as a power failure would.
+    #[serde(default)]
+    pub faultfs: bool,
 }
 
 /// etcd's client APIs.
@@ -259,8 +264,9 @@ pub enum KeepaliveVia {
 
 /// The `[lease]` table: `leases` leases alive at once, each granted with `ttl`, kept alive every
 /// `keepalive-interval` seconds through a member (`keepalive-via`), with `keys-per-lease` keys
-/// attached and read back every `get-interval` seconds; after `lifetime` seconds a lease is let
-/// go (no more keepalives) and a fresh one takes its place.
+/// attached, rewritten every `put-interval` seconds and read back every `get-interval` seconds;
+/// after `lifetime` seconds a lease is let go (no more keepalives) and a fresh one takes its
+/// place.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct LeaseSpec {
@@ -278,6 +284,10 @@ pub struct LeaseSpec {
     pub keys_per_lease: usize,
     /// Seconds between reads of a lease's keys. Default 0.5.
     pub get_interval: f64,
+    /// Seconds between puts of a new value to a lease's keys (still attached to it), as a
+    /// Kubernetes node renews its heartbeat object (0: never). Writes are what make a leader's
+    /// raft loop touch its disk: without them a stalled fsync goes unnoticed. Default 1.
+    pub put_interval: f64,
     /// Seconds a lease is kept alive before it is let go (0: until the run ends). Default 0.
     pub lifetime: f64,
 }
@@ -292,6 +302,7 @@ impl Default for LeaseSpec {
             keepalive_via: KeepaliveVia::Followers,
             keys_per_lease: 1,
             get_interval: 0.5,
+            put_interval: 1.0,
             lifetime: 0.0,
         }
     }
@@ -547,6 +558,15 @@ impl Workload {
         Ok(())
     }
 
+    /// Whether the nodes' data directories are on faultfs: asked for, or needed by a fault.
+    pub fn uses_faultfs(&self) -> bool {
+        self.node.faultfs
+            || self
+                .nemesis
+                .as_ref()
+                .is_some_and(|n| n.faults.contains(&crate::nemesis::FaultKind::Stall))
+    }
+
     /// What the run's clients do.
     pub fn kind(&self) -> Kind {
         if self.watch.is_some() {
@@ -662,6 +682,12 @@ impl Workload {
             }
             if !(l.get_interval > 0.0 && l.get_interval.is_finite()) {
                 return bad("lease.get-interval", "a positive number of seconds".into());
+            }
+            if !(l.put_interval >= 0.0 && l.put_interval.is_finite()) {
+                return bad(
+                    "lease.put-interval",
+                    "0 (never) or a number of seconds".into(),
+                );
             }
             if l.keys_per_lease == 0 {
                 return bad("lease.keys-per-lease", "at least 1".into());

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
-    VolumeCreateRequest,
+    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HostConfig,
+    NetworkingConfig, VolumeCreateRequest,
 };
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use futures_util::StreamExt;
@@ -44,6 +44,9 @@ pub struct NodeSpec {
     /// before the first restart and doubles the wait at each one (reset only after 10 s of
     /// running), so a node that crashed a few times stayed down for seconds.
     pub restart_on_failure: bool,
+    /// The container may mount FUSE filesystems: it gets `/dev/fuse` and `CAP_SYS_ADMIN`, as a
+    /// node whose data directory is on faultfs (the storage-fault filesystem) needs.
+    pub fuse: bool,
 }
 
 /// A started node.
@@ -169,7 +172,18 @@ impl Cluster {
             env: Some(spec.env.clone()),
             labels: Some(labels),
             host_config: Some(HostConfig {
-                cap_add: Some(vec!["NET_ADMIN".into()]),
+                cap_add: Some(if spec.fuse {
+                    vec!["NET_ADMIN".into(), "SYS_ADMIN".into()]
+                } else {
+                    vec!["NET_ADMIN".into()]
+                }),
+                devices: spec.fuse.then(|| {
+                    vec![DeviceMapping {
+                        path_on_host: Some("/dev/fuse".into()),
+                        path_in_container: Some("/dev/fuse".into()),
+                        cgroup_permissions: Some("rwm".into()),
+                    }]
+                }),
                 binds: Some(binds),
                 network_mode: Some(self.network.clone()),
                 init: Some(true),

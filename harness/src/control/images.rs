@@ -51,6 +51,12 @@ pub const BASE_PACKAGES: &[&str] = &[
     "iputils-ping",
 ];
 
+/// What every node image adds for the storage-fault filesystem: the `faultfs` binary (a node
+/// started under `faultfs run` has its data directory on it) and the control socket every
+/// `faultfs ctl` finds without flags.
+const FAULTFS_LINES: &str =
+    "COPY faultfs /usr/local/bin/faultfs\nENV FAULTFS_CONTROL=/run/faultfs.sock\n";
+
 /// Bump when the way the base image is made changes, so old images are not reused.
 const BASE_RECIPE_VERSION: &str = "1";
 
@@ -82,17 +88,23 @@ impl NodeBinary {
     /// # Errors
     /// When cargo is missing or the build fails.
     pub async fn workspace_raftkv(workspace: &Path) -> Result<Self, ControlError> {
+        Self::workspace_binary(workspace, "raftkv").await
+    }
+
+    /// The workspace's `faultfs` (the storage-fault filesystem every node image carries), built
+    /// in release mode with cargo (a no-op when it is fresh).
+    ///
+    /// # Errors
+    /// When cargo is missing or the build fails.
+    pub async fn workspace_faultfs(workspace: &Path) -> Result<Self, ControlError> {
+        Self::workspace_binary(workspace, "faultfs").await
+    }
+
+    /// The binary `name` of the workspace package of that name, built in release mode.
+    async fn workspace_binary(workspace: &Path, name: &str) -> Result<Self, ControlError> {
         let status =
             tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args([
-                    "build",
-                    "--release",
-                    "--quiet",
-                    "-p",
-                    "raftkv",
-                    "--bin",
-                    "raftkv",
-                ])
+                .args(["build", "--release", "--quiet", "-p", name, "--bin", name])
                 .current_dir(workspace)
                 .stdin(Stdio::null())
                 .status()
@@ -105,14 +117,14 @@ impl NodeBinary {
                 })?;
         if !status.success() {
             return Err(ControlError::NodeBinary(format!(
-                "`cargo build --release -p raftkv` failed in {} ({status})",
+                "`cargo build --release -p {name}` failed in {} ({status})",
                 workspace.display()
             )));
         }
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace.join("target"));
-        Self::from_path(&target.join("release/raftkv"), "workspace")
+        Self::from_path(&target.join("release").join(name), "workspace")
     }
 
     /// A binary given by path (`--node-bin`).
@@ -357,25 +369,27 @@ impl Images {
     pub async fn ensure_node(
         &self,
         binary: &NodeBinary,
+        faultfs: &NodeBinary,
         rebuild: bool,
     ) -> Result<String, ControlError> {
         let base = self.ensure_base(false).await?;
         let mut h = Sha256::new();
         h.update(base.as_bytes());
         h.update(binary.digest()?.as_bytes());
+        h.update(faultfs.digest()?.as_bytes());
         let name = format!("{NODE_REPO}:{}", &hex::encode(h.finalize())[..12]);
         if !rebuild && self.exists(&name).await? {
             return Ok(name);
         }
         let started = Instant::now();
         let dockerfile = format!(
-            "FROM {base}\nCOPY raftkv /usr/local/bin/raftkv\nLABEL faultline.image=raftkv\nENTRYPOINT [\"/usr/local/bin/raftkv\"]\n"
+            "FROM {base}\nCOPY raftkv /usr/local/bin/raftkv\n{FAULTFS_LINES}LABEL faultline.image=raftkv\nENTRYPOINT [\"/usr/local/bin/raftkv\"]\n"
         );
         self.build(
             &name,
             &format!("building {name} from {}", binary.path.display()),
             &dockerfile,
-            &[("raftkv", &binary.path)],
+            &[("raftkv", &binary.path), ("faultfs", &faultfs.path)],
         )
         .await?;
         eprintln!("built {name} in {:.1} s", started.elapsed().as_secs_f64());
@@ -388,9 +402,14 @@ impl Images {
     ///
     /// # Errors
     /// When apt cannot fetch the package (with what apt said), or the build fails.
-    pub async fn ensure_etcd(&self, rebuild: bool) -> Result<EtcdImage, ControlError> {
+    pub async fn ensure_etcd(
+        &self,
+        faultfs: &NodeBinary,
+        rebuild: bool,
+    ) -> Result<EtcdImage, ControlError> {
         let base = self.ensure_base(false).await?;
-        if !rebuild && let Some(found) = self.find_etcd(&base).await? {
+        let faultfs_sha = faultfs.digest()?;
+        if !rebuild && let Some(found) = self.find_etcd(&base, &faultfs_sha).await? {
             return Ok(found);
         }
         let started = Instant::now();
@@ -436,17 +455,18 @@ impl Images {
         let mut h = Sha256::new();
         h.update(base.as_bytes());
         h.update(sha256.as_bytes());
+        h.update(faultfs_sha.as_bytes());
         let name = format!("{ETCD_REPO}:{}", &hex::encode(h.finalize())[..12]);
         let version = version.trim().to_string();
         if rebuild || !self.exists(&name).await? {
             let dockerfile = format!(
-                "FROM {base}\nCOPY etcd /usr/local/bin/etcd\nLABEL faultline.image=etcd faultline.base=\"{base}\" faultline.etcd.version=\"{version}\" faultline.etcd.sha256={sha256}\nENTRYPOINT [\"/usr/local/bin/etcd\"]\n"
+                "FROM {base}\nCOPY etcd /usr/local/bin/etcd\n{FAULTFS_LINES}LABEL faultline.image=etcd faultline.base=\"{base}\" faultline.faultfs={faultfs_sha} faultline.etcd.version=\"{version}\" faultline.etcd.sha256={sha256}\nENTRYPOINT [\"/usr/local/bin/etcd\"]\n"
             );
             self.build(
                 &name,
                 &format!("building {name} from {ETCD_PACKAGE} {version}"),
                 &dockerfile,
-                &[("etcd", &binary)],
+                &[("etcd", &binary), ("faultfs", &faultfs.path)],
             )
             .await?;
             eprintln!("built {name} in {:.1} s", started.elapsed().as_secs_f64());
@@ -459,12 +479,17 @@ impl Images {
     }
 
     /// An etcd image built on `base`, if there is one.
-    async fn find_etcd(&self, base: &str) -> Result<Option<EtcdImage>, ControlError> {
+    async fn find_etcd(
+        &self,
+        base: &str,
+        faultfs_sha: &str,
+    ) -> Result<Option<EtcdImage>, ControlError> {
         let filters = std::collections::HashMap::from([(
             "label".to_string(),
             vec![
                 "faultline.image=etcd".to_string(),
                 format!("faultline.base={base}"),
+                format!("faultline.faultfs={faultfs_sha}"),
             ],
         )]);
         let images = self

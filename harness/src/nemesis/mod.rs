@@ -32,6 +32,7 @@ pub mod revote;
 pub mod schedule;
 pub mod script;
 pub mod spec;
+pub mod storage;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -347,6 +348,8 @@ pub struct Nemesis {
     chain_dirty: BTreeSet<String>,
     killed: BTreeSet<String>,
     paused: BTreeSet<String>,
+    /// Nodes whose faultfs may hold a stall.
+    stalled: BTreeSet<String>,
     /// Nodes whose clock file may hold a non-zero offset.
     skewed: BTreeSet<String>,
     strobe: Option<(String, tokio::task::JoinHandle<()>)>,
@@ -375,6 +378,7 @@ impl Nemesis {
             chain_dirty: BTreeSet::new(),
             killed: BTreeSet::new(),
             paused: BTreeSet::new(),
+            stalled: BTreeSet::new(),
             skewed: BTreeSet::new(),
             strobe: None,
             delayed: BTreeSet::new(),
@@ -400,6 +404,9 @@ impl Nemesis {
         }
         if !self.paused.is_empty() {
             out.push(format!("pause:{}", join(&self.paused)));
+        }
+        if !self.stalled.is_empty() {
+            out.push(format!("stall:{}", join(&self.stalled)));
         }
         if let Some((node, _)) = &self.strobe {
             out.push(format!("clock-strobe:{node}"));
@@ -499,6 +506,10 @@ impl Nemesis {
                 self.start_pause(target.as_str(), nodes, ctx).await?
             }
             Action::Stop(FaultKind::Pause) => self.stop_pause(ctx).await?,
+            Action::Start(Fault::Stall { target, nodes }) => {
+                self.start_stall(target.as_str(), nodes, ctx).await?
+            }
+            Action::Stop(FaultKind::Stall) => self.stop_stall(ctx).await?,
             Action::Start(Fault::Clock(plan)) => self.start_clock(plan, ctx).await,
             Action::Stop(FaultKind::Clock) => self.stop_clock(ctx).await,
             Action::Start(Fault::Loss { nodes, probability }) => {
@@ -529,6 +540,9 @@ impl Nemesis {
         let mut ops = Vec::new();
         if !self.paused.is_empty() {
             ops.push(self.stop_pause(ctx).await?);
+        }
+        if !self.stalled.is_empty() {
+            ops.push(self.stop_stall(ctx).await?);
         }
         if !self.killed.is_empty() {
             ops.push(self.stop_kill(ctx).await?);
@@ -998,6 +1012,89 @@ impl Nemesis {
         for (n, r) in &steps {
             if r.is_ok() {
                 self.paused.remove(n);
+            }
+        }
+        Ok(NemesisOp::new(
+            f,
+            json!({"nodes": nodes}),
+            Outcome::of_steps(&steps),
+        ))
+    }
+
+    async fn start_stall(
+        &mut self,
+        target: &str,
+        nodes: &Targets,
+        ctx: &NemesisContext<'_>,
+    ) -> Result<NemesisOp, NemesisError> {
+        let f = "start-stall";
+        if !self.stalled.is_empty() {
+            return Ok(NemesisOp::new(
+                f,
+                json!({"target": target}),
+                Outcome::Skipped("a stall is already active".into()),
+            ));
+        }
+        let nodes = match self.resolve(nodes, ctx.leader.as_deref()) {
+            Ok(n) => n,
+            Err(r) => {
+                return Ok(NemesisOp::new(
+                    f,
+                    json!({"target": target}),
+                    Outcome::Skipped(r),
+                ));
+            }
+        };
+        let [cmd, ms] = storage::stall_args();
+        let args = [cmd.as_str(), ms.as_str()];
+        let answers = join_all(nodes.iter().map(|n| storage::ctl(ctx.cluster, n, &args))).await;
+        let mut steps = Vec::new();
+        let mut missing = Vec::new();
+        for (n, a) in nodes.iter().zip(answers) {
+            match a? {
+                Ok(storage::Answer::NoFaultfs(why)) => missing.push(why),
+                Ok(storage::Answer::Done(_)) => {
+                    self.stalled.insert(n.clone());
+                    steps.push((n.clone(), Ok(())));
+                }
+                Err(e) => {
+                    // It may have taken: release it at the stop.
+                    self.stalled.insert(n.clone());
+                    steps.push((n.clone(), Err(e)));
+                }
+            }
+        }
+        let outcome = if steps.is_empty() {
+            Outcome::Skipped(missing.join("; "))
+        } else {
+            Outcome::of_steps(&steps)
+        };
+        Ok(NemesisOp::new(
+            f,
+            json!({"target": target, "nodes": nodes, "bound-ms": storage::STALL_BOUND_MS}),
+            outcome,
+        ))
+    }
+
+    async fn stop_stall(&mut self, ctx: &NemesisContext<'_>) -> Result<NemesisOp, NemesisError> {
+        let f = "stop-stall";
+        if self.stalled.is_empty() {
+            return Ok(NemesisOp::new(
+                f,
+                json!({}),
+                Outcome::Skipped("no node is stalled".into()),
+            ));
+        }
+        let nodes: Vec<String> = self.stalled.iter().cloned().collect();
+        let cluster = ctx.cluster;
+        let steps = per_node(&nodes, |n| async move {
+            // A node killed and restarted meanwhile has a fresh faultfs, with no stall.
+            Ok(storage::ctl(cluster, &n, &["unstall"]).await?.map(|_| ()))
+        })
+        .await?;
+        for (n, r) in &steps {
+            if r.is_ok() {
+                self.stalled.remove(n);
             }
         }
         Ok(NemesisOp::new(

@@ -73,6 +73,13 @@ pub enum Fault {
         /// The nodes.
         nodes: Targets,
     },
+    /// fsync stalled on the nodes' faultfs, released at the stop.
+    Stall {
+        /// The configured target.
+        target: PauseTarget,
+        /// The nodes.
+        nodes: Targets,
+    },
     /// A clock fault.
     Clock(ClockPlan),
     /// Each of `nodes` drops incoming packets with `probability`.
@@ -100,6 +107,7 @@ impl Fault {
             Fault::Partition { .. } => FaultKind::Partition,
             Fault::Kill { .. } => FaultKind::Kill,
             Fault::Pause { .. } => FaultKind::Pause,
+            Fault::Stall { .. } => FaultKind::Stall,
             Fault::Clock(_) => FaultKind::Clock,
             Fault::Loss { .. } => FaultKind::Loss,
             Fault::Delay { .. } => FaultKind::Delay,
@@ -187,6 +195,16 @@ fn draw(rng: &mut ChaCha8Rng, spec: &NemesisSpec, nodes: &[String], kind: FaultK
                 PauseTarget::Leader => Targets::Leader,
             };
             Fault::Pause { target, nodes }
+        }
+        FaultKind::Stall => {
+            let target = pick(rng, &spec.stall_targets);
+            let order = shuffled(rng, nodes);
+            let nodes = match target {
+                PauseTarget::One => Targets::Nodes(order[..1].to_vec()),
+                PauseTarget::Minority => Targets::Nodes(order[..minority_size(n)].to_vec()),
+                PauseTarget::Leader => Targets::Leader,
+            };
+            Fault::Stall { target, nodes }
         }
         FaultKind::Clock => match pick(rng, &spec.clock_kinds) {
             kind @ (ClockKind::Bump | ClockKind::BumpAll) => {

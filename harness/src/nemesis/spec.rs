@@ -69,6 +69,10 @@ named_enum!(
         Loss => "loss",
         /// Packet delay (`tc netem`), where the kernel has `sch_netem`.
         Delay => "delay",
+        /// fsync and fdatasync block on the targets' data directory (faultfs's `stall`), while
+        /// the rest of the process runs: a disk that stops answering. The nodes then run on
+        /// faultfs.
+        Stall => "stall",
     }
 );
 
@@ -226,6 +230,8 @@ pub struct NemesisSpec {
     pub kill_targets: Vec<KillTarget>,
     /// Pause targets to draw from. Default: one, leader, minority.
     pub pause_targets: Vec<PauseTarget>,
+    /// Stall targets to draw from (same names as pauses). Default: leader.
+    pub stall_targets: Vec<PauseTarget>,
     /// Clock fault kinds to draw from. Default: bump, strobe, reset.
     pub clock_kinds: Vec<ClockKind>,
     /// Largest clock offset, in whole seconds, either direction. Default 60.
@@ -270,6 +276,7 @@ impl Default for NemesisSpec {
             partition_kinds: PartitionKind::ALL.to_vec(),
             kill_targets: KillTarget::ALL.to_vec(),
             pause_targets: PauseTarget::ALL.to_vec(),
+            stall_targets: vec![PauseTarget::Leader],
             clock_kinds: ClockKind::ALL.to_vec(),
             clock_max_offset: 60,
             clock_strobe_period_ms: 2000,
@@ -312,6 +319,9 @@ impl NemesisSpec {
         }
         if on(FaultKind::Pause) && self.pause_targets.is_empty() {
             return bad("`pause-targets` is empty but `pause` is among the faults");
+        }
+        if on(FaultKind::Stall) && self.stall_targets.is_empty() {
+            return bad("`stall-targets` is empty but `stall` is among the faults");
         }
         if on(FaultKind::Clock) && self.clock_kinds.is_empty() {
             return bad("`clock-kinds` is empty but `clock` is among the faults");

@@ -22,8 +22,11 @@ pub async fn node_image(docker: &Docker) -> String {
     let binary = NodeBinary::workspace_raftkv(&root)
         .await
         .expect("build raftkv");
+    let faultfs = NodeBinary::workspace_faultfs(&root)
+        .await
+        .expect("build faultfs");
     images
-        .ensure_node(&binary, false)
+        .ensure_node(&binary, &faultfs, false)
         .await
         .expect("node image")
 }
