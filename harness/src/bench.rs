@@ -1,6 +1,7 @@
-//! `faultline bench`: the `perf` workload (no faults, unlimited rate) against raftkv and etcd,
-//! on the same base image, network and client, at the same concurrencies; one table of ops/s and
-//! latency quantiles, with the ratio raftkv/etcd.
+//! `faultline bench`: the `perf` workload (no faults, unlimited rate) against raftkv, etcd over
+//! gRPC and etcd over its JSON gateway, on the same base image and network, at the same
+//! concurrencies; one table of ops/s and latency quantiles, with the ratios raftkv/etcd (gRPC)
+//! and etcd gRPC/gateway (what the move of the etcd client to gRPC costs or gains).
 
 use std::path::PathBuf;
 
@@ -8,7 +9,14 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::runner::{self, RunOptions};
-use crate::workload::{self, Target};
+use crate::workload::{self, EtcdApi, Target};
+
+/// What is measured: the system and, for etcd, the client API.
+const SUBJECTS: [(&str, Target, EtcdApi); 3] = [
+    ("raftkv", Target::Raftkv, EtcdApi::Grpc),
+    ("etcd", Target::Etcd, EtcdApi::Grpc),
+    ("etcd-gateway", Target::Etcd, EtcdApi::Gateway),
+];
 
 /// Arguments of `faultline bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,7 +41,7 @@ pub struct BenchArgs {
 /// One measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct Measure {
-    /// `raftkv` or `etcd`.
+    /// `raftkv`, `etcd` (gRPC) or `etcd-gateway` (JSON gateway).
     pub target: &'static str,
     /// Client processes.
     pub concurrency: usize,
@@ -56,9 +64,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let results = args.results.clone().unwrap_or_else(|| root.join("results"));
     let mut rows = Vec::new();
     for &c in &args.concurrency {
-        for target in [Target::Raftkv, Target::Etcd] {
+        for (name, target, api) in SUBJECTS {
             let mut w = workload::load(&root.join("workloads"), "perf")?;
             w.target = target;
+            w.node.etcd_client = api;
             w.concurrency = c;
             w.time_limit = args.time_limit;
             w.validate("command line")?;
@@ -67,21 +76,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 .flatten();
             let opts = RunOptions {
                 reproduce: format!(
-                    "faultline run perf --target {} --concurrency {c} --time-limit {} --seed {}",
+                    "faultline run perf --target {}{} --concurrency {c} --time-limit {} --seed {}",
                     target.as_str(),
+                    if api == EtcdApi::Gateway {
+                        " --etcd-client gateway"
+                    } else {
+                        ""
+                    },
                     args.time_limit,
                     args.seed
                 ),
                 workload: w,
                 seed: args.seed,
                 node_bin,
-                label: Some(format!("bench {}", target.as_str())),
+                label: Some(format!("bench {name}")),
                 results: results.clone(),
                 progress: false,
             };
             let outcome = runner::run(opts)
                 .await
-                .with_context(|| format!("perf against {} at {c}", target.as_str()))?;
+                .with_context(|| format!("perf against {name} at {c}"))?;
             let history = faultline_checker::read_history(&outcome.dir.history())?;
             let main_phase_ns = (args.time_limit * 1e9) as u64;
             let ok = history
@@ -101,7 +115,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 max_ms: f64::NAN,
             });
             let m = Measure {
-                target: target.as_str(),
+                target: name,
                 concurrency: c,
                 ops_per_s: ok as f64 / args.time_limit,
                 p50_ms: lat.p50_ms,
@@ -109,7 +123,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 dir: outcome.dir.path.display().to_string(),
             };
             eprintln!(
-                "  {:<6} concurrency {c:<3} {:>8.0} ops/s  p50 {:.2} ms  p99 {:.2} ms",
+                "  {:<12} concurrency {c:<3} {:>8.0} ops/s  p50 {:.2} ms  p99 {:.2} ms",
                 m.target, m.ops_per_s, m.p50_ms, m.p99_ms
             );
             rows.push(m);
@@ -119,35 +133,43 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The comparison table: one line per concurrency, raftkv beside etcd.
+/// The comparison table: one line per concurrency, raftkv beside etcd over gRPC and over the
+/// JSON gateway, with the ratios raftkv/etcd (gRPC) and etcd gRPC/gateway.
 pub fn table(rows: &[Measure]) -> String {
-    let mut s = format!(
-        "{:>11} | {:>10} {:>8} {:>8} | {:>10} {:>8} {:>8} | {:>12}\n",
-        "concurrency",
-        "raftkv op/s",
-        "p50 ms",
-        "p99 ms",
-        "etcd op/s",
-        "p50 ms",
-        "p99 ms",
-        "raftkv/etcd"
-    );
+    let mut s = format!("{:>11}", "concurrency");
+    for (name, _, _) in SUBJECTS {
+        s += &format!(
+            " | {:>12} {:>7} {:>7}",
+            format!("{name} op/s"),
+            "p50 ms",
+            "p99 ms"
+        );
+    }
+    s += &format!(" | {:>11} {:>12}\n", "raftkv/etcd", "grpc/gateway");
     let mut cs: Vec<usize> = rows.iter().map(|m| m.concurrency).collect();
     cs.dedup();
     for c in cs {
         let get = |t: &str| rows.iter().find(|m| m.concurrency == c && m.target == t);
-        let (Some(r), Some(e)) = (get("raftkv"), get("etcd")) else {
-            continue;
+        s += &format!("{c:>11}");
+        for (name, _, _) in SUBJECTS {
+            match get(name) {
+                Some(m) => {
+                    s += &format!(
+                        " | {:>12.0} {:>7.2} {:>7.2}",
+                        m.ops_per_s, m.p50_ms, m.p99_ms
+                    )
+                }
+                None => s += &format!(" | {:>12} {:>7} {:>7}", "-", "-", "-"),
+            }
+        }
+        let ratio = |a: &str, b: &str| match (get(a), get(b)) {
+            (Some(a), Some(b)) => format!("{:.2}", a.ops_per_s / b.ops_per_s),
+            _ => "-".into(),
         };
         s += &format!(
-            "{c:>11} | {:>10.0} {:>8.2} {:>8.2} | {:>10.0} {:>8.2} {:>8.2} | {:>12.2}\n",
-            r.ops_per_s,
-            r.p50_ms,
-            r.p99_ms,
-            e.ops_per_s,
-            e.p50_ms,
-            e.p99_ms,
-            r.ops_per_s / e.ops_per_s
+            " | {:>11} {:>12}\n",
+            ratio("raftkv", "etcd"),
+            ratio("etcd", "etcd-gateway")
         );
     }
     s
@@ -167,9 +189,21 @@ mod tests {
             p99_ms: 2.0,
             dir: String::new(),
         };
-        let t = table(&[m("raftkv", 1, 300.0), m("etcd", 1, 200.0)]);
+        let t = table(&[
+            m("raftkv", 1, 300.0),
+            m("etcd", 1, 200.0),
+            m("etcd-gateway", 1, 160.0),
+        ]);
+        let line = t.lines().nth(1).unwrap();
+        assert!(line.trim_end().ends_with("1.50         1.25"), "{t}");
+        // A missing measurement leaves its cells and ratios empty rather than wrong.
+        let t = table(&[m("raftkv", 16, 300.0), m("etcd", 16, 200.0)]);
         assert!(
-            t.lines().nth(1).unwrap().trim_end().ends_with("1.50"),
+            t.lines()
+                .nth(1)
+                .unwrap()
+                .trim_end()
+                .ends_with("1.50            -"),
             "{t}"
         );
     }

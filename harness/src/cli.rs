@@ -115,6 +115,9 @@ pub struct RunArgs {
     /// `[node] serializable-reads`).
     #[arg(long)]
     pub etcd_serializable_reads: bool,
+    /// etcd: the client API, `grpc` or `gateway` (sets `[node] etcd-client`).
+    #[arg(long, value_enum, value_name = "API")]
+    pub etcd_client: Option<crate::workload::EtcdApi>,
     /// Enable a planted raftkv bug (repeatable; adds to the workload's `[node] bugs`).
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
@@ -215,6 +218,10 @@ fn resolve(args: &RunArgs) -> anyhow::Result<(Workload, u64, String)> {
     if args.etcd_serializable_reads {
         w.node.serializable_reads = true;
         repro += " --etcd-serializable-reads";
+    }
+    if let Some(api) = args.etcd_client {
+        w.node.etcd_client = api;
+        repro += &format!(" --etcd-client {}", api.as_str());
     }
     for bug in &args.bugs {
         w.node.bugs.push(bug.clone());

@@ -1,9 +1,10 @@
 //! `faultline matrix`: does Faultline find the bugs it should, and only those?
 //!
-//! Each row is a workload file chosen to expose one planted raftkv bug (or etcd's serializable
-//! reads), run with several seeds; the control rows run correct raftkv (registers, appends, lease
-//! reads, the revote and figure-8 scripts) and etcd with linearizable reads under the same kinds
-//! of faults as the bug rows, where any anomaly is a false alarm. Per row: the detection
+//! Each row is a workload file chosen to expose one planted raftkv bug, etcd's serializable reads,
+//! or a known bug of Debian's etcd 3.4.23 (watches: etcd-io/etcd#15220, #15271, #20221; leases:
+//! #15247), run with several seeds; the control rows run correct raftkv (registers, appends,
+//! lease reads, the revote and figure-8 scripts) and etcd (linearizable registers, watches
+//! without progress requests, leases without faults), where any anomaly is a false alarm. Per row: the detection
 //! rate, the median time from run start to the first anomaly (the counterexample operation's
 //! completion), and every verdict. Written to `results/matrix-<stamp>/matrix.{html,json}`; each
 //! run's own folder sits beside them.
@@ -30,8 +31,8 @@ pub struct Row {
     pub buggy: bool,
 }
 
-/// The rows, in order: the six planted raftkv bugs, etcd's serializable reads, then the five
-/// controls.
+/// The rows, in order: the six planted raftkv bugs, etcd's serializable reads, the four etcd
+/// 3.4.23 bugs, then the eight controls.
 pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv stale-read",
@@ -69,6 +70,26 @@ pub const ROWS: &[Row] = &[
         buggy: true,
     },
     Row {
+        label: "etcd watch progress (#15220)",
+        workload: "bug-etcd-watch-progress",
+        buggy: true,
+    },
+    Row {
+        label: "etcd watch after snapshot (#15271)",
+        workload: "bug-etcd-watch-snapshot",
+        buggy: true,
+    },
+    Row {
+        label: "etcd future watch, snapshot (#20221)",
+        workload: "bug-etcd-watch-future",
+        buggy: true,
+    },
+    Row {
+        label: "etcd lease, stalled disk (#15247)",
+        workload: "bug-etcd-lease-stall",
+        buggy: true,
+    },
+    Row {
         label: "raftkv correct (control)",
         workload: "matrix-raftkv-correct",
         buggy: false,
@@ -96,6 +117,16 @@ pub const ROWS: &[Row] = &[
     Row {
         label: "etcd linearizable (control)",
         workload: "matrix-etcd-linearizable",
+        buggy: false,
+    },
+    Row {
+        label: "etcd watches (control)",
+        workload: "matrix-etcd-watch",
+        buggy: false,
+    },
+    Row {
+        label: "etcd leases (control)",
+        workload: "matrix-etcd-lease",
         buggy: false,
     },
 ];
@@ -508,9 +539,32 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads");
         for row in ROWS {
             let w = workload::load(&dir, row.workload).unwrap_or_else(|e| panic!("{e}"));
-            let planted = !w.node.bugs.is_empty() || w.node.serializable_reads;
-            assert_eq!(planted, row.buggy, "{}", row.workload);
-            assert!(w.nemesis.is_some(), "{} has no faults", row.workload);
+            // A bug row is a `bug-*` file aimed at a planted raftkv bug, etcd's serializable
+            // reads or an upstream etcd bug; a control is a `matrix-*` file.
+            assert_eq!(
+                row.workload.starts_with("bug-"),
+                row.buggy,
+                "{}",
+                row.workload
+            );
+            assert_eq!(
+                row.workload.starts_with("matrix-"),
+                !row.buggy,
+                "{}",
+                row.workload
+            );
+            if w.target == workload::Target::Raftkv && row.buggy {
+                assert!(!w.node.bugs.is_empty(), "{} plants no bug", row.workload);
+            }
+            if w.target == workload::Target::Raftkv && !row.buggy {
+                assert!(w.node.bugs.is_empty(), "{} plants a bug", row.workload);
+            }
+            // Only the watch and lease rows may go without faults: #15220 needs none.
+            assert!(
+                w.nemesis.is_some() || w.kind() != workload::Kind::Register,
+                "{} has no faults",
+                row.workload
+            );
         }
     }
 }

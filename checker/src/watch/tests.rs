@@ -552,6 +552,33 @@ fn a_history_without_watch_lines_is_unknown() {
 }
 
 #[test]
+fn a_created_future_watch_that_receives_nothing_kept_its_promises_and_one_never_created_says_nothing()
+ {
+    // Writes up to revision 20, a watch from revision 1,000 that etcd created: nothing is due.
+    let mut l = writes();
+    l.open("w1", 1, "n1", "future", 1000)
+        .created("w1", 1, "n1", 20)
+        .watch("watch-closed", "w1", 1, "n1", "");
+    let r = check_watch(&l.history());
+    assert_eq!(r.valid, Validity::Valid, "{:?}", r.reason);
+
+    // Opened but never created (the member never answered): nothing was checked.
+    let mut l = writes();
+    l.open("w1", 1, "n1", "future", 1000)
+        .watch("watch-broken", "w1", 1, "n1", "");
+    let r = check_watch(&l.history());
+    assert_eq!(r.valid, Validity::Unknown);
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap()
+            .contains("no watch was created"),
+        "{:?}",
+        r.reason
+    );
+}
+
+#[test]
 fn malformed_watch_lines_are_skipped_with_a_warning() {
     let mut l = writes();
     witness(&mut l);

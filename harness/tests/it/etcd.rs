@@ -104,3 +104,186 @@ async fn etcd_register_partition_run_is_valid_and_leaves_nothing_behind() {
         run["node"]
     );
 }
+
+/// Runs a workload file with changes, in a temporary results folder; checks it left nothing.
+async fn run_workload(
+    name: &str,
+    seed: u64,
+    change: impl FnOnce(&mut workload::Workload),
+) -> (runner::RunOutcome, tempfile::TempDir) {
+    let dir = faultline::workspace::root().join("workloads");
+    let mut w = workload::load(&dir, name).unwrap();
+    change(&mut w);
+    let results = tempfile::tempdir().unwrap();
+    println!("{name}: seed {seed}");
+    let outcome = runner::run(RunOptions {
+        reproduce: format!("test {name} seed {seed}"),
+        workload: w,
+        seed,
+        node_bin: None,
+        label: Some("test".into()),
+        results: results.path().to_path_buf(),
+        progress: false,
+    })
+    .await
+    .unwrap();
+    let docker = faultline::control::connect().await.unwrap();
+    assert_eq!(
+        objects_of_run(&docker, &outcome.run_id).await,
+        (0, 0, 0),
+        "{name} left Docker objects behind"
+    );
+    (outcome, results)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_watch_progress_requests_break_bookmarkable_and_watches_without_them_keep_every_guarantee()
+ {
+    use faultline_checker::watch::Guarantee;
+    let _slot = crate::util::docker_slot().await;
+    // etcd-io/etcd#15220 (3.4.23): progress notifications overtake events still to be sent.
+    let (bug, _keep) = run_workload("bug-etcd-watch-progress", 3, |w| {
+        w.time_limit = 8.0;
+        w.recovery = 1.0;
+        w.watch.as_mut().unwrap().prefill = 2000;
+    })
+    .await;
+    let history = lines(&bug.dir.history());
+    let watch_lines: Vec<&Value> = history.iter().filter(|o| o["process"] == "watch").collect();
+    for f in [
+        "watch-open",
+        "watch-created",
+        "watch-events",
+        "watch-progress",
+    ] {
+        assert!(
+            watch_lines.iter().any(|o| o["f"] == f),
+            "no {f} line in {}",
+            bug.dir.path.display()
+        );
+    }
+    // Every watch line names its watcher, member and stream; watchers sit on every member.
+    assert!(watch_lines.iter().all(|o| o["value"]["watcher"].is_string()
+        && o["value"]["stream"].is_u64()
+        && o["node"].is_string()));
+    let members: std::collections::BTreeSet<&str> = watch_lines
+        .iter()
+        .filter_map(|o| o["node"].as_str())
+        .collect();
+    assert_eq!(members.len(), 3, "{members:?}");
+    let puts_with_revision = history
+        .iter()
+        .filter(|o| o["type"] == "ok" && o["f"] == "put" && o["value"]["revision"].is_i64())
+        .count();
+    assert!(
+        puts_with_revision >= 2000,
+        "{puts_with_revision} acknowledged puts"
+    );
+    let watch = bug.checked.results.watch.as_ref().expect("a watch verdict");
+    assert_eq!(
+        bug.valid,
+        Validity::Invalid,
+        "etcd 3.4.23 kept bookmarkable under progress requests every 5 ms ({}): {:?}",
+        bug.dir.path.display(),
+        bug.checked.results.anomaly_lines()
+    );
+    assert!(
+        watch.guarantee(Guarantee::Bookmarkable).unwrap().violations > 0,
+        "{:?}",
+        bug.checked.results.anomaly_lines()
+    );
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(bug.dir.path.join("results.json")).unwrap()).unwrap();
+    let first = &results["watch"]["violations"][0];
+    assert!(
+        first["response"].is_object() && first["previous"].is_object(),
+        "a violation shows the offending response beside the one before it: {first}"
+    );
+
+    // The control: the same load without progress requests keeps every guarantee.
+    let (control, _keep) = run_workload("matrix-etcd-watch", 3, |w| {
+        w.time_limit = 8.0;
+        w.recovery = 1.0;
+        w.watch.as_mut().unwrap().prefill = 2000;
+    })
+    .await;
+    let watch = control
+        .checked
+        .results
+        .watch
+        .as_ref()
+        .expect("a watch verdict");
+    assert!(watch.counts.events > 10_000, "{:?}", watch.counts);
+    assert_eq!(
+        control.valid,
+        Validity::Valid,
+        "watches without progress requests ({}): {:?}",
+        control.dir.path.display(),
+        control.checked.results.anomaly_lines()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_revokes_leases_kept_alive_through_followers_when_the_leaders_disk_stalls() {
+    let _slot = crate::util::docker_slot().await;
+    // etcd-io/etcd#15247 (3.4.23): the stalled leader's lessor outlives its leadership.
+    let (bug, _keep) = run_workload("bug-etcd-lease-stall", 2, |w| {
+        // Off 12 s, then the leader's disk stalled for 12 s: past the TTL (5 s) after the
+        // followers elect a new leader (2-4 s in), so the old leader's lessor sees leases expire.
+        w.time_limit = 27.0;
+        w.recovery = 3.0;
+        let n = w.nemesis.as_mut().unwrap();
+        n.interval = 12.0;
+        n.jitter = 0.0;
+    })
+    .await;
+    let history = lines(&bug.dir.history());
+    let stalls: Vec<&Value> = history
+        .iter()
+        .filter(|o| o["f"] == "start-stall" && o["value"]["outcome"] == "installed")
+        .collect();
+    assert_eq!(
+        stalls.len(),
+        1,
+        "one stall of the leader's disk was installed"
+    );
+    let node_log = std::fs::read_to_string(bug.dir.path.join("nodes").join(format!(
+        "{}.log",
+        stalls[0]["value"]["nodes"][0].as_str().unwrap()
+    )))
+    .unwrap();
+    assert!(
+        node_log.contains("wal: sync duration of"),
+        "the stalled leader's WAL fsync was not slowed: faultfs did not reach etcd"
+    );
+    let lease = bug.checked.results.lease.as_ref().expect("a lease verdict");
+    assert!(lease.counts.keepalives_ok > 50, "{:?}", lease.counts);
+    assert_eq!(
+        bug.valid,
+        Validity::Invalid,
+        "no lease kept alive through followers was revoked ({}): {:?}",
+        bug.dir.path.display(),
+        lease.counts
+    );
+
+    // The control: the same leases without faults all live.
+    let (control, _keep) = run_workload("matrix-etcd-lease", 2, |w| {
+        w.time_limit = 8.0;
+        w.recovery = 1.0;
+    })
+    .await;
+    let lease = control
+        .checked
+        .results
+        .lease
+        .as_ref()
+        .expect("a lease verdict");
+    assert!(lease.counts.keepalives_ok > 20, "{:?}", lease.counts);
+    assert_eq!(
+        control.valid,
+        Validity::Valid,
+        "leases without faults ({}): {:?}",
+        control.dir.path.display(),
+        control.checked.results.anomaly_lines()
+    );
+}
