@@ -27,21 +27,23 @@ use crate::db;
 use crate::runner::Recorder;
 use crate::workload::{KeepaliveVia, LeaseSpec, Workload};
 
-/// Starts one task per lease slot; they run until `stop`.
+/// Starts one task per lease slot of `w`'s `[lease]`; they run until `stop`.
 ///
 /// # Errors
-/// When the clients are not etcd gRPC clients.
+/// When the workload has no `[lease]`, or the clients are not etcd gRPC clients.
 pub async fn start(
-    spec: &LeaseSpec,
     w: &Workload,
-    _seed: u64,
     clients: &[(String, NodeClient)],
     status_clients: &[(String, NodeClient)],
     recorder: &Recorder,
     stop: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
     let members = Arc::new(crate::watch::etcd_members(clients)?);
-    let spec = Arc::new(spec.clone());
+    let spec: Arc<LeaseSpec> = Arc::new(
+        w.lease
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("a lease workload has [lease]"))?,
+    );
     let timeout = Duration::from_secs_f64(w.op_timeout);
     let mut tasks = Vec::new();
     for slot in 0..spec.leases {

@@ -589,30 +589,11 @@ async fn drive(
             }
         }
         Kind::Watch => {
-            let spec = w.watch.clone().expect("a watch workload has [watch]");
-            workers = crate::watch::start(
-                &spec,
-                w,
-                opts.seed,
-                clients,
-                status_clients,
-                &recorder,
-                &stop_clients,
-            )
-            .await?;
+            workers = crate::watch::start(w, opts.seed, clients, &recorder, &stop_clients).await?;
         }
         Kind::Lease => {
-            let spec = w.lease.clone().expect("a lease workload has [lease]");
-            workers = crate::lease::start(
-                &spec,
-                w,
-                opts.seed,
-                clients,
-                status_clients,
-                &recorder,
-                &stop_clients,
-            )
-            .await?;
+            workers =
+                crate::lease::start(w, clients, status_clients, &recorder, &stop_clients).await?;
         }
     }
 

@@ -48,21 +48,20 @@ pub(crate) fn etcd_members(
 }
 
 /// Fills the history with `prefill` puts, then starts the writers, the watchers and the
-/// compactor; they run until `stop`. Returns their tasks.
+/// compactor of `w`'s `[watch]`; they run until `stop`. Returns their tasks.
 ///
 /// # Errors
-/// When the history cannot be written, or the clients are not etcd gRPC clients.
+/// When the history cannot be written, the workload has no `[watch]`, or the clients are not
+/// etcd gRPC clients.
 pub async fn start(
-    spec: &WatchSpec,
     w: &Workload,
     seed: u64,
     clients: &[(String, NodeClient)],
-    _status_clients: &[(String, NodeClient)],
     recorder: &Recorder,
     stop: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
     let members = etcd_members(clients)?;
-    let spec = Arc::new(spec.clone());
+    let spec: Arc<WatchSpec> = Arc::new(w.watch.clone().context("a watch workload has [watch]")?);
     let values = Arc::new(AtomicU64::new(0));
 
     // History for the `first` and `older` watchers to replay, written by the writers' processes.

@@ -186,19 +186,13 @@ impl EtcdClient {
             .header()
             .map(|h| h.member_id())
             .ok_or("status without a header")?;
-        let leader = Some(s.leader()).filter(|&l| l != 0);
-        Ok(Status {
-            id: me,
-            role: if leader == Some(me) {
-                "leader".into()
-            } else {
-                "follower".into()
-            },
-            term: s.raft_term(),
-            leader,
-            commit: s.raft_index(),
-            applied: s.raft_applied_index(),
-        })
+        Ok(Status::of_etcd_member(
+            me,
+            s.leader(),
+            s.raft_term(),
+            s.raft_index(),
+            s.raft_applied_index(),
+        ))
     }
 
     /// Invokes one register operation and classifies the answer. A cas is never retried.

@@ -130,19 +130,13 @@ fn cas_body(key: &str, from: &Value, to: &Value) -> Value {
 fn parse_status(body: &Value) -> Result<Status, String> {
     let me = int(&body["header"]["member_id"])
         .ok_or_else(|| format!("status without header.member_id: {body}"))?;
-    let leader = int(&body["leader"]).filter(|&l| l != 0);
-    Ok(Status {
-        id: me,
-        role: if leader == Some(me) {
-            "leader".into()
-        } else {
-            "follower".into()
-        },
-        term: int(&body["raftTerm"]).unwrap_or(0),
-        leader,
-        commit: int(&body["raftIndex"]).unwrap_or(0),
-        applied: int(&body["raftAppliedIndex"]).unwrap_or(0),
-    })
+    Ok(Status::of_etcd_member(
+        me,
+        int(&body["leader"]).unwrap_or(0),
+        int(&body["raftTerm"]).unwrap_or(0),
+        int(&body["raftIndex"]).unwrap_or(0),
+        int(&body["raftAppliedIndex"]).unwrap_or(0),
+    ))
 }
 
 /// Turns a gateway answer (or its absence) into a completion.

@@ -26,6 +26,26 @@ pub struct Status {
     pub applied: u64,
 }
 
+impl Status {
+    /// An etcd member's view from its maintenance status: member `me` leads when the `leader`
+    /// it names (0: none known) is itself.
+    pub fn of_etcd_member(me: u64, leader: u64, term: u64, commit: u64, applied: u64) -> Status {
+        let leader = Some(leader).filter(|&l| l != 0);
+        Status {
+            id: me,
+            role: if leader == Some(me) {
+                "leader".into()
+            } else {
+                "follower".into()
+            },
+            term,
+            leader,
+            commit,
+            applied,
+        }
+    }
+}
+
 /// raftkv's `GET /failpoints` (with `--failpoint-api`): what is armed, how often each point
 /// fired, and which point holds the Raft loop in a pause now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

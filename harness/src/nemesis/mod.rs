@@ -606,6 +606,24 @@ impl Nemesis {
         Ok(ops)
     }
 
+    /// The nodes a kill, pause or stall (`f`) hits, or the op that skips it: when a fault of its
+    /// family is already active (`busy` says so), or its targets cannot be resolved.
+    fn targets_or_skip(
+        &self,
+        f: &str,
+        busy: Option<&str>,
+        target: &str,
+        nodes: &Targets,
+        leader: Option<&str>,
+    ) -> Result<Vec<String>, NemesisOp> {
+        let skip =
+            |reason: String| NemesisOp::new(f, json!({"target": target}), Outcome::Skipped(reason));
+        if let Some(reason) = busy {
+            return Err(skip(reason.into()));
+        }
+        self.resolve(nodes, leader).map_err(skip)
+    }
+
     /// The nodes a kill or pause hits, given the current leader.
     fn resolve(&self, nodes: &Targets, leader: Option<&str>) -> Result<Vec<String>, String> {
         match nodes {
@@ -852,22 +870,10 @@ impl Nemesis {
         ctx: &NemesisContext<'_>,
     ) -> Result<NemesisOp, NemesisError> {
         let f = "kill";
-        if !self.killed.is_empty() {
-            return Ok(NemesisOp::new(
-                f,
-                json!({"target": target}),
-                Outcome::Skipped("a kill is already active".into()),
-            ));
-        }
-        let nodes = match self.resolve(nodes, ctx.leader.as_deref()) {
+        let busy = (!self.killed.is_empty()).then_some("a kill is already active");
+        let nodes = match self.targets_or_skip(f, busy, target, nodes, ctx.leader.as_deref()) {
             Ok(n) => n,
-            Err(r) => {
-                return Ok(NemesisOp::new(
-                    f,
-                    json!({"target": target}),
-                    Outcome::Skipped(r),
-                ));
-            }
+            Err(skipped) => return Ok(skipped),
         };
         let cluster = ctx.cluster;
         let steps = per_node(&nodes, |n| async move {
@@ -956,22 +962,10 @@ impl Nemesis {
         ctx: &NemesisContext<'_>,
     ) -> Result<NemesisOp, NemesisError> {
         let f = "pause";
-        if !self.paused.is_empty() {
-            return Ok(NemesisOp::new(
-                f,
-                json!({"target": target}),
-                Outcome::Skipped("a pause is already active".into()),
-            ));
-        }
-        let nodes = match self.resolve(nodes, ctx.leader.as_deref()) {
+        let busy = (!self.paused.is_empty()).then_some("a pause is already active");
+        let nodes = match self.targets_or_skip(f, busy, target, nodes, ctx.leader.as_deref()) {
             Ok(n) => n,
-            Err(r) => {
-                return Ok(NemesisOp::new(
-                    f,
-                    json!({"target": target}),
-                    Outcome::Skipped(r),
-                ));
-            }
+            Err(skipped) => return Ok(skipped),
         };
         let cluster = ctx.cluster;
         let steps = per_node(&nodes, |n| async move {
@@ -1028,22 +1022,10 @@ impl Nemesis {
         ctx: &NemesisContext<'_>,
     ) -> Result<NemesisOp, NemesisError> {
         let f = "start-stall";
-        if !self.stalled.is_empty() {
-            return Ok(NemesisOp::new(
-                f,
-                json!({"target": target}),
-                Outcome::Skipped("a stall is already active".into()),
-            ));
-        }
-        let nodes = match self.resolve(nodes, ctx.leader.as_deref()) {
+        let busy = (!self.stalled.is_empty()).then_some("a stall is already active");
+        let nodes = match self.targets_or_skip(f, busy, target, nodes, ctx.leader.as_deref()) {
             Ok(n) => n,
-            Err(r) => {
-                return Ok(NemesisOp::new(
-                    f,
-                    json!({"target": target}),
-                    Outcome::Skipped(r),
-                ));
-            }
+            Err(skipped) => return Ok(skipped),
         };
         let [cmd, ms] = storage::stall_args();
         let args = [cmd.as_str(), ms.as_str()];

@@ -161,6 +161,22 @@ fn offset(rng: &mut ChaCha8Rng, max: u32) -> i64 {
     }
 }
 
+/// Draws a pause's (or a stall's) target and the nodes it names, the leader resolved later.
+fn draw_targets(
+    rng: &mut ChaCha8Rng,
+    choices: &[PauseTarget],
+    nodes: &[String],
+) -> (PauseTarget, Targets) {
+    let target = pick(rng, choices);
+    let order = shuffled(rng, nodes);
+    let hit = match target {
+        PauseTarget::One => Targets::Nodes(order[..1].to_vec()),
+        PauseTarget::Minority => Targets::Nodes(order[..minority_size(nodes.len())].to_vec()),
+        PauseTarget::Leader => Targets::Leader,
+    };
+    (target, hit)
+}
+
 /// Draws one fault of a family.
 fn draw(rng: &mut ChaCha8Rng, spec: &NemesisSpec, nodes: &[String], kind: FaultKind) -> Fault {
     let n = nodes.len();
@@ -187,23 +203,11 @@ fn draw(rng: &mut ChaCha8Rng, spec: &NemesisSpec, nodes: &[String], kind: FaultK
             Fault::Kill { target, nodes }
         }
         FaultKind::Pause => {
-            let target = pick(rng, &spec.pause_targets);
-            let order = shuffled(rng, nodes);
-            let nodes = match target {
-                PauseTarget::One => Targets::Nodes(order[..1].to_vec()),
-                PauseTarget::Minority => Targets::Nodes(order[..minority_size(n)].to_vec()),
-                PauseTarget::Leader => Targets::Leader,
-            };
+            let (target, nodes) = draw_targets(rng, &spec.pause_targets, nodes);
             Fault::Pause { target, nodes }
         }
         FaultKind::Stall => {
-            let target = pick(rng, &spec.stall_targets);
-            let order = shuffled(rng, nodes);
-            let nodes = match target {
-                PauseTarget::One => Targets::Nodes(order[..1].to_vec()),
-                PauseTarget::Minority => Targets::Nodes(order[..minority_size(n)].to_vec()),
-                PauseTarget::Leader => Targets::Leader,
-            };
+            let (target, nodes) = draw_targets(rng, &spec.stall_targets, nodes);
             Fault::Stall { target, nodes }
         }
         FaultKind::Clock => match pick(rng, &spec.clock_kinds) {

@@ -21,34 +21,16 @@ fn lines(path: &Path) -> Vec<Value> {
 async fn etcd_register_partition_run_is_valid_and_leaves_nothing_behind() {
     let _slot = crate::util::docker_slot().await;
     let seed = 11;
-    let dir = faultline::workspace::root().join("workloads");
-    let mut w = workload::load(&dir, "etcd-register-partition").unwrap();
-    assert_eq!(w.target, Target::Etcd);
-    w.time_limit = 16.0;
-    w.recovery = 3.0;
-    let spec = w.nemesis.as_mut().unwrap();
-    spec.partition_kinds = vec!["isolate-leader".parse().unwrap()];
-    spec.interval = 5.0;
-    spec.jitter = 0.0;
-    let results = tempfile::tempdir().unwrap();
-    println!("etcd register-partition: seed {seed}");
-    let outcome = runner::run(RunOptions {
-        reproduce: format!("test etcd seed {seed}"),
-        workload: w,
-        seed,
-        node_bin: None,
-        label: Some("test".into()),
-        results: results.path().to_path_buf(),
-        progress: false,
+    let (outcome, _keep) = run_workload("etcd-register-partition", seed, |w| {
+        assert_eq!(w.target, Target::Etcd);
+        w.time_limit = 16.0;
+        w.recovery = 3.0;
+        let spec = w.nemesis.as_mut().unwrap();
+        spec.partition_kinds = vec!["isolate-leader".parse().unwrap()];
+        spec.interval = 5.0;
+        spec.jitter = 0.0;
     })
-    .await
-    .unwrap();
-    let docker = faultline::control::connect().await.unwrap();
-    assert_eq!(
-        objects_of_run(&docker, &outcome.run_id).await,
-        (0, 0, 0),
-        "the etcd run left Docker objects behind"
-    );
+    .await;
     let history = lines(&outcome.dir.history());
     // The leader came from etcd's maintenance status, so isolate-leader was installed.
     let partitions: Vec<&Value> = history
