@@ -23,14 +23,18 @@
 //! - `supervise`: the `mount` and `run` foreground modes: signals, the child, exit codes.
 //! - `sys`: thin safe wrappers over the `*at` system calls.
 //! - `error`: faultfs's own errors.
+//! - `corrupt` and `glob`: the `corrupt` subcommand, which needs no mount: seeded bit flips or a
+//!   truncated tail in plain files of a stopped node's data directory, chosen by path patterns.
 
 #![deny(missing_docs)]
 
 mod cache;
 mod control;
+mod corrupt;
 mod error;
 mod faults;
 mod fs;
+mod glob;
 mod inode;
 mod mount;
 mod supervise;
@@ -38,6 +42,8 @@ mod sys;
 
 pub use cache::{Backing, FileCache, Flushed, PAGE};
 pub use control::{Command, CtlError, send};
+pub use corrupt::{CorruptError, Damage, FileDamage, Found, Report, apply, corrupt, find, plan};
 pub use error::Error;
+pub use glob::{Pattern, PatternError};
 pub use mount::{Mounted, Options, mount};
 pub use supervise::{run, serve};

@@ -24,6 +24,9 @@ pub trait Db: Send + Sync {
     fn client(&self, http: &HttpClient, ip: Ipv4Addr) -> NodeClient;
     /// `Ok` when clock faults reach the nodes (libfaketime), else why not.
     fn clock_supported(&self) -> Result<(), String>;
+    /// The node's log and snapshot files, as globs relative to its data directory: what the
+    /// `corrupt` fault damages unless the workload names others.
+    fn data_files(&self) -> Vec<String>;
 }
 
 /// Node names: `n1`, `n2`, ...
@@ -61,6 +64,16 @@ pub fn faultfs_entrypoint(data_dir: &str, binary: &str) -> Vec<String> {
     .map(String::from)
     .to_vec()
 }
+
+/// raftkv's write-ahead log segments and snapshots under its data directory.
+pub const RAFTKV_DATA_FILES: [&str; 2] = ["wal/wal-*.log", "snap/snap-*.snap"];
+
+/// etcd's WAL, snapshots and bbolt database under its data directory (`/data/etcd`).
+pub const ETCD_DATA_FILES: [&str; 3] = [
+    "etcd/member/wal/*.wal",
+    "etcd/member/snap/*.snap",
+    "etcd/member/snap/db",
+];
 
 /// raftkv's HTTP API port inside each container.
 pub const RAFTKV_CLIENT_PORT: u16 = 2379;
@@ -124,6 +137,10 @@ impl Db for Raftkv {
 
     fn clock_supported(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    fn data_files(&self) -> Vec<String> {
+        RAFTKV_DATA_FILES.map(String::from).to_vec()
     }
 }
 
@@ -224,6 +241,10 @@ impl Db for Etcd {
             "etcd is a Go binary: it reads the clock without libc, so libfaketime cannot reach it"
                 .into(),
         )
+    }
+
+    fn data_files(&self) -> Vec<String> {
+        ETCD_DATA_FILES.map(String::from).to_vec()
     }
 }
 

@@ -31,8 +31,8 @@ pub struct Row {
     pub buggy: bool,
 }
 
-/// The rows, in order: the six planted raftkv bugs, etcd's serializable reads, the four etcd
-/// 3.4.23 bugs, then the eight controls.
+/// The rows, in order: the seven planted raftkv bugs, etcd's serializable reads, the four etcd
+/// 3.4.23 bugs, then the twelve controls.
 pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv stale-read",
@@ -62,6 +62,11 @@ pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv lease-ignores-skew",
         workload: "bug-lease-ignores-skew",
+        buggy: true,
+    },
+    Row {
+        label: "raftkv no-fsync",
+        workload: "bug-raftkv-no-fsync",
         buggy: true,
     },
     Row {
@@ -115,8 +120,28 @@ pub const ROWS: &[Row] = &[
         buggy: false,
     },
     Row {
+        label: "raftkv correct, power (control)",
+        workload: "matrix-raftkv-power",
+        buggy: false,
+    },
+    Row {
+        label: "raftkv correct, corrupt (control)",
+        workload: "matrix-raftkv-corrupt",
+        buggy: false,
+    },
+    Row {
         label: "etcd linearizable (control)",
         workload: "matrix-etcd-linearizable",
+        buggy: false,
+    },
+    Row {
+        label: "etcd power (control)",
+        workload: "matrix-etcd-power",
+        buggy: false,
+    },
+    Row {
+        label: "etcd corrupt (control)",
+        workload: "matrix-etcd-corrupt",
         buggy: false,
     },
     Row {

@@ -598,8 +598,12 @@ async fn drive(
     }
 
     let mut nemesis = w.nemesis.as_ref().map(|spec| {
+        let mut spec = spec.clone();
+        if spec.corrupt_globs.is_empty() {
+            spec.corrupt_globs = db.data_files();
+        }
         Nemesis::new(
-            spec,
+            &spec,
             opts.seed,
             cluster.nodes().iter().map(|n| n.name.clone()).collect(),
         )

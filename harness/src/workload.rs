@@ -84,7 +84,7 @@ pub struct NodeOptions {
     #[serde(default)]
     pub etcd_client: EtcdApi,
     /// Put each node's data directory on faultfs, the storage-fault filesystem (implied by the
-    /// `stall` fault). Writes then stay in faultfs's cache until fsynced, so a `kill` of such a
+    /// `stall` and `power` faults). Writes then stay in faultfs's cache until fsynced, so a `kill` of such a
     /// node loses what it had not fsynced, as a power failure would.
     #[serde(default)]
     pub faultfs: bool,
@@ -561,10 +561,10 @@ impl Workload {
     /// Whether the nodes' data directories are on faultfs: asked for, or needed by a fault.
     pub fn uses_faultfs(&self) -> bool {
         self.node.faultfs
-            || self
-                .nemesis
-                .as_ref()
-                .is_some_and(|n| n.faults.contains(&crate::nemesis::FaultKind::Stall))
+            || self.nemesis.as_ref().is_some_and(|n| {
+                use crate::nemesis::FaultKind;
+                n.faults.contains(&FaultKind::Stall) || n.faults.contains(&FaultKind::Power)
+            })
     }
 
     /// What the run's clients do.
@@ -729,6 +729,7 @@ pub const KNOWN_BUGS: &[&str] = &[
     "skip-prev-check",
     "early-ack",
     "lease-ignores-skew",
+    "no-fsync",
 ];
 
 #[cfg(test)]

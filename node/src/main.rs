@@ -47,7 +47,8 @@ struct Cli {
     #[arg(long, default_value_t = 10_000)]
     snapshot_threshold: u64,
     /// Enable a planted bug (repeatable): stale-read, forget-vote, commit-old-term,
-    /// skip-prev-check, early-ack, lease-ignores-skew. For testing the tester only.
+    /// skip-prev-check, early-ack, lease-ignores-skew, no-fsync (the WAL, snapshots and
+    /// directories are never fsynced). For testing the tester only.
     #[arg(long = "bug", value_name = "NAME")]
     bugs: Vec<Bug>,
     /// Start as an empty learner that waits to be added with POST /admin/members (--peers

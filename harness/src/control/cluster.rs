@@ -60,6 +60,12 @@ pub struct NodeHandle {
     pub ip: Ipv4Addr,
     /// Started again when it exits at a failpoint (`NodeSpec::restart_on_failure`).
     pub restart_on_failure: bool,
+    /// The node's image.
+    pub image: String,
+    /// Its data volume, and where the node mounts it.
+    pub volume: String,
+    /// Where the data volume is mounted inside the node.
+    pub data_dir: String,
 }
 
 /// The result of a command run inside a node.
@@ -217,6 +223,9 @@ impl Cluster {
             container,
             ip,
             restart_on_failure: spec.restart_on_failure,
+            image: spec.image,
+            volume,
+            data_dir: spec.data_dir,
         };
         self.nodes.push(handle.clone());
         Ok(handle)
@@ -240,6 +249,100 @@ impl Cluster {
                 source: std::io::Error::other("no such node"),
             })?;
         exec_in(&self.docker, &container, cmd).await
+    }
+
+    /// Runs `cmd` in a short-lived container of the node's image with the node's data volume
+    /// mounted where the node mounts it, no network, and the run label (so teardown removes it
+    /// even if this call is cut short); waits for it, removes it and returns its output. For
+    /// work on a stopped node's files (the `corrupt` fault).
+    ///
+    /// # Errors
+    /// When the node is unknown or the engine refuses a step.
+    pub async fn run_on_volume(
+        &self,
+        node: &str,
+        cmd: &[&str],
+    ) -> Result<ExecOutput, ControlError> {
+        let h = self.node(node).ok_or_else(|| ControlError::Io {
+            what: format!("node {node}"),
+            source: std::io::Error::other("no such node in this run"),
+        })?;
+        let name = format!("{}-aux", h.container);
+        let labels = HashMap::from([(RUN_LABEL.to_string(), self.run_id.clone())]);
+        let body = ContainerCreateBody {
+            image: Some(h.image.clone()),
+            entrypoint: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            cmd: Some(Vec::new()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                binds: Some(vec![format!("{}:{}", h.volume, h.data_dir)]),
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                body,
+            )
+            .await
+            .ctx(|| format!("creating {name}"))?;
+        let result = async {
+            self.docker
+                .start_container(
+                    &name,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
+                .await
+                .ctx(|| format!("starting {name}"))?;
+            let mut wait = self.docker.wait_container(
+                &name,
+                None::<bollard::query_parameters::WaitContainerOptions>,
+            );
+            let code = match wait.next().await {
+                Some(Ok(r)) => r.status_code,
+                // A non-zero exit arrives as an error carrying the code.
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+                Some(Err(e)) => return Err(e).ctx(|| format!("waiting for {name}")),
+                None => -1,
+            };
+            let opts = bollard::query_parameters::LogsOptionsBuilder::default()
+                .stdout(true)
+                .stderr(true)
+                .build();
+            let mut stream = self.docker.logs(&name, Some(opts));
+            let (mut stdout, mut stderr) = (String::new(), String::new());
+            while let Some(chunk) = stream.next().await {
+                match chunk.ctx(|| format!("reading the output of {name}"))? {
+                    bollard::container::LogOutput::StdErr { message } => {
+                        stderr.push_str(&String::from_utf8_lossy(&message))
+                    }
+                    other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                }
+            }
+            Ok(ExecOutput {
+                code,
+                stdout,
+                stderr,
+            })
+        }
+        .await;
+        let removed = self
+            .docker
+            .remove_container(
+                &name,
+                Some(
+                    bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .build(),
+                ),
+            )
+            .await
+            .ctx(|| format!("removing {name}"));
+        let out = result?;
+        removed?;
+        Ok(out)
     }
 
     fn container_of(&self, node: &str) -> Result<String, ControlError> {

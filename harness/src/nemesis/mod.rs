@@ -52,8 +52,8 @@ pub use clock::{
 pub use grudge::{Grudge, grudge_of};
 pub use schedule::{Action, ClockPlan, Fault, Targets};
 pub use spec::{
-    ClockKind, FaultKind, Faults, InvalidSpec, KillTarget, NemesisSpec, PartitionKind, PauseTarget,
-    Script, UnknownName,
+    ClockKind, CorruptKind, FaultKind, Faults, InvalidSpec, KillTarget, NemesisSpec, PartitionKind,
+    PauseTarget, Script, UnknownName,
 };
 
 /// Faultline's own iptables chain in each node's network namespace, jumped to from `INPUT`.
@@ -499,9 +499,19 @@ impl Nemesis {
             }
             Action::Stop(FaultKind::Partition) => self.stop_partition(ctx).await?,
             Action::Start(Fault::Kill { target, nodes }) => {
-                self.start_kill(target.as_str(), nodes, ctx).await?
+                self.start_kill("kill", target.as_str(), nodes, ctx).await?
             }
-            Action::Stop(FaultKind::Kill) => self.stop_kill(ctx).await?,
+            Action::Stop(FaultKind::Kill) => self.stop_kill("restart", ctx).await?,
+            // On faultfs a SIGKILL takes faultfs's cache with it: a power failure.
+            Action::Start(Fault::Power { target, nodes }) => {
+                self.start_kill("start-power", target.as_str(), nodes, ctx)
+                    .await?
+            }
+            Action::Stop(FaultKind::Power) => self.stop_kill("stop-power", ctx).await?,
+            Action::Start(Fault::Corrupt { node, kind, seed }) => {
+                self.start_corrupt(node, *kind, *seed, ctx).await?
+            }
+            Action::Stop(FaultKind::Corrupt) => self.stop_kill("stop-corrupt", ctx).await?,
             Action::Start(Fault::Pause { target, nodes }) => {
                 self.start_pause(target.as_str(), nodes, ctx).await?
             }
@@ -545,7 +555,7 @@ impl Nemesis {
             ops.push(self.stop_stall(ctx).await?);
         }
         if !self.killed.is_empty() {
-            ops.push(self.stop_kill(ctx).await?);
+            ops.push(self.stop_kill("restart", ctx).await?);
         }
         let mut dirty = self.chain_dirty.clone();
         if let Some(p) = &self.partition {
@@ -863,14 +873,17 @@ impl Nemesis {
         ))
     }
 
+    /// SIGKILLs the targets (a `kill`, or a `start-power`: on faultfs the same signal is a power
+    /// failure); the stop starts them again.
     async fn start_kill(
         &mut self,
+        f: &str,
         target: &str,
         nodes: &Targets,
         ctx: &NemesisContext<'_>,
     ) -> Result<NemesisOp, NemesisError> {
-        let f = "kill";
-        let busy = (!self.killed.is_empty()).then_some("a kill is already active");
+        let busy =
+            (!self.killed.is_empty()).then_some("a node is already down (kill, power, corrupt)");
         let nodes = match self.targets_or_skip(f, busy, target, nodes, ctx.leader.as_deref()) {
             Ok(n) => n,
             Err(skipped) => return Ok(skipped),
@@ -901,8 +914,12 @@ impl Nemesis {
         ))
     }
 
-    async fn stop_kill(&mut self, ctx: &NemesisContext<'_>) -> Result<NemesisOp, NemesisError> {
-        let f = "restart";
+    /// Starts every node a kill, power failure or corruption left down (`f` names the stop).
+    async fn stop_kill(
+        &mut self,
+        f: &str,
+        ctx: &NemesisContext<'_>,
+    ) -> Result<NemesisOp, NemesisError> {
         if self.killed.is_empty() {
             return Ok(NemesisOp::new(
                 f,
@@ -953,6 +970,43 @@ impl Nemesis {
             json!({"nodes": nodes}),
             Outcome::of_steps(&steps),
         ))
+    }
+
+    /// Kills `node` (of the corruptible minority), damages its data files from a helper
+    /// container on its volume (`faultfs corrupt`), and leaves it down until the stop.
+    async fn start_corrupt(
+        &mut self,
+        node: &str,
+        kind: CorruptKind,
+        seed: u64,
+        ctx: &NemesisContext<'_>,
+    ) -> Result<NemesisOp, NemesisError> {
+        let f = "start-corrupt";
+        let value = json!({"node": node, "kind": kind, "seed": seed});
+        if !self.killed.is_empty() {
+            return Ok(NemesisOp::new(
+                f,
+                value,
+                Outcome::Skipped("a node is already down (kill, power, corrupt)".into()),
+            ));
+        }
+        let cluster = ctx.cluster;
+        let killed = bounded(
+            cluster,
+            &format!("killing {node}"),
+            cluster.kill(node, "SIGKILL"),
+        )
+        .await?;
+        self.killed.insert(node.to_string());
+        if let Err(e) = killed {
+            return Ok(NemesisOp::new(f, value, Outcome::Indeterminate(e)));
+        }
+        self.chain_dirty.remove(node);
+        self.delayed.remove(node);
+        let (outcome, report) = storage::corrupt(cluster, node, kind, seed, &self.spec).await?;
+        let mut value = value;
+        value["report"] = report;
+        Ok(NemesisOp::new(f, value, outcome))
     }
 
     async fn start_pause(

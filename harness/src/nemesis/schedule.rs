@@ -10,11 +10,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::spec::{ClockKind, FaultKind, KillTarget, NemesisSpec, PartitionKind, PauseTarget};
+use super::spec::{
+    ClockKind, CorruptKind, FaultKind, KillTarget, NemesisSpec, PartitionKind, PauseTarget,
+};
 
 /// The ChaCha stream the nemesis draws from, so that it never shares random numbers with the
 /// generator, which seeds its own generator from the same `--seed`.
 const NEMESIS_STREAM: u64 = 0x006e_656d_6573_6973; // "nemesis"
+/// The random stream the corruptible minority is drawn from.
+const CORRUPT_STREAM: u64 = 0x0063_6f72_7275_7074; // "corrupt"
 
 /// Which nodes a kill or pause hits, as far as the seed decides it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -80,6 +84,23 @@ pub enum Fault {
         /// The nodes.
         nodes: Targets,
     },
+    /// A power failure of the nodes (on faultfs), restarted at the stop.
+    Power {
+        /// The configured target.
+        target: KillTarget,
+        /// The nodes.
+        nodes: Targets,
+    },
+    /// `node` (of the run's fixed corruptible minority) killed and its data files damaged;
+    /// restarted at the stop.
+    Corrupt {
+        /// The node.
+        node: String,
+        /// Bit flips or a cut tail.
+        kind: CorruptKind,
+        /// Seeds which files and which bits or bytes.
+        seed: u64,
+    },
     /// A clock fault.
     Clock(ClockPlan),
     /// Each of `nodes` drops incoming packets with `probability`.
@@ -108,6 +129,8 @@ impl Fault {
             Fault::Kill { .. } => FaultKind::Kill,
             Fault::Pause { .. } => FaultKind::Pause,
             Fault::Stall { .. } => FaultKind::Stall,
+            Fault::Power { .. } => FaultKind::Power,
+            Fault::Corrupt { .. } => FaultKind::Corrupt,
             Fault::Clock(_) => FaultKind::Clock,
             Fault::Loss { .. } => FaultKind::Loss,
             Fault::Delay { .. } => FaultKind::Delay,
@@ -161,6 +184,35 @@ fn offset(rng: &mut ChaCha8Rng, max: u32) -> i64 {
     }
 }
 
+/// Draws a kill's (or a power failure's) target and the nodes it names, the leader resolved
+/// later.
+fn draw_kill_targets(
+    rng: &mut ChaCha8Rng,
+    choices: &[KillTarget],
+    nodes: &[String],
+) -> (KillTarget, Targets) {
+    let target = pick(rng, choices);
+    let order = shuffled(rng, nodes);
+    let hit = match target {
+        KillTarget::One => Targets::Nodes(order[..1].to_vec()),
+        KillTarget::Minority => Targets::Nodes(order[..minority_size(nodes.len())].to_vec()),
+        KillTarget::All => Targets::Nodes(nodes.to_vec()),
+        KillTarget::Leader => Targets::Leader,
+    };
+    (target, hit)
+}
+
+/// The run's corruptible minority: the same `(n - 1) / 2` nodes (at least one) for every
+/// `corrupt` of a run, as Jepsen damages a fixed minority, so a majority always keeps intact
+/// data. Drawn from `seed` alone.
+pub fn corruptible(seed: u64, nodes: &[String]) -> Vec<String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(CORRUPT_STREAM);
+    let mut minority = shuffled(&mut rng, nodes)[..minority_size(nodes.len())].to_vec();
+    minority.sort();
+    minority
+}
+
 /// Draws a pause's (or a stall's) target and the nodes it names, the leader resolved later.
 fn draw_targets(
     rng: &mut ChaCha8Rng,
@@ -177,8 +229,14 @@ fn draw_targets(
     (target, hit)
 }
 
-/// Draws one fault of a family.
-fn draw(rng: &mut ChaCha8Rng, spec: &NemesisSpec, nodes: &[String], kind: FaultKind) -> Fault {
+/// Draws one fault of a family (`run_seed` fixes the run's corruptible minority).
+fn draw(
+    rng: &mut ChaCha8Rng,
+    run_seed: u64,
+    spec: &NemesisSpec,
+    nodes: &[String],
+    kind: FaultKind,
+) -> Fault {
     let n = nodes.len();
     match kind {
         FaultKind::Partition => {
@@ -192,15 +250,20 @@ fn draw(rng: &mut ChaCha8Rng, spec: &NemesisSpec, nodes: &[String], kind: FaultK
             Fault::Partition { kind, order }
         }
         FaultKind::Kill => {
-            let target = pick(rng, &spec.kill_targets);
-            let order = shuffled(rng, nodes);
-            let nodes = match target {
-                KillTarget::One => Targets::Nodes(order[..1].to_vec()),
-                KillTarget::Minority => Targets::Nodes(order[..minority_size(n)].to_vec()),
-                KillTarget::All => Targets::Nodes(nodes.to_vec()),
-                KillTarget::Leader => Targets::Leader,
-            };
+            let (target, nodes) = draw_kill_targets(rng, &spec.kill_targets, nodes);
             Fault::Kill { target, nodes }
+        }
+        FaultKind::Power => {
+            let (target, nodes) = draw_kill_targets(rng, &spec.power_targets, nodes);
+            Fault::Power { target, nodes }
+        }
+        FaultKind::Corrupt => {
+            let minority = corruptible(run_seed, nodes);
+            Fault::Corrupt {
+                node: minority[rng.random_range(0..minority.len())].clone(),
+                kind: pick(rng, &spec.corrupt_kinds),
+                seed: rng.random(),
+            }
         }
         FaultKind::Pause => {
             let (target, nodes) = draw_targets(rng, &spec.pause_targets, nodes);
@@ -267,7 +330,7 @@ pub fn schedule(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(NEMESIS_STREAM);
     if !spec.concurrent {
-        return timeline(&mut rng, spec, nodes, main_phase, &spec.faults);
+        return timeline(&mut rng, seed, spec, nodes, main_phase, &spec.faults);
     }
     // Jepsen's combined nemesis: every family on its own timeline, merged (a stable sort keeps
     // each family's start before its stop).
@@ -275,6 +338,7 @@ pub fn schedule(
     for kind in &spec.faults {
         out.extend(timeline(
             &mut rng,
+            seed,
             spec,
             nodes,
             main_phase,
@@ -289,6 +353,7 @@ pub fn schedule(
 /// (with `handover`, partitions back to back and one heal at the end).
 fn timeline(
     rng: &mut ChaCha8Rng,
+    seed: u64,
     spec: &NemesisSpec,
     nodes: &[String],
     main_phase: Duration,
@@ -302,7 +367,7 @@ fn timeline(
         while t < main_phase {
             out.push((
                 t,
-                Action::Start(draw(rng, spec, nodes, FaultKind::Partition)),
+                Action::Start(draw(rng, seed, spec, nodes, FaultKind::Partition)),
             ));
             last = Some(t);
             t += jittered(rng, spec.interval, spec.jitter);
@@ -315,7 +380,7 @@ fn timeline(
     }
     loop {
         let kind = pick(rng, kinds);
-        let fault = draw(rng, spec, nodes, kind);
+        let fault = draw(rng, seed, spec, nodes, kind);
         let stop = t + jittered(rng, spec.interval, spec.jitter);
         if stop >= main_phase {
             break;

@@ -73,6 +73,22 @@ named_enum!(
         /// the rest of the process runs: a disk that stops answering. The nodes then run on
         /// faultfs.
         Stall => "stall",
+        /// A power failure: SIGKILL of nodes on faultfs, so what they had not fsynced is lost,
+        /// then a restart (`power-targets`; `all` is the coordinated power failure).
+        Power => "power",
+        /// On a fixed minority chosen at the start of the run, a node is killed, bits of its
+        /// data files are flipped or their tails cut (`corrupt-kinds`), and it is restarted.
+        Corrupt => "corrupt",
+    }
+);
+
+named_enum!(
+    /// How the `corrupt` fault damages a data file.
+    CorruptKind, "corrupt kind" {
+        /// Flip `corrupt-bitflips` random bits.
+        Bitflip => "bitflip",
+        /// Cut a random tail of up to `corrupt-truncate-max` bytes.
+        Truncate => "truncate",
     }
 );
 
@@ -232,6 +248,19 @@ pub struct NemesisSpec {
     pub pause_targets: Vec<PauseTarget>,
     /// Stall targets to draw from (same names as pauses). Default: leader.
     pub stall_targets: Vec<PauseTarget>,
+    /// Power failure targets to draw from (same names as kills). Default: all.
+    pub power_targets: Vec<KillTarget>,
+    /// How `corrupt` damages files. Default: bitflip, truncate.
+    pub corrupt_kinds: Vec<CorruptKind>,
+    /// Bits a `bitflip` flips in each file it damages. Default 2.
+    pub corrupt_bitflips: u32,
+    /// Most bytes a `truncate` cuts from a file's tail. Default 1023.
+    pub corrupt_truncate_max: u64,
+    /// Files damaged per `corrupt`. Default 1.
+    pub corrupt_files: u32,
+    /// Which files of a node's data directory `corrupt` may damage (globs relative to it, `*`
+    /// within a path component, `**` across). Default: the target's log and snapshot files.
+    pub corrupt_globs: Vec<String>,
     /// Clock fault kinds to draw from. Default: bump, strobe, reset.
     pub clock_kinds: Vec<ClockKind>,
     /// Largest clock offset, in whole seconds, either direction. Default 60.
@@ -277,6 +306,12 @@ impl Default for NemesisSpec {
             kill_targets: KillTarget::ALL.to_vec(),
             pause_targets: PauseTarget::ALL.to_vec(),
             stall_targets: vec![PauseTarget::Leader],
+            power_targets: vec![KillTarget::All],
+            corrupt_kinds: CorruptKind::ALL.to_vec(),
+            corrupt_bitflips: 2,
+            corrupt_truncate_max: 1023,
+            corrupt_files: 1,
+            corrupt_globs: Vec::new(),
             clock_kinds: ClockKind::ALL.to_vec(),
             clock_max_offset: 60,
             clock_strobe_period_ms: 2000,
@@ -322,6 +357,22 @@ impl NemesisSpec {
         }
         if on(FaultKind::Stall) && self.stall_targets.is_empty() {
             return bad("`stall-targets` is empty but `stall` is among the faults");
+        }
+        if on(FaultKind::Power) && self.power_targets.is_empty() {
+            return bad("`power-targets` is empty but `power` is among the faults");
+        }
+        if on(FaultKind::Corrupt) && self.corrupt_kinds.is_empty() {
+            return bad("`corrupt-kinds` is empty but `corrupt` is among the faults");
+        }
+        if self.corrupt_bitflips == 0 || self.corrupt_truncate_max == 0 || self.corrupt_files == 0 {
+            return bad(
+                "`corrupt-bitflips`, `corrupt-truncate-max` and `corrupt-files` must be at least 1",
+            );
+        }
+        if on(FaultKind::Kill) && on(FaultKind::Power) && self.concurrent {
+            return bad(
+                "`kill` and `power` both stop nodes: with `concurrent` they would skip each other",
+            );
         }
         if on(FaultKind::Clock) && self.clock_kinds.is_empty() {
             return bad("`clock-kinds` is empty but `clock` is among the faults");

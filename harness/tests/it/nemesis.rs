@@ -527,3 +527,136 @@ async fn faults_take_effect_on_idle_containers_and_heal() {
         "teardown left containers"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_damages_a_stopped_nodes_files_as_reported_and_the_stop_restarts_it() {
+    use faultline::nemesis::CorruptKind;
+    let _slot = crate::util::docker_slot().await;
+    let docker = control::connect()
+        .await
+        .expect("a Docker engine must be running for this test");
+    let image = node_image(&docker).await;
+    let run_id = unique_run_id("corrupt");
+    let mut guard = RunGuard::new(&run_id);
+    let mut cluster = Cluster::create(&docker, &run_id).await.unwrap();
+    for name in ["n1", "n2", "n3"] {
+        let spec = NodeSpec {
+            name: name.into(),
+            image: image.clone(),
+            entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+            data_dir: "/data".into(),
+            ..Default::default()
+        };
+        cluster.start_node(spec).await.unwrap();
+    }
+    // A WAL segment of 4,096 known bytes (0x00) and a file no glob names.
+    let setup =
+        "head -c 4096 /dev/zero > /data/wal-0000000000000001.log && echo keep > /data/other";
+    for n in ["n1", "n2", "n3"] {
+        let out = cluster.exec(n, &["sh", "-c", setup]).await.unwrap();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let names: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+    let spec = NemesisSpec {
+        faults: vec![FaultKind::Corrupt],
+        corrupt_globs: vec!["wal-*.log".into()],
+        ..Default::default()
+    };
+    // The corruptible minority is fixed by the seed: one of three nodes.
+    let minority = nemesis::schedule::corruptible(5, &names);
+    assert_eq!(minority.len(), 1);
+    let victim = minority[0].clone();
+    let clock = tempfile::tempdir().unwrap();
+    let mut nem = Nemesis::new(&spec, 5, names.clone());
+    let ctx = NemesisContext {
+        cluster: &cluster,
+        clock_dir: clock.path(),
+        leader: None,
+        clock_supported: Ok(()),
+    };
+    let op = only(
+        nem.apply(
+            &Action::Start(Fault::Corrupt {
+                node: victim.clone(),
+                kind: CorruptKind::Bitflip,
+                seed: 9,
+            }),
+            &ctx,
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(op.outcome, Outcome::Installed, "{op:?}");
+    assert_eq!(op.f, "start-corrupt");
+    assert_eq!(
+        cluster.state(&victim).await.unwrap(),
+        "exited",
+        "killed while damaged"
+    );
+    let files = op.value["report"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{op:?}");
+    assert_eq!(files[0]["path"], "wal-0000000000000001.log");
+    let flips: Vec<(u64, u64)> = files[0]["bitflips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_u64().unwrap(), p[1].as_u64().unwrap()))
+        .collect();
+    assert_eq!(flips.len(), 2, "two bits by default: {flips:?}");
+
+    let op = only(
+        nem.apply(&Action::Stop(FaultKind::Corrupt), &ctx)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(op.outcome, Outcome::Installed, "{op:?}");
+    assert_eq!(op.f, "stop-corrupt");
+    assert_eq!(cluster.state(&victim).await.unwrap(), "running");
+    // The file differs from zeros in exactly the reported bits; the unnamed file is intact.
+    let dump = cluster
+        .exec(
+            &victim,
+            &["od", "-An", "-tu1", "-v", "/data/wal-0000000000000001.log"],
+        )
+        .await
+        .unwrap();
+    let bytes: Vec<u8> = dump
+        .stdout
+        .split_whitespace()
+        .map(|b| b.parse().unwrap())
+        .collect();
+    assert_eq!(bytes.len(), 4096);
+    let mut want = vec![0u8; 4096];
+    for (offset, bit) in &flips {
+        want[*offset as usize] ^= 1 << bit;
+    }
+    assert_eq!(bytes, want);
+    let other = cluster
+        .exec(&victim, &["cat", "/data/other"])
+        .await
+        .unwrap();
+    assert_eq!(other.stdout.trim(), "keep");
+    // The other nodes' files were not touched.
+    for n in names.iter().filter(|n| **n != victim) {
+        let out = cluster
+            .exec(
+                n,
+                &[
+                    "sh",
+                    "-c",
+                    "od -An -tu1 -v /data/wal-0000000000000001.log | tr -d ' 0\\n' | wc -c",
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.stdout.trim(), "0", "{n}'s segment changed");
+    }
+
+    control::clean(&docker, Some(&run_id)).await.unwrap();
+    guard.disarm();
+    assert_eq!(
+        objects_of_run(&docker, &run_id).await,
+        (0, 0, 0),
+        "the helper container or the nodes stayed"
+    );
+}

@@ -47,17 +47,24 @@ pub enum Bug {
     /// wall clock that jumps back or runs slow extends the lease past the election timeout.
     /// Breaks linearizability of lease reads (dissertation §6.4.1).
     LeaseIgnoresSkew,
+    /// Storage never fsyncs: the WAL (entries and hard state), snapshots and directories are
+    /// written to the kernel only, yet the node acknowledges and votes as if they were durable.
+    /// The core ignores it (it is the server's storage that obeys it); a power failure then
+    /// loses acknowledged entries and votes (breaks Figure 2's "updated on stable storage before
+    /// responding to RPCs").
+    NoFsync,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::StaleRead,
         Bug::ForgetVote,
         Bug::CommitOldTerm,
         Bug::SkipPrevCheck,
         Bug::EarlyAck,
         Bug::LeaseIgnoresSkew,
+        Bug::NoFsync,
     ];
 
     /// The kebab-case name used on command lines (`--bug stale-read`).
@@ -69,6 +76,7 @@ impl Bug {
             Bug::SkipPrevCheck => "skip-prev-check",
             Bug::EarlyAck => "early-ack",
             Bug::LeaseIgnoresSkew => "lease-ignores-skew",
+            Bug::NoFsync => "no-fsync",
         }
     }
 }
@@ -82,7 +90,7 @@ impl fmt::Display for Bug {
 /// The error for an unknown bug name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown bug {0:?} (known: stale-read, forget-vote, commit-old-term, skip-prev-check, early-ack, lease-ignores-skew)"
+    "unknown bug {0:?} (known: stale-read, forget-vote, commit-old-term, skip-prev-check, early-ack, lease-ignores-skew, no-fsync)"
 )]
 pub struct UnknownBug(pub String);
 

@@ -180,10 +180,18 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> an
     if !config.bugs.is_empty() {
         tracing::warn!(bugs = ?config.bugs.iter().map(|b| b.name()).collect::<Vec<_>>(), "PLANTED BUGS ENABLED: this node is deliberately unsafe");
     }
+    let sync = !config.bugs.contains(&Bug::NoFsync);
+    if !sync {
+        tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            "FSYNC DISABLED by the planted bug no-fsync: the WAL (entries, term, vote, commit), snapshots and directories are written but never fsynced; a power failure loses acknowledged writes and votes"
+        );
+    }
     let (storage, recovered) = Storage::open(
         &config.data_dir,
         StorageOptions {
             segment_bytes: config.segment_bytes,
+            sync,
         },
     )
     .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;

@@ -61,10 +61,13 @@ pub struct StatusView {
 /// WAL counters, part of [`StatusView`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WalStats {
-    /// `fdatasync` calls.
+    /// `fdatasync` calls (0 under the planted `no-fsync` bug).
     pub fsyncs: u64,
     /// Entries written.
     pub entries: u64,
+    /// Writes left unsynced by the planted `no-fsync` bug (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsynced: Option<u64>,
 }
 
 /// The answer to a client [`Event`].
@@ -560,6 +563,7 @@ impl Node {
             wal: WalStats {
                 fsyncs: self.storage.fsyncs(),
                 entries: self.storage.entries_written(),
+                unsynced: (!self.storage.syncs()).then(|| self.storage.unsynced_writes()),
             },
         }
     }

@@ -2,7 +2,9 @@
 //!
 //! This module knows nothing about Raft beyond "entries have an index and a term": entries are
 //! stored as opaque bytes (the server encodes the core's `Entry`). It must never acknowledge a
-//! write before it is on disk: [`Storage::persist`] returns only after `fdatasync`.
+//! write before it is on disk: [`Storage::persist`] returns only after `fdatasync`. The one
+//! exception is the planted `no-fsync` bug ([`StorageOptions::sync`] off), which writes everything
+//! to the kernel and never syncs a file or directory.
 //!
 //! Directory layout under the data dir: `wal/wal-*.log` segments, `snap/snap-*.snap` snapshots.
 //!
@@ -17,7 +19,7 @@ pub mod wal;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use wal::{Record, Wal};
+use wal::{Record, Syncer, Wal};
 
 /// Errors from opening or using storage.
 #[derive(Debug, thiserror::Error)]
@@ -98,12 +100,18 @@ pub struct Recovered {
 pub struct StorageOptions {
     /// Start a new WAL segment once the current one exceeds this many bytes.
     pub segment_bytes: u64,
+    /// Sync what is written (`true`, the default). `false` is the planted `no-fsync` bug: WAL
+    /// frames, segment rolls, snapshot files and directories are written but never
+    /// fsynced/fdatasynced, so acknowledged data and votes live only in the kernel's (or
+    /// faultfs's) cache.
+    pub sync: bool,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
         StorageOptions {
             segment_bytes: 64 << 20,
+            sync: true,
         }
     }
 }
@@ -171,7 +179,11 @@ pub struct Storage {
     hard_state: StoredHardState,
     snapshot_index: u64,
     fsyncs: u64,
+    /// Writes that `fsyncs` would have counted, made without a sync (planted `no-fsync` only).
+    unsynced_writes: u64,
     entries_written: u64,
+    /// Every sync of files and directories goes through it (shared with the WAL).
+    syncer: Syncer,
     /// The in-memory hard state differs from the last one written (commit only).
     hs_dirty: bool,
     /// Holds an exclusive `flock` on `LOCK` for as long as the storage is open.
@@ -205,19 +217,24 @@ impl Storage {
     pub fn open(dir: &Path, options: StorageOptions) -> Result<(Storage, Recovered), StorageError> {
         std::fs::create_dir_all(dir)?;
         let lock = lock_dir(dir)?;
+        let syncer = Syncer::new(options.sync);
         let fresh = !dir.join("wal").exists();
         std::fs::create_dir_all(dir.join("wal"))?;
         std::fs::create_dir_all(dir.join("snap"))?;
         if fresh {
             // Make the new directories themselves durable.
-            wal::sync_dir(dir)?;
+            syncer.sync_dir(dir)?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                wal::sync_dir(parent)?;
+                syncer.sync_dir(parent)?;
             }
         }
         let snap = snapshot::load_latest(&dir.join("snap"))?;
-        let (wal, records, report) =
-            Wal::open(&dir.join("wal"), options.segment_bytes, record_max_index)?;
+        let (wal, records, report) = Wal::open_with(
+            &dir.join("wal"),
+            options.segment_bytes,
+            syncer.clone(),
+            record_max_index,
+        )?;
         let snap_index = snap.as_ref().map_or(0, |s| s.index);
         // `entries` holds indices base+1 ..= base+len.
         let mut base = 0u64;
@@ -318,7 +335,9 @@ impl Storage {
             hard_state: hard_state.unwrap_or_default(),
             snapshot_index: snap_index,
             fsyncs: 0,
+            unsynced_writes: 0,
             entries_written: 0,
+            syncer,
             hs_dirty: false,
             _lock: lock,
         };
@@ -364,7 +383,7 @@ impl Storage {
         let hs = self.hard_state;
         self.wal
             .append(&records, max, || vec![encode_hard_state(&hs)])?;
-        self.fsyncs += 1;
+        self.count_write();
         self.entries_written += entries.len() as u64;
         Ok(())
     }
@@ -379,14 +398,14 @@ impl Storage {
         if snap.index <= self.snapshot_index && !reset {
             return Ok(());
         }
-        snapshot::save(&self.dir.join("snap"), snap)?;
+        snapshot::save_with(&self.dir.join("snap"), snap, &self.syncer)?;
         let hs = self.hard_state;
         self.wal.append(
             &[encode_mark(snap.index, snap.term, reset)],
             snap.index,
             || vec![encode_hard_state(&hs)],
         )?;
-        self.fsyncs += 1;
+        self.count_write();
         self.snapshot_index = snap.index;
         self.wal.compact(snap.index)?;
         Ok(())
@@ -397,9 +416,35 @@ impl Storage {
         self.snapshot_index
     }
 
-    /// Number of `fdatasync` calls made by `persist` and `save_snapshot` since open.
+    fn count_write(&mut self) {
+        if self.syncer.enabled() {
+            self.fsyncs += 1;
+        } else {
+            self.unsynced_writes += 1;
+        }
+    }
+
+    /// Number of WAL `fdatasync` calls made by `persist` and `save_snapshot` since open: one
+    /// per WAL write. Always 0 under the planted `no-fsync` bug, which syncs nothing.
     pub fn fsyncs(&self) -> u64 {
         self.fsyncs
+    }
+
+    /// WAL writes by `persist` and `save_snapshot` since open that were left unsynced (the
+    /// planted `no-fsync` bug; always 0 otherwise): what [`Storage::fsyncs`] would have counted.
+    pub fn unsynced_writes(&self) -> u64 {
+        self.unsynced_writes
+    }
+
+    /// Whether this storage syncs what it writes (false only under the planted `no-fsync` bug).
+    pub fn syncs(&self) -> bool {
+        self.syncer.enabled()
+    }
+
+    /// Every sync (of WAL segments, snapshot files and directories, including the ones at open)
+    /// issued since open, and every sync skipped under the planted `no-fsync` bug.
+    pub fn sync_calls(&self) -> (u64, u64) {
+        (self.syncer.issued(), self.syncer.skipped())
     }
 
     /// Number of entries written by `persist` since open.
@@ -505,7 +550,10 @@ mod tests {
     #[test]
     fn snapshot_drops_covered_entries_and_compacts_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StorageOptions { segment_bytes: 256 };
+        let opts = StorageOptions {
+            segment_bytes: 256,
+            ..StorageOptions::default()
+        };
         let (mut s, _) = Storage::open(dir.path(), opts.clone()).unwrap();
         s.persist(Some(hs(3, Some(1), 0)), &[]).unwrap();
         for i in 1..=40 {
@@ -602,6 +650,140 @@ mod tests {
         drop(s);
         let (_, r) = Storage::open(dir.path(), StorageOptions::default()).unwrap();
         assert_eq!(idx(&r.entries), vec![(4, 2)]);
+    }
+
+    /// After one step: sync calls (issued, skipped), `fsyncs()`, `unsynced_writes()`.
+    type SyncStep = ((u64, u64), u64, u64);
+
+    /// Everything that syncs: a fresh open (directory syncs), writes, a segment roll, a snapshot
+    /// with compaction, and a reopen that truncates a torn tail. Returns the storage's sync
+    /// calls (issued, skipped) and its `fsyncs()`/`unsynced_writes()` after each step, and the
+    /// number of segment rolls during 12 writes.
+    fn sync_script(sync: bool) -> (Vec<SyncStep>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let opts = StorageOptions {
+            segment_bytes: 256,
+            sync,
+        };
+        let mut steps = Vec::new();
+        let (mut s, _) = Storage::open(&data, opts.clone()).unwrap();
+        let mut record =
+            |s: &Storage| steps.push((s.sync_calls(), s.fsyncs(), s.unsynced_writes()));
+        record(&s);
+        s.persist(Some(hs(1, Some(1), 0)), &[e(1, 1)]).unwrap();
+        record(&s);
+        s.persist(Some(hs(1, Some(1), 1)), &[]).unwrap(); // commit only: nothing written
+        record(&s);
+        let mut i = 2;
+        while s.segment_count() == 1 {
+            s.persist(None, &[e(i, 1)]).unwrap();
+            i += 1;
+        }
+        record(&s); // rolled
+        let rolled = i;
+        let segments = s.segment_count();
+        for j in rolled..rolled + 12 {
+            s.persist(None, &[e(j, 1)]).unwrap();
+        }
+        let rolls = (s.segment_count() - segments) as u64;
+        record(&s);
+        let snap = StoredSnapshot {
+            index: rolled + 8,
+            term: 1,
+            meta: b"m".to_vec(),
+            data: b"d".to_vec(),
+        };
+        let before = s.segment_count();
+        s.save_snapshot(&snap, false).unwrap();
+        assert!(
+            s.segment_count() < before,
+            "the snapshot compacted segments"
+        );
+        record(&s);
+        drop(s);
+        // A torn tail: reopening truncates it (and syncs the truncation, unless no-fsync).
+        let mut segs: Vec<_> = std::fs::read_dir(data.join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        segs.sort();
+        let last = segs.last().unwrap();
+        let len = std::fs::metadata(last).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(last)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let (s, r) = Storage::open(&data, opts).unwrap();
+        assert!(r.truncated.is_some());
+        // Unsynced or not, what was written is read back (it is in the kernel's cache).
+        assert_eq!(r.snapshot.unwrap().index, rolled + 8);
+        assert_eq!(r.entries.last().unwrap().index, rolled + 11); // the mark was torn
+        assert_eq!(r.hard_state.unwrap().term, 1);
+        record(&s);
+        (steps, rolls)
+    }
+
+    #[test]
+    fn every_sync_is_issued_by_default() {
+        let (steps, rolls) = sync_script(true);
+        let (issued, fsyncs): (Vec<u64>, Vec<u64>) =
+            steps.iter().map(|((i, _), f, _)| (*i, *f)).unzip();
+        assert!(
+            steps
+                .iter()
+                .all(|((_, skipped), _, unsynced)| *skipped == 0 && *unsynced == 0)
+        );
+        // Fresh open: data dir and its parent, then the first segment and the wal dir.
+        assert_eq!(issued[0], 4);
+        // One fdatasync per write; none for a commit-only change.
+        assert_eq!((issued[1], fsyncs[1]), (5, 1));
+        assert_eq!((issued[2], fsyncs[2]), (5, 1));
+        // Writes until the roll: one each, plus fsync of the old segment, of the new one and
+        // of the directory.
+        let writes = fsyncs[3] - fsyncs[2];
+        assert_eq!(issued[3] - issued[2], writes + 3);
+        // 12 writes, each roll among them 3 more.
+        assert!(rolls > 0);
+        assert_eq!(
+            (issued[4] - issued[3], fsyncs[4] - fsyncs[3]),
+            (12 + 3 * rolls, 12)
+        );
+        // The snapshot: its file, the directory twice, its WAL mark (3 more if that rolls), the
+        // compaction's directory sync.
+        let d = issued[5] - issued[4];
+        assert!(d == 5 || d == 5 + 3, "{d}");
+        assert_eq!(fsyncs[5] - fsyncs[4], 1);
+        // Reopen: the truncated tail is synced; the per-open counters start again.
+        assert_eq!(steps[6], ((1, 0), 0, 0));
+    }
+
+    #[test]
+    fn the_no_fsync_bug_issues_no_sync_at_all() {
+        let (on, _) = sync_script(true);
+        let (off, _) = sync_script(false);
+        for (k, (((issued, skipped), fsyncs, unsynced), ((issued_on, _), fsyncs_on, _))) in
+            off.iter().zip(&on).enumerate()
+        {
+            assert_eq!((*issued, *fsyncs), (0, 0), "step {k}: a sync was issued");
+            // Every sync the correct storage issues is skipped instead, one for one.
+            assert_eq!(skipped, issued_on, "step {k}");
+            assert_eq!(unsynced, fsyncs_on, "step {k}");
+        }
+    }
+
+    /// The storage layer syncs only through the `Syncer`: no `sync_data`/`sync_all` elsewhere.
+    #[test]
+    fn no_sync_bypasses_the_syncer() {
+        let code = |src: &'static str| src.split("#[cfg(test)]").next().unwrap();
+        let count =
+            |src: &str| src.matches(".sync_data()").count() + src.matches(".sync_all()").count();
+        assert_eq!(count(code(include_str!("mod.rs"))), 0);
+        assert_eq!(count(code(include_str!("snapshot.rs"))), 0);
+        // wal.rs: `sync_dir` and the Syncer's own `sync_data` and `sync_all`.
+        assert_eq!(count(code(include_str!("wal.rs"))), 3);
     }
 
     #[test]

@@ -162,3 +162,67 @@ fn every_other_planted_bug_boots_and_serves_a_calm_cluster() {
         assert_eq!(r.body, json!({"value": [0, 1, 2]}), "{bug}");
     }
 }
+
+/// `no-fsync` shows only when unsynced data is lost (a power failure; the harness runs nodes on
+/// faultfs for that). Here: the node says so at startup, `/status` shows no fsync at all, and
+/// otherwise it behaves as usual: a process kill keeps what the kernel holds.
+#[test]
+fn no_fsync_bug_announces_itself_and_syncs_nothing() {
+    let mut c = Cluster::start(1, &["--bug", "no-fsync"]);
+    c.wait_leader(Duration::from_secs(20));
+    let addr = c.node(1).client();
+    for i in 0..10 {
+        let r = retry(
+            std::slice::from_ref(&addr),
+            "POST",
+            "/kv/l/append",
+            Some(&put_body(json!(i))),
+            Duration::from_secs(10),
+            |r| r.status == 200,
+        );
+        assert_eq!(r.body, json!({}));
+    }
+    let log = c.node(1).log_text();
+    assert!(
+        log.contains("FSYNC DISABLED by the planted bug no-fsync"),
+        "no warning in the log:\n{log}"
+    );
+    assert_eq!(log.matches("FSYNC DISABLED").count(), 1, "{log}");
+    let wal = &c.node(1).status().unwrap()["wal"];
+    assert_eq!(wal["fsyncs"], json!(0), "{wal}");
+    assert!(wal["unsynced"].as_u64().unwrap() >= 10, "{wal}");
+    assert!(wal["entries"].as_u64().unwrap() >= 10, "{wal}");
+
+    c.node_mut(1).kill();
+    c.node_mut(1).start();
+    c.wait_leader(Duration::from_secs(20));
+    let r = retry(
+        &[addr],
+        "GET",
+        "/kv/l",
+        None,
+        Duration::from_secs(10),
+        |r| r.status == 200,
+    );
+    assert_eq!(r.body, json!({"value": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}));
+}
+
+#[test]
+fn without_the_bug_status_counts_fsyncs_and_has_no_unsynced_field() {
+    let c = Cluster::start(1, &[]);
+    c.wait_leader(Duration::from_secs(20));
+    let addr = c.node(1).client();
+    let r = retry(
+        std::slice::from_ref(&addr),
+        "PUT",
+        "/kv/x",
+        Some(&put_body(json!(1))),
+        Duration::from_secs(10),
+        |r| r.status == 200,
+    );
+    assert_eq!(r.body, json!({}));
+    let wal = &c.node(1).status().unwrap()["wal"];
+    assert!(wal["fsyncs"].as_u64().unwrap() >= 1, "{wal}");
+    assert!(wal.get("unsynced").is_none(), "{wal}");
+    assert!(!c.node(1).log_text().contains("FSYNC DISABLED"));
+}

@@ -40,6 +40,7 @@ fn help_documents_every_flag() {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
     assert!(text.contains("lease-ignores-skew") && text.contains("linearizable"));
+    assert!(text.contains("no-fsync"), "--help lacks no-fsync:\n{text}");
 }
 
 #[test]
@@ -64,9 +65,45 @@ fn misspelled_bug_is_refused_listing_the_known_names() {
         "skip-prev-check",
         "early-ack",
         "lease-ignores-skew",
+        "no-fsync",
     ] {
         assert!(text.contains(name), "error does not list {name}:\n{text}");
     }
+}
+
+#[test]
+fn no_fsync_is_a_known_bug_and_close_misspellings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let base = [
+        "--id",
+        "1",
+        "--peers",
+        "1=127.0.0.1:1/127.0.0.1:2",
+        "--data-dir",
+        d,
+    ];
+    for bad in ["no_fsync", "nofsync", "no-fsyncs"] {
+        let (ok, text) = raftkv(&[&base[..], &["--bug", bad]].concat());
+        assert!(!ok);
+        assert!(
+            text.contains(&format!("unknown bug \"{bad}\"")) && text.contains("no-fsync"),
+            "{bad}: {text}"
+        );
+    }
+    // The name itself parses: what stops this node is only its unusable addresses.
+    let (ok, text) = raftkv(
+        &[
+            &base[..],
+            &["--bug", "no-fsync", "--client-addr", "nowhere"],
+        ]
+        .concat(),
+    );
+    assert!(!ok);
+    assert!(
+        !text.contains("unknown bug") && text.contains("nowhere"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -255,6 +255,16 @@ impl SimConfig {
                 c.faults.read = 0.9;
                 c.faults.propose = 0.9;
             }
+            Bug::NoFsync => {
+                // Every crash is a power failure that wipes the node's storage: frequent crashes
+                // of followers and leaders, on 3 nodes so that two wiped nodes are a majority.
+                c.nodes = 3;
+                c.faults.crash = 0.04;
+                c.faults.leader_crash = 0.02;
+                c.faults.restart = 0.3;
+                c.faults.propose = 0.8;
+                c.faults.conf_change = 0.0;
+            }
         }
         c
     }
@@ -587,13 +597,19 @@ impl Cluster {
 
     // ---- node lifecycle --------------------------------------------------------------------
 
-    /// Crashes a node: everything not persisted is lost, including the state machine.
+    /// Crashes a node: everything not persisted is lost, including the state machine. Under the
+    /// planted `no-fsync` bug nothing was ever made durable, so the crash (a power failure) wipes
+    /// the node's storage too.
     pub fn crash(&mut self, id: NodeId) {
+        let no_fsync = self.cfg.bugs.contains(&Bug::NoFsync);
         if let Some(n) = self.nodes.get_mut(&id)
             && n.raft.take().is_some()
         {
             n.sm = StateMachine::default();
             n.deferred = false;
+            if no_fsync {
+                n.storage = Storage::default();
+            }
             self.stats.crashes += 1;
             self.log(|| format!("crash {id}"));
         }

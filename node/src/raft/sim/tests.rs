@@ -121,3 +121,8 @@ fn sim_catches_early_ack() {
 fn sim_catches_lease_ignores_skew() {
     bug_is_caught(Bug::LeaseIgnoresSkew, 200);
 }
+
+#[test]
+fn sim_catches_no_fsync() {
+    bug_is_caught(Bug::NoFsync, 100);
+}
