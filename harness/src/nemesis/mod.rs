@@ -991,16 +991,23 @@ impl Nemesis {
             ));
         }
         let cluster = ctx.cluster;
-        let killed = bounded(
-            cluster,
-            &format!("killing {node}"),
-            cluster.kill(node, "SIGKILL"),
-        )
-        .await?;
-        self.killed.insert(node.to_string());
-        if let Err(e) = killed {
-            return Ok(NemesisOp::new(f, value, Outcome::Indeterminate(e)));
+        // A node that refused to start after an earlier corruption is down already: its files
+        // are damaged further without a kill.
+        let state = bounded(cluster, &format!("inspecting {node}"), cluster.state(node)).await?;
+        let down = matches!(&state, Ok(s) if s == "exited" || s == "created" || s == "dead");
+        if !down {
+            let killed = bounded(
+                cluster,
+                &format!("killing {node}"),
+                cluster.kill(node, "SIGKILL"),
+            )
+            .await?;
+            if let Err(e) = killed {
+                self.killed.insert(node.to_string());
+                return Ok(NemesisOp::new(f, value, Outcome::Indeterminate(e)));
+            }
         }
+        self.killed.insert(node.to_string());
         self.chain_dirty.remove(node);
         self.delayed.remove(node);
         let (outcome, report) = storage::corrupt(cluster, node, kind, seed, &self.spec).await?;
