@@ -11,11 +11,13 @@ use serde::Serialize;
 use crate::runner::{self, RunOptions};
 use crate::workload::{self, EtcdApi, Target};
 
-/// What is measured: the system and, for etcd, the client API.
-const SUBJECTS: [(&str, Target, EtcdApi); 3] = [
-    ("raftkv", Target::Raftkv, EtcdApi::Grpc),
-    ("etcd", Target::Etcd, EtcdApi::Grpc),
-    ("etcd-gateway", Target::Etcd, EtcdApi::Gateway),
+/// What can be measured: a name, the system, for etcd the client API, and whether the data
+/// directories are on faultfs.
+const SUBJECTS: [(&str, Target, EtcdApi, bool); 4] = [
+    ("raftkv", Target::Raftkv, EtcdApi::Grpc, false),
+    ("etcd", Target::Etcd, EtcdApi::Grpc, false),
+    ("etcd-gateway", Target::Etcd, EtcdApi::Gateway, false),
+    ("raftkv-faultfs", Target::Raftkv, EtcdApi::Grpc, true),
 ];
 
 /// Arguments of `faultline bench`.
@@ -36,6 +38,10 @@ pub struct BenchArgs {
     /// Where runs are written [default: results/ in the project folder].
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
+    /// Also measure raftkv with its data directories on faultfs (the storage-fault
+    /// filesystem's cost).
+    #[arg(long)]
+    pub faultfs: bool,
 }
 
 /// One measurement.
@@ -64,10 +70,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let results = args.results.clone().unwrap_or_else(|| root.join("results"));
     let mut rows = Vec::new();
     for &c in &args.concurrency {
-        for (name, target, api) in SUBJECTS {
+        for (name, target, api, faultfs) in SUBJECTS {
+            if faultfs && !args.faultfs {
+                continue;
+            }
             let mut w = workload::load(&root.join("workloads"), "perf")?;
             w.target = target;
             w.node.etcd_client = api;
+            w.node.faultfs = faultfs;
             w.concurrency = c;
             w.time_limit = args.time_limit;
             w.validate("command line")?;
@@ -76,13 +86,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 .flatten();
             let opts = RunOptions {
                 reproduce: format!(
-                    "faultline run perf --target {}{} --concurrency {c} --time-limit {} --seed {}",
+                    "faultline run perf --target {}{}{} --concurrency {c} --time-limit {} --seed {}",
                     target.as_str(),
-                    if api == EtcdApi::Gateway {
+                    if api == EtcdApi::Gateway && target == Target::Etcd {
                         " --etcd-client gateway"
                     } else {
                         ""
                     },
+                    if faultfs { " --faultfs" } else { "" },
                     args.time_limit,
                     args.seed
                 ),
@@ -133,11 +144,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The comparison table: one line per concurrency, raftkv beside etcd over gRPC and over the
-/// JSON gateway, with the ratios raftkv/etcd (gRPC) and etcd gRPC/gateway.
+/// The comparison table: one line per concurrency, each subject measured (raftkv, etcd over
+/// gRPC, etcd over the JSON gateway, and with `--faultfs` raftkv on faultfs), with the ratios
+/// raftkv/etcd (gRPC), etcd gRPC/gateway and, when measured, raftkv on faultfs/raftkv.
 pub fn table(rows: &[Measure]) -> String {
+    let present: Vec<&str> = SUBJECTS
+        .iter()
+        .map(|s| s.0)
+        .filter(|name| rows.iter().any(|m| m.target == *name))
+        .collect();
+    let faultfs = present.contains(&"raftkv-faultfs");
     let mut s = format!("{:>11}", "concurrency");
-    for (name, _, _) in SUBJECTS {
+    for name in &present {
         s += &format!(
             " | {:>12} {:>7} {:>7}",
             format!("{name} op/s"),
@@ -145,13 +163,17 @@ pub fn table(rows: &[Measure]) -> String {
             "p99 ms"
         );
     }
-    s += &format!(" | {:>11} {:>12}\n", "raftkv/etcd", "grpc/gateway");
+    s += &format!(" | {:>11} {:>12}", "raftkv/etcd", "grpc/gateway");
+    if faultfs {
+        s += &format!(" {:>14}", "faultfs/raftkv");
+    }
+    s += "\n";
     let mut cs: Vec<usize> = rows.iter().map(|m| m.concurrency).collect();
     cs.dedup();
     for c in cs {
         let get = |t: &str| rows.iter().find(|m| m.concurrency == c && m.target == t);
         s += &format!("{c:>11}");
-        for (name, _, _) in SUBJECTS {
+        for name in &present {
             match get(name) {
                 Some(m) => {
                     s += &format!(
@@ -167,10 +189,14 @@ pub fn table(rows: &[Measure]) -> String {
             _ => "-".into(),
         };
         s += &format!(
-            " | {:>11} {:>12}\n",
+            " | {:>11} {:>12}",
             ratio("raftkv", "etcd"),
             ratio("etcd", "etcd-gateway")
         );
+        if faultfs {
+            s += &format!(" {:>14}", ratio("raftkv-faultfs", "raftkv"));
+        }
+        s += "\n";
     }
     s
 }

@@ -115,6 +115,10 @@ pub struct RunArgs {
     /// `[node] serializable-reads`).
     #[arg(long)]
     pub etcd_serializable_reads: bool,
+    /// Put the nodes' data directories on faultfs, the storage-fault filesystem (sets
+    /// `[node] faultfs`).
+    #[arg(long)]
+    pub faultfs: bool,
     /// etcd: the client API, `grpc` or `gateway` (sets `[node] etcd-client`).
     #[arg(long, value_enum, value_name = "API")]
     pub etcd_client: Option<crate::workload::EtcdApi>,
@@ -218,6 +222,10 @@ fn resolve(args: &RunArgs) -> anyhow::Result<(Workload, u64, String)> {
     if args.etcd_serializable_reads {
         w.node.serializable_reads = true;
         repro += " --etcd-serializable-reads";
+    }
+    if args.faultfs {
+        w.node.faultfs = true;
+        repro += " --faultfs";
     }
     if let Some(api) = args.etcd_client {
         w.node.etcd_client = api;

@@ -1,15 +1,13 @@
 //! Planted bugs are found: short raftkv runs with `--bug stale-read` (register reads) and
 //! `--bug early-ack` (list appends) under isolate-leader partitions must end invalid, and so
-//! must `--bug commit-old-term` under the figure-8 script and `--bug forget-vote` under the
-//! revote script, which both leave correct raftkv valid.
+//! must `--bug commit-old-term` under the figure-8 script, `--bug forget-vote` under the
+//! revote script and `--bug no-fsync` under coordinated power failures on faultfs, which all
+//! leave correct raftkv valid.
 //!
 //! Set `FAULTLINE_TEST_NODE_BIN` to a raftkv binary to skip building the workspace's.
 
-use faultline::runner::{self, RunOptions};
-use faultline::workload;
+use faultline::runner;
 use faultline_checker::Validity;
-
-use crate::util::objects_of_run;
 
 /// Runs the workload `name` for `seconds` with `seed`, asserting its planted bugs are `bugs`
 /// and that the run left nothing in Docker. The temporary results folder holding the run's
@@ -21,30 +19,11 @@ async fn run(
     seed: u64,
 ) -> (runner::RunOutcome, tempfile::TempDir) {
     let _slot = crate::util::docker_slot().await;
-    let dir = faultline::workspace::root().join("workloads");
-    let mut w = workload::load(&dir, name).unwrap();
-    assert_eq!(w.node.bugs, bugs);
-    w.time_limit = seconds;
-    let results = tempfile::tempdir().unwrap();
-    println!("{name}: seed {seed}");
-    let outcome = runner::run(RunOptions {
-        reproduce: format!("test {name} seed {seed}"),
-        workload: w,
-        seed,
-        node_bin: std::env::var_os("FAULTLINE_TEST_NODE_BIN").map(Into::into),
-        label: Some("test".into()),
-        results: results.path().to_path_buf(),
-        progress: false,
+    crate::util::run_workload(name, seed, |w| {
+        assert_eq!(w.node.bugs, bugs);
+        w.time_limit = seconds;
     })
     .await
-    .unwrap();
-    let docker = faultline::control::connect().await.unwrap();
-    assert_eq!(
-        objects_of_run(&docker, &outcome.run_id).await,
-        (0, 0, 0),
-        "the run left Docker objects behind"
-    );
-    (outcome, results)
 }
 
 /// Runs the workload `name` (which must enable `bug`) for `seconds` with `seed` and checks that
@@ -181,5 +160,54 @@ async fn correct_raftkv_under_the_revote_script_stays_valid() {
         Validity::Valid,
         "false alarm (seed 1, {})",
         outcome.dir.path.display()
+    );
+}
+
+/// The power failures a run's history records as installed, each with the nodes it hit.
+fn power_failures(outcome: &runner::RunOutcome) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(outcome.dir.history())
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"start-power\""))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|o| o["value"]["outcome"] == "installed")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_fsync_bug_loses_acknowledged_appends_in_a_power_failure_and_is_found() {
+    let (outcome, _keep) = bug_is_found("bug-raftkv-no-fsync", "no-fsync", 12.0, 1).await;
+    let failures = power_failures(&outcome);
+    assert!(
+        failures
+            .iter()
+            .any(|o| o["value"]["nodes"].as_array().unwrap().len() == 3),
+        "no coordinated power failure was installed: {failures:?}"
+    );
+    // The nodes ran on faultfs (the mount is what makes a SIGKILL lose unsynced writes).
+    let log = std::fs::read_to_string(outcome.dir.path.join("nodes/n1.log")).unwrap();
+    assert!(
+        log.contains("faultfs: mounted /data"),
+        "n1 did not run on faultfs"
+    );
+    assert!(
+        log.contains("FSYNC DISABLED"),
+        "n1 did not announce the planted bug"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correct_raftkv_keeps_every_acknowledged_append_through_power_failures() {
+    let (outcome, _keep) = run("matrix-raftkv-power", &[], 12.0, 1).await;
+    assert!(
+        !power_failures(&outcome).is_empty(),
+        "no power failure was installed"
+    );
+    assert_eq!(
+        outcome.valid,
+        Validity::Valid,
+        "correct raftkv lost data in a power failure ({}): {:?}",
+        outcome.dir.path.display(),
+        outcome.checked.results.anomaly_lines()
     );
 }

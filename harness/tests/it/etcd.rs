@@ -2,12 +2,11 @@
 
 use std::path::Path;
 
-use faultline::runner::{self, RunOptions};
-use faultline::workload::{self, Target};
+use faultline::workload::Target;
 use faultline_checker::Validity;
 use serde_json::Value;
 
-use crate::util::objects_of_run;
+use crate::util::run_workload;
 
 fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -85,37 +84,6 @@ async fn etcd_register_partition_run_is_valid_and_leaves_nothing_behind() {
         "{}",
         run["node"]
     );
-}
-
-/// Runs a workload file with changes, in a temporary results folder; checks it left nothing.
-async fn run_workload(
-    name: &str,
-    seed: u64,
-    change: impl FnOnce(&mut workload::Workload),
-) -> (runner::RunOutcome, tempfile::TempDir) {
-    let dir = faultline::workspace::root().join("workloads");
-    let mut w = workload::load(&dir, name).unwrap();
-    change(&mut w);
-    let results = tempfile::tempdir().unwrap();
-    println!("{name}: seed {seed}");
-    let outcome = runner::run(RunOptions {
-        reproduce: format!("test {name} seed {seed}"),
-        workload: w,
-        seed,
-        node_bin: None,
-        label: Some("test".into()),
-        results: results.path().to_path_buf(),
-        progress: false,
-    })
-    .await
-    .unwrap();
-    let docker = faultline::control::connect().await.unwrap();
-    assert_eq!(
-        objects_of_run(&docker, &outcome.run_id).await,
-        (0, 0, 0),
-        "{name} left Docker objects behind"
-    );
-    (outcome, results)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,3 +77,39 @@ pub async fn docker_slot() -> tokio::sync::MutexGuard<'static, ()> {
 pub fn docker_slot_blocking() -> tokio::sync::MutexGuard<'static, ()> {
     SLOT.blocking_lock()
 }
+
+/// Runs the workload file `name` with `change` applied and `seed`, in a temporary results folder
+/// (returned with the outcome, so the run's folder stays readable), and checks that the run left
+/// nothing in Docker. A raftkv run tests `FAULTLINE_TEST_NODE_BIN` when it is set.
+pub async fn run_workload(
+    name: &str,
+    seed: u64,
+    change: impl FnOnce(&mut faultline::workload::Workload),
+) -> (faultline::runner::RunOutcome, tempfile::TempDir) {
+    let dir = faultline::workspace::root().join("workloads");
+    let mut w = faultline::workload::load(&dir, name).unwrap();
+    change(&mut w);
+    let node_bin = (w.target == faultline::workload::Target::Raftkv)
+        .then(|| std::env::var_os("FAULTLINE_TEST_NODE_BIN").map(Into::into))
+        .flatten();
+    let results = tempfile::tempdir().unwrap();
+    println!("{name}: seed {seed}");
+    let outcome = faultline::runner::run(faultline::runner::RunOptions {
+        reproduce: format!("test {name} seed {seed}"),
+        workload: w,
+        seed,
+        node_bin,
+        label: Some("test".into()),
+        results: results.path().to_path_buf(),
+        progress: false,
+    })
+    .await
+    .unwrap();
+    let docker = faultline::control::connect().await.unwrap();
+    assert_eq!(
+        objects_of_run(&docker, &outcome.run_id).await,
+        (0, 0, 0),
+        "{name} left Docker objects behind"
+    );
+    (outcome, results)
+}
