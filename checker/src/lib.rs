@@ -15,6 +15,8 @@
 //!   bookmarkable) and agreement with the writes, over the watch recorder's lines
 //!   ([`check_watch`]).
 //! - `lease`: leases kept alive are not revoked early, nor their keys lost ([`check_lease`]).
+//! - `queue`: every acknowledged publish to a stream comes out of the final drains, and nothing
+//!   unpublished or definitely failed does (Jepsen's NATS queue checker, [`check_queue`]).
 //! - [`plot`]: the report's SVG plots (plotters), nemesis intervals shaded.
 //! - [`report`]: `report.html`, the results index and `compare.html`, self-contained HTML.
 //!
@@ -29,8 +31,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Or, letting the history's content pick the checker (watch lines: the watch checker; lease
-//! grants: the lease checker; otherwise linearizability):
+//! Or, letting the history's content pick the checker (watch lines: the watch checker; drains:
+//! the queue checker; lease grants: the lease checker; otherwise linearizability):
 //! ```no_run
 //! let history = faultline_checker::read_history("results/x/history.jsonl".as_ref())?;
 //! let results = faultline_checker::check_history(&history, &Default::default())?;
@@ -49,6 +51,7 @@ mod linearizable;
 pub mod model;
 pub mod perf;
 pub mod plot;
+mod queue;
 pub mod report;
 mod stats;
 pub mod watch;
@@ -65,6 +68,10 @@ pub use lease::{
 pub use linearizable::{CheckOptions, CheckResult, KeyResult, check, check_with};
 pub use model::{Model, ModelKind};
 pub use perf::Perf;
+pub use queue::{
+    LostPart, QueueCounts, QueueDrain, QueueExample, QueueExamples, QueueOptions, QueuePublish,
+    QueueResult, QueueWriter, check_queue,
+};
 pub use stats::{Counts, Stats, stats};
 pub use watch::{Guarantee, WatchResult, WatchViolation, check_watch};
 
@@ -128,6 +135,9 @@ pub struct Results {
     /// The lease check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseResult>,
+    /// The queue check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueResult>,
     /// Outcome counts.
     pub stats: Stats,
 }
@@ -135,22 +145,29 @@ pub struct Results {
 impl Results {
     /// Bundles a linearizability result with the history's stats.
     pub fn new(linearizable: CheckResult, stats: Stats) -> Results {
-        Results::bundle(Some(linearizable), None, None, stats)
+        Results::bundle(Some(linearizable), None, None, None, stats)
     }
 
     /// Bundles a watch result with the history's stats.
     pub fn from_watch(watch: WatchResult, stats: Stats) -> Results {
-        Results::bundle(None, Some(watch), None, stats)
+        Results::bundle(None, Some(watch), None, None, stats)
     }
 
     /// Bundles a lease result with the history's stats.
     pub fn from_lease(lease: LeaseResult, stats: Stats) -> Results {
-        Results::bundle(None, None, Some(lease), stats)
+        Results::bundle(None, None, Some(lease), None, stats)
+    }
+
+    /// Bundles a queue result with the history's stats.
+    pub fn from_queue(queue: QueueResult, stats: Stats) -> Results {
+        Results::bundle(None, None, None, Some(queue), stats)
     }
 
     /// One line per anomaly family found, for terminals and the matrix: the counterexample's
     /// message, or per broken watch guarantee (or lease violation kind) its count and the first
-    /// violation's message with its watcher and member. Empty when nothing was found.
+    /// violation's message with its watcher and member, or per kind of queue violation (lost,
+    /// unexpected, failed-but-read, duplicated when exactly once) its count and first value.
+    /// Empty when nothing was found.
     pub fn anomaly_lines(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(c) = self.linearizable.as_ref().and_then(|l| l.counterexample()) {
@@ -190,6 +207,9 @@ impl Results {
                 ));
             }
         }
+        if let Some(q) = &self.queue {
+            out.extend(q.anomaly_lines());
+        }
         out
     }
 
@@ -197,12 +217,14 @@ impl Results {
         linearizable: Option<CheckResult>,
         watch: Option<WatchResult>,
         lease: Option<LeaseResult>,
+        queue: Option<QueueResult>,
         stats: Stats,
     ) -> Results {
         let valid = [
             linearizable.as_ref().map(|r| r.valid),
             watch.as_ref().map(|r| r.valid),
             lease.as_ref().map(|r| r.valid),
+            queue.as_ref().map(|r| r.valid),
         ]
         .into_iter()
         .flatten()
@@ -213,14 +235,17 @@ impl Results {
             linearizable,
             watch,
             lease,
+            queue,
             stats,
         }
     }
 }
 
 /// Checks a history with the checker its content calls for: any watch line (`"process":"watch"`)
-/// means the watch checker ([`check_watch`]); otherwise any `lease-grant` means the lease checker
-/// ([`check_lease`], default options); otherwise linearizability ([`check`] with `opts`).
+/// means the watch checker ([`check_watch`]); otherwise any client `drain` means the queue
+/// checker ([`check_queue`], default options: duplicates allowed); otherwise any `lease-grant`
+/// means the lease checker ([`check_lease`], default options); otherwise linearizability
+/// ([`check`] with `opts`).
 ///
 /// # Errors
 /// As [`check`], when linearizability is checked.
@@ -228,6 +253,14 @@ pub fn check_history(history: &History, opts: &CheckOptions) -> Result<Results, 
     let stats = stats(history);
     if history.watch_ops().next().is_some() {
         return Ok(Results::from_watch(check_watch(history), stats));
+    }
+    if history
+        .operations
+        .iter()
+        .any(|o| history.invocation(o).f == "drain")
+    {
+        let queue = check_queue(history, &QueueOptions::default());
+        return Ok(Results::from_queue(queue, stats));
     }
     if history.ops.iter().any(|o| o.f == "lease-grant") {
         let lease = check_lease(history, &LeaseOptions::default());
@@ -261,6 +294,7 @@ mod tests {
 
         let r = crate::check_history(&history(&put), &opts).unwrap();
         assert!(r.linearizable.is_some() && r.watch.is_none() && r.lease.is_none());
+        assert!(r.queue.is_none());
         assert_eq!(r.valid, Valid);
 
         let mut watched = put.to_vec();
@@ -271,6 +305,7 @@ mod tests {
         assert_eq!(r.valid, Valid);
         let json = serde_json::to_value(&r).unwrap();
         assert!(json.get("linearizable").is_none() && json.get("lease").is_none());
+        assert!(json.get("queue").is_none());
         assert_eq!(json["watch"]["valid"], "valid");
         assert_eq!(json["stats"]["watch_ops"], 1);
 

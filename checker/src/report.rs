@@ -141,7 +141,7 @@ pub fn run_html(r: &RunReport<'_>) -> String {
     );
     let mut b = String::new();
     let _ = write!(b, "<h1>Faultline report: {}</h1>", escape(r.name));
-    for checker in ["linearizable", "watch", "lease"] {
+    for checker in ["linearizable", "watch", "lease", "queue"] {
         if let Some(reason) = r
             .results
             .pointer(&format!("/{checker}/reason"))
@@ -180,7 +180,10 @@ pub fn run_html(r: &RunReport<'_>) -> String {
     if let Some(l) = r.results.get("lease") {
         lease_section(&mut b, l);
     }
-    // Histories checked for watches or leases only have no linearizability result.
+    if let Some(q) = r.results.get("queue") {
+        queue_section(&mut b, q);
+    }
+    // Histories checked for watches, leases or queues only have no linearizability result.
     if r.results.get("linearizable").is_some() {
         anomalies(&mut b, r.results, r.counterexample_svg);
         keys_table(&mut b, r.results);
@@ -191,7 +194,7 @@ pub fn run_html(r: &RunReport<'_>) -> String {
         let _ = write!(b, "<li><a href=\"{0}\">{0}</a></li>", escape(f));
     }
     b.push_str("</ul>");
-    let warnings: Vec<&Value> = ["linearizable", "watch", "lease"]
+    let warnings: Vec<&Value> = ["linearizable", "watch", "lease", "queue"]
         .iter()
         .filter_map(|c| r.results.pointer(&format!("/{c}/warnings")))
         .filter_map(Value::as_array)
@@ -716,6 +719,278 @@ tolerance) is a violation.</p>",
     }
 }
 
+/// The "Queue" section: the counts (violations highlighted), the per-writer losses as ranges,
+/// the drains, and the values behind each finding.
+fn queue_section(b: &mut String, q: &Value) {
+    let c = &q["counts"];
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    let exactly_once = q["exactly_once"].as_bool().unwrap_or(false);
+    let _ = write!(
+        b,
+        "<h2 id=\"queue\">Queue</h2><p>{} &middot; {} publishes attempted, {} drains judged ({} \
+without a list){}. Checked in {} ms.</p>\
+<p class=\"muted\">Lost: acknowledged, and read by no drain that began after the acknowledgement. \
+Per writer, a lost value below the smallest n read of that writer is <i>prefix</i>, between the \
+smallest and largest <i>middle</i> (a hole: the worst case), above the largest (or of a writer \
+with nothing read) <i>postfix</i>.</p>",
+        badge(&s(q, &["valid"])),
+        n("attempted"),
+        n("drains"),
+        n("drains_failed"),
+        if exactly_once {
+            ", exactly once: duplicates are violations"
+        } else {
+            ""
+        },
+        q.get("elapsed_ms")
+            .and_then(Value::as_f64)
+            .map_or("-".into(), ms),
+    );
+    let rows: [(&str, &str, &str, bool); 16] = [
+        (
+            "attempted",
+            "attempted",
+            "values some client tried to publish",
+            false,
+        ),
+        (
+            "acknowledged",
+            "acknowledged",
+            "publishes that ended ok",
+            false,
+        ),
+        (
+            "failed",
+            "failed",
+            "publishes that definitely failed",
+            false,
+        ),
+        (
+            "indeterminate",
+            "indeterminate",
+            "publishes that ended info or never completed",
+            false,
+        ),
+        ("read", "read", "distinct values some ok drain read", false),
+        ("lost", "lost", "acknowledged, never read", true),
+        (
+            "lost prefix",
+            "lost_prefix",
+            "below the writer's first read",
+            true,
+        ),
+        (
+            "lost middle",
+            "lost_middle",
+            "between the writer's first and last read",
+            true,
+        ),
+        (
+            "lost postfix",
+            "lost_postfix",
+            "above the writer's last read",
+            true,
+        ),
+        ("unexpected", "unexpected", "read, never published", true),
+        (
+            "failed but read",
+            "failed_but_read",
+            "definitely failed, yet read",
+            true,
+        ),
+        (
+            "recovered",
+            "recovered",
+            "indeterminate and read (fine)",
+            false,
+        ),
+        (
+            "duplicated",
+            "duplicated",
+            "occurrences beyond the first within one drain",
+            exactly_once,
+        ),
+        (
+            "inconsistent drains",
+            "inconsistent_drains",
+            "values one drain read and another lacked although it began later (informational)",
+            false,
+        ),
+        (
+            "late",
+            "late",
+            "acknowledged after the last drain began and not read: not lost",
+            false,
+        ),
+        (
+            "drains",
+            "drains",
+            "drains that ended ok with a list",
+            false,
+        ),
+    ];
+    b.push_str("<table id=\"queue-counts\"><tr><th>count</th><th>values</th><th>what</th></tr>");
+    for (label, key, what, breaks) in rows {
+        let _ = write!(
+            b,
+            "<tr{}><td>{label}</td><td class=num>{}</td><td>{what}</td></tr>",
+            if breaks && n(key) > 0 {
+                " class=\"bad\""
+            } else {
+                ""
+            },
+            n(key),
+        );
+    }
+    b.push_str("</table>");
+
+    b.push_str(
+        "<h3>Per writer</h3><table id=\"queue-writers\"><tr><th>writer</th><th>attempted</th>\
+<th>acknowledged</th><th>read</th><th>first n read</th><th>last n read</th><th>lost</th>\
+<th>prefix</th><th>middle</th><th>postfix</th><th>lost n</th></tr>",
+    );
+    for w in q["writers"].as_array().into_iter().flatten() {
+        let _ = write!(
+            b,
+            "<tr{}><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td>\
+<td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td>\
+<td class=num>{}</td><td class=num>{}</td><td>{}</td></tr>",
+            if w["lost"].as_u64().unwrap_or(0) > 0 {
+                " class=\"bad\""
+            } else {
+                ""
+            },
+            s(w, &["writer"]),
+            s(w, &["attempted"]),
+            s(w, &["acknowledged"]),
+            s(w, &["read"]),
+            s(w, &["first_read"]),
+            s(w, &["last_read"]),
+            s(w, &["lost"]),
+            s(w, &["lost_prefix"]),
+            s(w, &["lost_middle"]),
+            s(w, &["lost_postfix"]),
+            escape(&s(w, &["lost_ranges"])),
+        );
+    }
+    b.push_str("</table>");
+
+    b.push_str(
+        "<h3>Drains</h3><table id=\"queue-drains\"><tr><th>completion index</th><th>process</th>\
+<th>node</th><th>invoked s</th><th>completed s</th><th>messages</th><th>distinct</th>\
+<th>duplicated</th><th>unexpected</th><th>missing</th></tr>",
+    );
+    for d in q["drains"].as_array().into_iter().flatten() {
+        let _ = write!(
+            b,
+            "<tr><td class=num>{}</td><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td>\
+<td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td></tr>",
+            s(d, &["complete_index"]),
+            escape(&s(d, &["process"])),
+            escape(&text(d.get("node"))),
+            secs(d.get("invoke_time")),
+            secs(d.get("complete_time")),
+            s(d, &["messages"]),
+            s(d, &["distinct"]),
+            s(d, &["duplicated"]),
+            s(d, &["unexpected"]),
+            s(d, &["missing"]),
+        );
+    }
+    b.push_str(
+        "</table><p class=\"muted\">Missing: values acknowledged before the drain began that it \
+lacks. Examples name drains by their completion index.</p>",
+    );
+
+    for (kind, title, count) in [
+        ("lost", "Lost", "lost"),
+        ("unexpected", "Unexpected", "unexpected"),
+        ("failed_but_read", "Failed but read", "failed_but_read"),
+        ("duplicated", "Duplicated", "duplicated"),
+        (
+            "inconsistent_drains",
+            "Inconsistent drains",
+            "inconsistent_drains",
+        ),
+    ] {
+        let list = q["examples"][kind].as_array().cloned().unwrap_or_default();
+        if list.is_empty() {
+            continue;
+        }
+        let _ = write!(
+            b,
+            "<h3 id=\"queue-{kind}\">{title}</h3><p class=\"muted\">{} listed of {}.</p>\
+<table><tr><th>writer</th><th>n</th><th>seq</th><th>detail</th><th>publish</th><th>invoked s</th>\
+<th>completed s</th><th>index</th><th>answer</th><th>drains</th></tr>",
+            list.len(),
+            n(count),
+        );
+        for x in &list {
+            let p = x.get("publish").filter(|p| !p.is_null());
+            let detail = match kind {
+                "lost" => text(x.get("part")),
+                "duplicated" => format!(
+                    "{} times{}",
+                    s(x, &["occurrences"]),
+                    x["seqs"].as_array().map_or(String::new(), |a| format!(
+                        ", seqs {}",
+                        a.iter()
+                            .map(Value::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                ),
+                _ => String::new(),
+            };
+            let list_of = |k: &str| {
+                x[k].as_array().map_or(String::new(), |a| {
+                    a.iter()
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+            };
+            let mut drains = String::new();
+            if !list_of("read_by").is_empty() {
+                drains = format!("read by {}", list_of("read_by"));
+            }
+            if !list_of("missing_from").is_empty() {
+                drains = format!("{drains}; missing from {}", list_of("missing_from"));
+            }
+            let answer = p.map_or(String::new(), |p| match p.get("error") {
+                Some(e) if !e.is_null() => format!("{} ({})", text(p.get("value")), text(Some(e))),
+                _ => text(p.get("value")),
+            });
+            let _ = write!(
+                b,
+                "<tr{}><td>{}</td><td class=num>{}</td><td class=num>{}</td><td>{}</td><td>{}</td>\
+<td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td>{}</td><td>{}</td></tr>",
+                if kind == "lost" && text(x.get("part")) == "middle" {
+                    " class=\"hl\""
+                } else {
+                    ""
+                },
+                s(x, &["writer"]),
+                s(x, &["n"]),
+                s(x, &["seq"]),
+                escape(&detail),
+                escape(&p.map_or("never published".into(), |p| format!(
+                    "process {} on {}, {}",
+                    text(p.get("process")),
+                    text(p.get("node")),
+                    text(p.get("outcome"))
+                ))),
+                secs(p.and_then(|p| p.get("invoke_time"))),
+                secs(p.and_then(|p| p.get("complete_time"))),
+                p.map_or(String::new(), |p| text(p.get("invoke_index"))),
+                escape(&answer),
+                escape(&drains),
+            );
+        }
+        b.push_str("</table>");
+    }
+}
+
 /// Compact data for the timeline canvas: lanes by process, and per op five integers
 /// `lane, start, end, outcome, f` with times in tenths of a millisecond.
 pub fn timeline_data(p: &Perf) -> String {
@@ -1006,6 +1281,57 @@ mod tests {
             "the observation's answer"
         );
         assert!(!html.contains("id=\"anomalies\""));
+    }
+
+    #[test]
+    fn report_shows_queue_counts_writers_and_lost_values() {
+        // Writer 1 publishes 0..=3; the drain reads 0 and 2, and 9.9 nobody published.
+        let mut lines = Vec::new();
+        for n in 0..4u64 {
+            lines.push(format!(
+                r#"{{"time":{},"process":1,"type":"invoke","f":"publish","value":{{"writer":1,"n":{n}}},"node":"n2"}}"#,
+                n * 2_000_000
+            ));
+            lines.push(format!(
+                r#"{{"time":{},"process":1,"type":"ok","f":"publish","value":{{"writer":1,"n":{n},"seq":{}}},"node":"n2"}}"#,
+                n * 2_000_000 + 1_000_000,
+                n + 1
+            ));
+        }
+        lines.push(
+            r#"{"time":10000000,"process":2,"type":"invoke","f":"drain","value":null,"node":"n1"}"#
+                .into(),
+        );
+        lines.push(r#"{"time":20000000,"process":2,"type":"ok","f":"drain","value":[{"writer":1,"n":0,"seq":1},{"writer":1,"n":2,"seq":3},{"writer":9,"n":9,"seq":5}],"node":"n1"}"#.into());
+        let h = crate::parse_history(&(lines.join("\n") + "\n"), false).unwrap();
+        let r = crate::check_history(&h, &crate::CheckOptions::default()).unwrap();
+        let results = serde_json::to_value(&r).unwrap();
+        assert_eq!(results["queue"]["counts"]["lost"], 2);
+        let html = report_of(&results);
+        assert!(html.contains("id=\"queue\""));
+        assert!(html.contains("data-verdict=\"invalid\""));
+        assert!(
+            html.contains("<tr class=\"bad\"><td>lost</td><td class=num>2</td>"),
+            "lost highlighted"
+        );
+        assert!(html.contains("<tr><td>recovered</td><td class=num>0</td>"));
+        assert!(
+            html.contains("<td>1, 3</td></tr>"),
+            "the writer's lost ranges"
+        );
+        assert!(html.contains("id=\"queue-lost\""));
+        assert!(html.contains("<tr class=\"hl\"><td>1</td><td class=num>1</td><td class=num>2</td><td>middle</td><td>process 1 on n2, ok</td>"));
+        assert!(html.contains(
+            "<td>9</td><td class=num>9</td><td class=num>5</td><td></td><td>never published</td>"
+        ));
+        assert!(
+            !html.contains("id=\"anomalies\""),
+            "no linearizability sections"
+        );
+        assert!(
+            !html.contains("src=\"http") && !html.contains("<link"),
+            "self-contained"
+        );
     }
 
     #[test]

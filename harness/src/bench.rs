@@ -1,7 +1,8 @@
 //! `faultline bench`: the `perf` workload (no faults, unlimited rate) against raftkv, etcd over
-//! gRPC and etcd over its JSON gateway, on the same base image and network, at the same
-//! concurrencies; one table of ops/s and latency quantiles, with the ratios raftkv/etcd (gRPC)
-//! and etcd gRPC/gateway (what the move of the etcd client to gRPC costs or gains).
+//! gRPC, etcd over its JSON gateway and NATS KV (leader reads), on the same base image and
+//! network, at the same concurrencies; one table of ops/s and latency quantiles, with the ratios
+//! raftkv/etcd (gRPC), etcd gRPC/gateway (what the move of the etcd client to gRPC costs or
+//! gains) and NATS KV/etcd.
 
 use std::path::PathBuf;
 
@@ -13,10 +14,11 @@ use crate::workload::{self, EtcdApi, Target};
 
 /// What can be measured: a name, the system, for etcd the client API, and whether the data
 /// directories are on faultfs.
-const SUBJECTS: [(&str, Target, EtcdApi, bool); 4] = [
+const SUBJECTS: [(&str, Target, EtcdApi, bool); 5] = [
     ("raftkv", Target::Raftkv, EtcdApi::Grpc, false),
     ("etcd", Target::Etcd, EtcdApi::Grpc, false),
     ("etcd-gateway", Target::Etcd, EtcdApi::Gateway, false),
+    ("nats", Target::Nats, EtcdApi::Grpc, false),
     ("raftkv-faultfs", Target::Raftkv, EtcdApi::Grpc, true),
 ];
 
@@ -47,7 +49,8 @@ pub struct BenchArgs {
 /// One measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct Measure {
-    /// `raftkv`, `etcd` (gRPC) or `etcd-gateway` (JSON gateway).
+    /// `raftkv`, `etcd` (gRPC), `etcd-gateway` (JSON gateway), `nats` (KV, leader reads) or
+    /// `raftkv-faultfs`.
     pub target: &'static str,
     /// Client processes.
     pub concurrency: usize,
@@ -145,8 +148,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
 }
 
 /// The comparison table: one line per concurrency, each subject measured (raftkv, etcd over
-/// gRPC, etcd over the JSON gateway, and with `--faultfs` raftkv on faultfs), with the ratios
-/// raftkv/etcd (gRPC), etcd gRPC/gateway and, when measured, raftkv on faultfs/raftkv.
+/// gRPC, etcd over the JSON gateway, NATS KV, and with `--faultfs` raftkv on faultfs), with the
+/// ratios raftkv/etcd (gRPC), etcd gRPC/gateway, NATS/etcd (gRPC) and, when measured, raftkv on
+/// faultfs/raftkv.
 pub fn table(rows: &[Measure]) -> String {
     let present: Vec<&str> = SUBJECTS
         .iter()
@@ -163,7 +167,10 @@ pub fn table(rows: &[Measure]) -> String {
             "p99 ms"
         );
     }
-    s += &format!(" | {:>11} {:>12}", "raftkv/etcd", "grpc/gateway");
+    s += &format!(
+        " | {:>11} {:>12} {:>9}",
+        "raftkv/etcd", "grpc/gateway", "nats/etcd"
+    );
     if faultfs {
         s += &format!(" {:>14}", "faultfs/raftkv");
     }
@@ -189,9 +196,10 @@ pub fn table(rows: &[Measure]) -> String {
             _ => "-".into(),
         };
         s += &format!(
-            " | {:>11} {:>12}",
+            " | {:>11} {:>12} {:>9}",
             ratio("raftkv", "etcd"),
-            ratio("etcd", "etcd-gateway")
+            ratio("etcd", "etcd-gateway"),
+            ratio("nats", "etcd")
         );
         if faultfs {
             s += &format!(" {:>14}", ratio("raftkv-faultfs", "raftkv"));
@@ -219,9 +227,14 @@ mod tests {
             m("raftkv", 1, 300.0),
             m("etcd", 1, 200.0),
             m("etcd-gateway", 1, 160.0),
+            m("nats", 1, 100.0),
         ]);
         let line = t.lines().nth(1).unwrap();
-        assert!(line.trim_end().ends_with("1.50         1.25"), "{t}");
+        assert!(
+            line.trim_end().ends_with("1.50         1.25      0.50"),
+            "{t}"
+        );
+        assert!(t.lines().next().unwrap().contains("nats op/s"), "{t}");
         // A missing measurement leaves its cells and ratios empty rather than wrong.
         let t = table(&[m("raftkv", 16, 300.0), m("etcd", 16, 200.0)]);
         assert!(
@@ -229,7 +242,7 @@ mod tests {
                 .nth(1)
                 .unwrap()
                 .trim_end()
-                .ends_with("1.50            -"),
+                .ends_with("1.50            -         -"),
             "{t}"
         );
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use faultline_checker::{
-    CheckOptions, CheckResult, History, LeaseOptions, ModelKind, Results, Validity, check,
-    check_history, check_lease, check_watch, read_history, stats,
+    CheckOptions, CheckResult, History, LeaseOptions, ModelKind, QueueOptions, Results, Validity,
+    check, check_history, check_lease, check_queue, check_watch, read_history, stats,
 };
 
 /// Exit code for input the checker cannot read.
@@ -22,9 +22,11 @@ pub struct CheckArgs {
     /// A run directory (containing history.jsonl), a history.jsonl, or a Jepsen history.edn.
     pub path: PathBuf,
     /// The model: cas-register, kv, list-append, mutex or multi-register (linearizability), or
-    /// watch (etcd's watch guarantees) or lease (leases kept alive are not revoked). Default:
-    /// watch when the history has watch lines, lease when it grants leases, else inferred from
-    /// the operations (read/write/cas: cas-register). Histories with keys are checked per key.
+    /// watch (etcd's watch guarantees), lease (leases kept alive are not revoked) or queue
+    /// (acknowledged publishes are all drained, nothing else is). Default: watch when the history
+    /// has watch lines, queue when it has publishes and drains, lease when it grants leases, else
+    /// inferred from the operations (read/write/cas: cas-register). Histories with keys are
+    /// checked per key.
     #[arg(long)]
     pub model: Option<String>,
     /// Give up with "unknown" after this many seconds.
@@ -33,6 +35,10 @@ pub struct CheckArgs {
     /// Give up with "unknown" when the search's memo would exceed this many MiB.
     #[arg(long, default_value_t = 1024)]
     pub memory_limit_mib: usize,
+    /// Queue: a value drained twice makes the history invalid (default: at-least-once, so
+    /// duplicates are reported but allowed). Implies `--model queue` when no model is given.
+    #[arg(long)]
+    pub exactly_once: bool,
     /// Check all keys in one model state instead of per key (kv model only).
     #[arg(long)]
     pub no_partition: bool,
@@ -73,12 +79,15 @@ enum Checker {
     Auto,
     Watch,
     Lease,
+    Queue,
 }
 
 fn checker(args: &CheckArgs) -> Checker {
     match args.model.as_deref() {
         Some("watch") => Checker::Watch,
         Some("lease") => Checker::Lease,
+        Some("queue") => Checker::Queue,
+        None if args.exactly_once => Checker::Queue,
         _ => Checker::Auto,
     }
 }
@@ -106,6 +115,9 @@ fn options(args: &CheckArgs) -> Result<CheckOptions, String> {
         .map(serde_json::from_str)
         .transpose()
         .map_err(|e| format!("--initial is not JSON: {e}"))?;
+    if args.exactly_once && checker(args) != Checker::Queue {
+        return Err("--exactly-once applies to the queue model only".into());
+    }
     if args.no_partition && model.is_some_and(|m| m != ModelKind::Kv) {
         return Err("--no-partition is supported by the kv model only".into());
     }
@@ -145,6 +157,15 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         Checker::Watch => Ok(Results::from_watch(check_watch(&history), stats(&history))),
         Checker::Lease => Ok(Results::from_lease(
             check_lease(&history, &LeaseOptions::default()),
+            stats(&history),
+        )),
+        Checker::Queue => Ok(Results::from_queue(
+            check_queue(
+                &history,
+                &QueueOptions {
+                    exactly_once: args.exactly_once,
+                },
+            ),
             stats(&history),
         )),
         Checker::Auto if opts.model.is_some() => {
@@ -216,6 +237,34 @@ pub fn stream_summary(file: &Path, history: &History, r: &Results) -> String {
             );
         }
         if let Some(reason) = &w.reason {
+            let _ = writeln!(s, "  {reason}");
+        }
+    }
+    if let Some(q) = &r.queue {
+        let c = &q.counts;
+        let _ = writeln!(
+            s,
+            "queue: {} publishes attempted, {} acknowledged, {} failed, {} indeterminate; {} drains read {} distinct values",
+            c.attempted, c.acknowledged, c.failed, c.indeterminate, c.drains, c.read
+        );
+        let _ = writeln!(
+            s,
+            "  lost {} (prefix {}, middle {}, postfix {}), unexpected {}, failed but read {}, recovered {}, duplicated {}{}",
+            c.lost,
+            c.lost_prefix,
+            c.lost_middle,
+            c.lost_postfix,
+            c.unexpected,
+            c.failed_but_read,
+            c.recovered,
+            c.duplicated,
+            if q.exactly_once {
+                " (exactly-once)"
+            } else {
+                ""
+            }
+        );
+        if let Some(reason) = &q.reason {
             let _ = writeln!(s, "  {reason}");
         }
     }
@@ -389,6 +438,7 @@ mod tests {
             time_limit: None,
             memory_limit_mib: 1024,
             no_partition: false,
+            exactly_once: false,
             initial: None,
             all_keys: false,
             threads: Some(1),
@@ -445,6 +495,62 @@ mod tests {
         let mut a = args(dir.path());
         a.model = Some("nope".into());
         assert_eq!(run(&a).unwrap(), EXIT_BAD_INPUT);
+    }
+
+    /// Two acknowledged publishes of writer 0, a drain that read only the second and read it
+    /// twice: the first is lost (prefix), the second duplicated.
+    #[rustfmt::skip]
+    const QUEUE: [&str; 6] = [
+        r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"publish","value":{"writer":0,"n":0},"node":"n1"}"#,
+        r#"{"index":1,"time":2,"process":0,"type":"ok","f":"publish","value":{"writer":0,"n":0,"seq":1},"node":"n1"}"#,
+        r#"{"index":2,"time":3,"process":0,"type":"invoke","f":"publish","value":{"writer":0,"n":1},"node":"n1"}"#,
+        r#"{"index":3,"time":4,"process":0,"type":"ok","f":"publish","value":{"writer":0,"n":1,"seq":2},"node":"n1"}"#,
+        r#"{"index":4,"time":5,"process":0,"type":"invoke","f":"drain","value":null,"node":"n1"}"#,
+        r#"{"index":5,"time":6,"process":0,"type":"ok","f":"drain","value":[{"writer":0,"n":1,"seq":2},{"writer":0,"n":1,"seq":2}],"node":"n1"}"#,
+    ];
+
+    #[test]
+    fn queue_history_is_checked_by_the_queue_checker_and_summarized() {
+        let dir = write_run(&QUEUE);
+        let mut a = args(dir.path());
+        a.model = Some("queue".into());
+        assert_eq!(run(&a).unwrap(), 1);
+        let results: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("results.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(results["queue"]["counts"]["lost"], 1);
+        assert_eq!(results["queue"]["counts"]["lost_prefix"], 1);
+        assert_eq!(results["queue"]["counts"]["duplicated"], 1);
+        let history = read_history(&dir.path().join("history.jsonl")).unwrap();
+        let r = Results::from_queue(
+            check_queue(&history, &QueueOptions::default()),
+            stats(&history),
+        );
+        let text = stream_summary(Path::new("h.jsonl"), &history, &r);
+        assert!(
+            text.contains("2 acknowledged")
+                && text.contains("lost 1 (prefix 1, middle 0, postfix 0)"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("INVALID"), "{text}");
+    }
+
+    #[test]
+    fn exactly_once_makes_a_duplicate_invalid_and_needs_the_queue_model() {
+        // Without the lost value: the duplicate alone.
+        let lines = [QUEUE[2], QUEUE[3], QUEUE[4], QUEUE[5]];
+        let dir = write_run(&lines);
+        assert_eq!(
+            run(&args(dir.path())).unwrap(),
+            0,
+            "at-least-once by default"
+        );
+        let mut a = args(dir.path());
+        a.exactly_once = true;
+        assert_eq!(run(&a).unwrap(), 1);
+        a.model = Some("cas-register".into());
+        assert!(options(&a).is_err());
     }
 
     #[test]

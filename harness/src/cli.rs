@@ -37,15 +37,15 @@ pub enum Command {
     List,
     /// Check a recorded history (a run folder, a history.jsonl or a Jepsen history.edn).
     Check(crate::check_cmd::CheckArgs),
-    /// Show Faultline's Docker images, building the missing ones (base, raftkv and etcd).
+    /// Show Faultline's Docker images, building the missing ones (base, raftkv, etcd and NATS).
     Images(ImagesArgs),
     /// Remove containers, volumes and networks left behind by a harness that was killed.
     Clean,
     /// The detection matrix: every planted bug's workload (and etcd's serializable reads) with
     /// several seeds, plus correct raftkv and etcd as controls; writes results/matrix-<stamp>/.
     Matrix(crate::matrix::MatrixArgs),
-    /// Throughput and latency of the `perf` workload, raftkv against etcd, at several
-    /// concurrencies.
+    /// Throughput and latency of the `perf` workload, raftkv against etcd and NATS KV, at
+    /// several concurrencies.
     Bench(crate::bench::BenchArgs),
     /// Regenerate a stored run's metrics, report.html and the results index.
     Report(crate::report::ReportArgs),
@@ -64,6 +64,8 @@ pub enum Rebuild {
     Raftkv,
     /// Only the etcd image (Debian's etcd-server).
     Etcd,
+    /// Only the NATS image (Debian's nats-server).
+    Nats,
     /// All of them.
     All,
 }
@@ -308,6 +310,13 @@ async fn images(args: ImagesArgs) -> anyhow::Result<u8> {
             .ensure_etcd(
                 &faultfs,
                 matches!(rebuild, Some(Rebuild::Etcd | Rebuild::All)),
+            )
+            .await?;
+        images
+            .ensure_packaged(
+                control::NATS,
+                &faultfs,
+                matches!(rebuild, Some(Rebuild::Nats | Rebuild::All)),
             )
             .await?;
     }

@@ -8,7 +8,10 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::client::{EtcdClient, EtcdGatewayClient, HttpClient, NodeClient, RaftkvClient, Status};
+use crate::client::{
+    EtcdClient, EtcdGatewayClient, HttpClient, NatsClient, NodeClient, RaftkvClient, Revisions,
+    Status,
+};
 use crate::control::{Cluster, NodeSpec};
 use crate::nemesis::{clock_bind, clock_env};
 use crate::workload::EtcdApi;
@@ -20,8 +23,8 @@ pub trait Db: Send + Sync {
     /// The container of node `i` (0-based) of `n`; `clock_dir` is the host folder whose `<node>/`
     /// subfolders hold each node's clock file.
     fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, clock_dir: &Path) -> NodeSpec;
-    /// A client of the node with this address.
-    fn client(&self, http: &HttpClient, ip: Ipv4Addr) -> NodeClient;
+    /// A client of the node `node` at this address.
+    fn client(&self, http: &HttpClient, node: &str, ip: Ipv4Addr) -> NodeClient;
     /// `Ok` when clock faults reach the nodes (libfaketime), else why not.
     fn clock_supported(&self) -> Result<(), String>;
     /// The node's log and snapshot files, as globs relative to its data directory: what the
@@ -45,6 +48,29 @@ pub struct Raftkv {
     pub args: Vec<String>,
     /// The data directory is on faultfs (storage faults: stalled fsyncs, lost unsynced writes).
     pub faultfs: bool,
+}
+
+/// A node of a packaged Go binary (etcd, NATS): data in `/data` (on faultfs when asked, the
+/// binary then started by `faultfs run`), no clock file (libfaketime cannot reach a Go binary,
+/// see `clock_supported`), never restarted by the engine.
+fn packaged_node_spec(
+    name: String,
+    image: &str,
+    binary: &str,
+    cmd: Vec<String>,
+    faultfs: bool,
+) -> NodeSpec {
+    NodeSpec {
+        binds: Vec::new(),
+        env: Vec::new(),
+        name,
+        image: image.to_string(),
+        entrypoint: faultfs.then(|| faultfs_entrypoint("/data", binary)),
+        cmd,
+        data_dir: "/data".into(),
+        restart_on_failure: false,
+        fuse: faultfs,
+    }
 }
 
 /// The entrypoint of a node whose data directory `data_dir` is on faultfs: faultfs mounts itself
@@ -128,7 +154,7 @@ impl Db for Raftkv {
         }
     }
 
-    fn client(&self, http: &HttpClient, ip: Ipv4Addr) -> NodeClient {
+    fn client(&self, http: &HttpClient, _node: &str, ip: Ipv4Addr) -> NodeClient {
         NodeClient::Raftkv(RaftkvClient::new(
             http.clone(),
             &format!("{ip}:{RAFTKV_CLIENT_PORT}"),
@@ -204,23 +230,10 @@ impl Db for Etcd {
             cluster.run_id().to_string(),
         ];
         cmd.extend(self.args.iter().cloned());
-        NodeSpec {
-            // No clock file: libfaketime cannot reach a Go binary (see `clock_supported`).
-            binds: Vec::new(),
-            env: Vec::new(),
-            name,
-            image: self.image.clone(),
-            entrypoint: self
-                .faultfs
-                .then(|| faultfs_entrypoint("/data", "/usr/local/bin/etcd")),
-            cmd,
-            data_dir: "/data".into(),
-            restart_on_failure: false,
-            fuse: self.faultfs,
-        }
+        packaged_node_spec(name, &self.image, "/usr/local/bin/etcd", cmd, self.faultfs)
     }
 
-    fn client(&self, http: &HttpClient, ip: Ipv4Addr) -> NodeClient {
+    fn client(&self, http: &HttpClient, _node: &str, ip: Ipv4Addr) -> NodeClient {
         let addr = format!("{ip}:{ETCD_CLIENT_PORT}");
         match self.api {
             EtcdApi::Grpc => NodeClient::Etcd(EtcdClient::new(
@@ -247,6 +260,105 @@ impl Db for Etcd {
         ETCD_DATA_FILES.map(String::from).to_vec()
     }
 }
+
+/// NATS JetStream in containers built from `faultline/nats:*`: a static cluster, every server
+/// named after its node (`--name n1`), routes to every peer, JetStream's store in the node's
+/// volume, monitoring on 8222. The configuration is given as flags (the package's default
+/// configuration file binds 127.0.0.1 and is not used).
+#[derive(Debug, Clone)]
+pub struct Nats {
+    /// The NATS image.
+    pub image: String,
+    /// Extra arguments for every server.
+    pub args: Vec<String>,
+    /// The data directory is on faultfs.
+    pub faultfs: bool,
+    /// The KV bucket of the register workloads.
+    pub bucket: String,
+    /// The stream of the queue workload.
+    pub queue: String,
+    /// Revisions seen by every client of the run (a cas needs its `from`'s revision).
+    pub revisions: Revisions,
+}
+
+/// The KV bucket of NATS register workloads.
+pub const NATS_BUCKET: &str = "faultline";
+/// The stream of the NATS queue workload.
+pub const NATS_QUEUE: &str = "queue";
+
+/// NATS's cluster name, shared by every server of a run.
+pub const NATS_CLUSTER: &str = "faultline";
+
+impl Db for Nats {
+    fn name(&self) -> &str {
+        "nats"
+    }
+
+    fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, _clock_dir: &Path) -> NodeSpec {
+        use crate::client::{
+            NATS_CLIENT_PORT as CLIENT_PORT, NATS_CLUSTER_PORT as CLUSTER_PORT,
+            NATS_MONITOR_PORT as MONITOR_PORT,
+        };
+        let routes: Vec<String> = (0..n)
+            .map(|j| format!("nats://{}:{CLUSTER_PORT}", cluster.address_of(j)))
+            .collect();
+        let name = node_name(i);
+        let mut cmd: Vec<String> = vec![
+            "--name".into(),
+            name.clone(),
+            "--addr".into(),
+            "0.0.0.0".into(),
+            "--port".into(),
+            CLIENT_PORT.to_string(),
+            "--http_port".into(),
+            MONITOR_PORT.to_string(),
+            "--cluster_name".into(),
+            NATS_CLUSTER.into(),
+            "--cluster".into(),
+            format!("nats://0.0.0.0:{CLUSTER_PORT}"),
+            "--cluster_advertise".into(),
+            format!("{}:{CLUSTER_PORT}", cluster.address_of(i)),
+            "--routes".into(),
+            routes.join(","),
+            "--jetstream".into(),
+            "--store_dir".into(),
+            "/data/js".into(),
+        ];
+        cmd.extend(self.args.iter().cloned());
+        packaged_node_spec(
+            name,
+            &self.image,
+            "/usr/local/bin/nats-server",
+            cmd,
+            self.faultfs,
+        )
+    }
+
+    fn client(&self, http: &HttpClient, node: &str, ip: Ipv4Addr) -> NodeClient {
+        NodeClient::Nats(NatsClient::new(
+            node,
+            ip,
+            http,
+            &self.bucket,
+            &self.queue,
+            self.revisions.clone(),
+        ))
+    }
+
+    fn clock_supported(&self) -> Result<(), String> {
+        Err(
+            "nats-server is a Go binary: it reads the clock without libc, so libfaketime cannot reach it"
+                .into(),
+        )
+    }
+
+    fn data_files(&self) -> Vec<String> {
+        NATS_DATA_FILES.map(String::from).to_vec()
+    }
+}
+
+/// JetStream's message blocks under the data directory (`/data/js`), Jepsen's corruption target.
+pub const NATS_DATA_FILES: [&str; 1] = ["js/jetstream/**/*.blk"];
 
 /// What every node said on `/status`, for readiness, the leader, and the leader timeline.
 pub async fn statuses(clients: &[(String, NodeClient)]) -> Vec<(String, Result<Status, String>)> {
@@ -309,7 +421,7 @@ pub fn clients_for(db: &dyn Db, cluster: &Cluster, http: &HttpClient) -> Vec<(St
     cluster
         .nodes()
         .iter()
-        .map(|n| (n.name.clone(), db.client(http, n.ip)))
+        .map(|n| (n.name.clone(), db.client(http, &n.name, n.ip)))
         .collect()
 }
 

@@ -70,6 +70,16 @@ pub struct Mix {
     /// writes and compare-and-sets: a key holds either a register or a list.
     #[serde(default)]
     pub append: u32,
+    /// Each cas compares against the value its process last read of that key (a process that
+    /// has read nothing of the key reads first) and writes a value unique in the run, as a
+    /// client doing read-modify-write does; so two acknowledged cas from one read value are two
+    /// updates from the same state. Default false: random `[from, to]` within `value-range`.
+    #[serde(
+        default,
+        rename = "cas-from-read",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub cas_from_read: bool,
 }
 
 impl Mix {
@@ -86,6 +96,7 @@ impl Default for Mix {
             write: 1,
             cas: 1,
             append: 0,
+            cas_from_read: false,
         }
     }
 }
@@ -209,6 +220,11 @@ impl Generator {
         Duration::from_secs_f64((-u.ln() * mean).min(mean * 10.0))
     }
 
+    /// Whether a cas compares against its process's last read (`[ops] cas-from-read`).
+    pub fn cas_from_read(&self) -> bool {
+        self.config.mix.cas_from_read
+    }
+
     /// Every key handed out so far, in order of first use.
     pub fn touched_keys(&self) -> &[String] {
         &self.touched
@@ -273,6 +289,7 @@ mod tests {
             write: 0,
             cas: 0,
             append: 2,
+            cas_from_read: false,
         };
         let mut g = Generator::new(cfg, 5);
         let mut seen = std::collections::HashMap::<String, Vec<u64>>::new();
@@ -303,6 +320,7 @@ mod tests {
             write: 1,
             cas: 0,
             append: 0,
+            cas_from_read: false,
         };
         let mut g = Generator::new(cfg.clone(), 3);
         assert!((0..100).all(|_| g.next_op().f == F::Write));
@@ -311,6 +329,7 @@ mod tests {
             write: 1,
             cas: 0,
             append: 0,
+            cas_from_read: false,
         };
         let mut g = Generator::new(cfg, 3);
         let reads = (0..4000).filter(|_| g.next_op().f == F::Read).count();

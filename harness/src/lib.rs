@@ -17,6 +17,8 @@
 //!   ask for progress and resume broken streams; every response recorded.
 //! - [`lease`]: the etcd lease workload: leases granted, kept alive through followers, their
 //!   keys read back.
+//! - [`queue`]: the NATS queue workload: writers publishing unique values, a drain by every
+//!   client after the heal; and the NATS streams a run needs, made before its clients start.
 //! - [`runner`]: one run end to end: cluster, clients, nemesis, heal, final reads, teardown, check.
 //! - [`check_cmd`]: `faultline check`.
 //! - [`matrix`]: `faultline matrix`: each planted bug's workload over several seeds, with controls.
@@ -39,6 +41,7 @@ pub mod generator;
 pub mod lease;
 pub mod matrix;
 pub mod nemesis;
+pub mod queue;
 pub mod report;
 pub mod runner;
 pub mod serve;

@@ -32,7 +32,7 @@ pub struct Row {
 }
 
 /// The rows, in order: the seven planted raftkv bugs, etcd's serializable reads, the four etcd
-/// 3.4.23 bugs, then the twelve controls.
+/// 3.4.23 bugs, the four NATS 2.9.10 rows, then the fifteen controls.
 pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv stale-read",
@@ -95,6 +95,26 @@ pub const ROWS: &[Row] = &[
         buggy: true,
     },
     Row {
+        label: "nats KV cas race (#4320)",
+        workload: "bug-nats-kv-cas",
+        buggy: true,
+    },
+    Row {
+        label: "nats direct reads, partitions",
+        workload: "bug-nats-kv-direct",
+        buggy: true,
+    },
+    Row {
+        label: "nats queue, power failure (all)",
+        workload: "bug-nats-queue-power",
+        buggy: true,
+    },
+    Row {
+        label: "nats queue, corrupt .blk (minority)",
+        workload: "bug-nats-queue-corrupt",
+        buggy: true,
+    },
+    Row {
         label: "raftkv correct (control)",
         workload: "matrix-raftkv-correct",
         buggy: false,
@@ -142,6 +162,21 @@ pub const ROWS: &[Row] = &[
     Row {
         label: "etcd corrupt (control)",
         workload: "matrix-etcd-corrupt",
+        buggy: false,
+    },
+    Row {
+        label: "nats KV leader reads (control)",
+        workload: "matrix-nats-kv-leader",
+        buggy: false,
+    },
+    Row {
+        label: "nats queue, kill (control)",
+        workload: "matrix-nats-queue-kill",
+        buggy: false,
+    },
+    Row {
+        label: "nats queue, partitions (control)",
+        workload: "matrix-nats-queue-partition",
         buggy: false,
     },
     Row {
@@ -251,6 +286,7 @@ pub fn first_anomaly(dir: &Path, outcome: &runner::RunOutcome) -> Option<f64> {
     let checked_in_time = [
         r.watch.as_ref().and_then(|w| w.first_violation_time()),
         r.lease.as_ref().and_then(|l| l.first_violation_time()),
+        r.queue.as_ref().and_then(|q| q.first_violation_time()),
     ];
     if let Some(t) = checked_in_time.into_iter().flatten().min() {
         return Some(t.as_secs_f64());
@@ -365,7 +401,7 @@ async fn run_cell(args: &MatrixArgs, root: &Path, dir: &Path, row: Row, seed: u6
     }
     let node_bin = match w.target {
         workload::Target::Raftkv => args.node_bin.clone(),
-        workload::Target::Etcd => None,
+        workload::Target::Etcd | workload::Target::Nats => None,
     };
     if let Some(p) = &node_bin {
         reproduce += &format!(" --node-bin {}", p.display());
@@ -584,9 +620,10 @@ mod tests {
             if w.target == workload::Target::Raftkv && !row.buggy {
                 assert!(w.node.bugs.is_empty(), "{} plants a bug", row.workload);
             }
-            // Only the watch and lease rows may go without faults: #15220 needs none.
+            // raftkv's planted bugs and its controls all need faults; real systems' bugs may not
+            // (etcd-io/etcd#15220, nats-server#4320 show without any).
             assert!(
-                w.nemesis.is_some() || w.kind() != workload::Kind::Register,
+                w.nemesis.is_some() || w.target != workload::Target::Raftkv,
                 "{} has no faults",
                 row.workload
             );

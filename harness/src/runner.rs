@@ -190,6 +190,32 @@ impl Recorder {
         Ok(())
     }
 
+    /// Writes an `ok` completion that carries a note in `error` (an answer worth explaining, such
+    /// as a drain that found no stream at all), and counts it.
+    ///
+    /// # Errors
+    /// When the history cannot be written.
+    pub fn complete_ok_noted(
+        &self,
+        process: u64,
+        f: &str,
+        value: &Value,
+        note: &str,
+        node: &str,
+    ) -> anyhow::Result<()> {
+        self.history.append(&Event {
+            process: Process::Client(process),
+            kind: "ok",
+            f,
+            key: None,
+            value,
+            node: Some(node),
+            error: Some(note),
+        })?;
+        self.counters.add(&Completion::Ok(Value::Null));
+        Ok(())
+    }
+
     /// Writes a line of the watch workload's watchers (`process: "watch"`, `type: "info"`).
     ///
     /// # Errors
@@ -354,6 +380,31 @@ async fn prepare_db(
                 api: w.node.etcd_client,
                 faultfs: w.uses_faultfs(),
                 args: w.node.args.clone(),
+            };
+            Ok((Box::new(db), record, vec![base, image.name]))
+        }
+        Target::Nats => {
+            anyhow::ensure!(
+                node_bin.is_none(),
+                "--node-bin is a raftkv binary; the nats target runs Debian's {}",
+                control::NATS.package
+            );
+            let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
+            let image = images
+                .ensure_packaged(control::NATS, &faultfs, false)
+                .await?;
+            let record = NodeRecord {
+                binary: "/usr/local/bin/nats-server".into(),
+                origin: format!("Debian {} {}", control::NATS.package, image.version),
+                sha256: image.sha256.clone(),
+            };
+            let db = crate::db::Nats {
+                image: image.name.clone(),
+                args: w.node.args.clone(),
+                faultfs: w.uses_faultfs(),
+                bucket: crate::db::NATS_BUCKET.into(),
+                queue: crate::db::NATS_QUEUE.into(),
+                revisions: Default::default(),
             };
             Ok((Box::new(db), record, vec![base, image.name]))
         }
@@ -528,6 +579,14 @@ async fn run_cluster(
         w.nodes,
         boot.elapsed().as_secs_f64()
     );
+    if w.target == Target::Nats {
+        // The KV bucket or the queue stream, replicated on every node, before any client.
+        if let Err(e) = crate::queue::prepare_nats(w, &clients).await {
+            drop(restarter);
+            collect_logs(&cluster, dir, restarts.load(Ordering::Relaxed)).await;
+            return Err(e);
+        }
+    }
 
     let result = drive(
         opts,
@@ -576,6 +635,8 @@ async fn drive(
     let mut workers = Vec::new();
     match w.kind() {
         Kind::Register => {
+            // `cas-from-read` values: unique in the run, above any `value-range` draw.
+            let unique = Arc::new(AtomicU64::new(u64::from(w.keys.value_range) + 1));
             for i in 0..w.concurrency {
                 let (node, client) = clients[i % clients.len()].clone();
                 workers.push(tokio::spawn(worker(
@@ -585,6 +646,7 @@ async fn drive(
                     generator.clone(),
                     recorder.clone(),
                     stop_clients.clone(),
+                    unique.clone(),
                 )));
             }
         }
@@ -594,6 +656,9 @@ async fn drive(
         Kind::Lease => {
             workers =
                 crate::lease::start(w, clients, status_clients, &recorder, &stop_clients).await?;
+        }
+        Kind::Queue => {
+            workers = crate::queue::start(w, opts.seed, clients, &recorder, &stop_clients)?;
         }
     }
 
@@ -753,8 +818,10 @@ async fn drive(
         .unwrap_or_else(|p| p.into_inner())
         .touched_keys()
         .to_vec();
-    if w.kind() == Kind::Register {
-        final_reads(&keys, clients, &recorder, opts.seed).await?;
+    match w.kind() {
+        Kind::Register => final_reads(&keys, clients, &recorder, opts.seed).await?,
+        Kind::Queue => crate::queue::drain_all(w, clients, &recorder).await?,
+        Kind::Watch | Kind::Lease => {}
     }
     stop_poller.cancel();
     let _ = poller.await;
@@ -819,18 +886,57 @@ async fn worker(
     generator: Arc<Mutex<Generator>>,
     recorder: Recorder,
     stop: CancellationToken,
+    unique: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
     let mut process = index;
+    // With `cas-from-read`: what this task last read of each key.
+    let mut last_read: std::collections::HashMap<String, Value> = Default::default();
+    let cas_from_read = generator
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .cas_from_read();
     loop {
-        let (op, pause) = {
+        let (mut op, pause) = {
             let mut g = generator.lock().unwrap_or_else(|p| p.into_inner());
             (g.next_op(), g.pause())
         };
+        if cas_from_read && op.f == F::Cas {
+            op = match last_read.get(&op.key) {
+                Some(from) => Op {
+                    value: json!([from, unique.fetch_add(1, Ordering::Relaxed)]),
+                    ..op
+                },
+                None => Op {
+                    f: F::Read,
+                    value: Value::Null,
+                    ..op
+                },
+            };
+        }
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = tokio::time::sleep(pause) => {}
         }
         let completion = perform(&recorder, process, &node, &client, &op).await?;
+        if cas_from_read {
+            match (&completion, op.f) {
+                (Completion::Ok(v), F::Read) => {
+                    last_read.insert(op.key.clone(), v.clone());
+                }
+                (Completion::Ok(_), F::Cas | F::Write) => {
+                    // The process's own write is its newest knowledge of the key.
+                    let written = if op.f == F::Cas {
+                        &op.value[1]
+                    } else {
+                        &op.value
+                    };
+                    last_read.insert(op.key.clone(), written.clone());
+                }
+                _ => {
+                    last_read.remove(&op.key);
+                }
+            }
+        }
         if matches!(completion, Completion::Info(_)) {
             // Jepsen's rule: a process with an indeterminate op never issues again.
             process = recorder.fresh_process();

@@ -15,8 +15,10 @@ use crate::nemesis::{NemesisSpec, Script};
 pub enum Target {
     /// raftkv, the Raft key-value store of this workspace.
     Raftkv,
-    /// etcd 3.4 from Debian's `etcd-server` package, through its v3 JSON gateway.
+    /// etcd 3.4 from Debian's `etcd-server` package, through its v3 gRPC API.
     Etcd,
+    /// NATS JetStream 2.9 from Debian's `nats-server` package: KV registers and a queue stream.
+    Nats,
 }
 
 impl Target {
@@ -25,6 +27,7 @@ impl Target {
         match self {
             Target::Raftkv => "raftkv",
             Target::Etcd => "etcd",
+            Target::Nats => "nats",
         }
     }
 }
@@ -88,6 +91,22 @@ pub struct NodeOptions {
     /// node loses what it had not fsynced, as a power failure would.
     #[serde(default)]
     pub faultfs: bool,
+    /// NATS only: how KV reads are served, `leader` (the bucket's stream with `allow_direct:
+    /// false`: every read from the stream leader; default) or `direct` (`allow_direct: true`:
+    /// any replica that is nearly caught up answers).
+    #[serde(default)]
+    pub nats_reads: NatsReads,
+}
+
+/// How NATS KV reads are served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NatsReads {
+    /// From the stream leader.
+    #[default]
+    Leader,
+    /// From any replica (`allow_direct`).
+    Direct,
 }
 
 /// etcd's client APIs.
@@ -158,6 +177,31 @@ pub struct Workload {
     /// members, keys attached and read back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseSpec>,
+    /// NATS only: the queue workload instead of registers (unique values published to one
+    /// replicated stream, drained by every client after the heal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueSpec>,
+}
+
+/// The `[queue]` table: `concurrency` publishers send unique values (`{"writer", "n"}`) to one
+/// stream of `replicas` (0: every node) at `rate`; after the faults, the heal and `recovery`,
+/// every client drains the stream from its first message (at most `drain-timeout` seconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct QueueSpec {
+    /// Replicas of the stream (0: one per node). Default 0.
+    pub replicas: usize,
+    /// Seconds each drain may take. Default 60.
+    pub drain_timeout: f64,
+}
+
+impl Default for QueueSpec {
+    fn default() -> Self {
+        Self {
+            replicas: 0,
+            drain_timeout: 60.0,
+        }
+    }
 }
 
 /// What a run's clients do.
@@ -169,6 +213,8 @@ pub enum Kind {
     Watch,
     /// etcd leases (`[lease]`), checked for leases revoked while kept alive.
     Lease,
+    /// A NATS queue stream (`[queue]`), checked for lost and unexpected messages.
+    Queue,
 }
 
 /// Where a watcher's first watch starts.
@@ -498,6 +544,7 @@ impl Workload {
             return bad("keys.active", "at least one key must be active");
         }
         self.validate_etcd_workloads(file)?;
+        self.validate_nats(file)?;
         if let Some(spec) = &self.nemesis {
             spec.validate().map_err(|e| WorkloadError::Invalid {
                 file: file.to_string(),
@@ -573,9 +620,66 @@ impl Workload {
             Kind::Watch
         } else if self.lease.is_some() {
             Kind::Lease
+        } else if self.queue.is_some() {
+            Kind::Queue
         } else {
             Kind::Register
         }
+    }
+
+    /// NATS: registers (read, write, cas) or the `[queue]` table; the queue only on NATS.
+    fn validate_nats(&self, file: &str) -> Result<(), WorkloadError> {
+        let bad = |field: &str, message: &str| {
+            Err(WorkloadError::Invalid {
+                file: file.to_string(),
+                field: field.to_string(),
+                message: message.to_string(),
+            })
+        };
+        if let Some(q) = &self.queue {
+            if self.target != Target::Nats {
+                return bad(
+                    "queue",
+                    "the queue workload runs against NATS only (target = \"nats\")",
+                );
+            }
+            if self.ops != Mix::default() {
+                return bad(
+                    "ops",
+                    "`[ops]` is for register workloads; the queue workload publishes and drains",
+                );
+            }
+            if q.replicas > self.nodes {
+                return bad("queue.replicas", "at most one replica per node");
+            }
+            if !(q.drain_timeout > 0.0 && q.drain_timeout.is_finite()) {
+                return bad("queue.drain-timeout", "a positive number of seconds");
+            }
+        }
+        if self.target == Target::Nats {
+            if self.ops.append > 0 {
+                return bad(
+                    "ops.append",
+                    "NATS KV has no atomic list append; use read, write and cas",
+                );
+            }
+            if self.watch.is_some() || self.lease.is_some() {
+                return bad("target", "`[watch]` and `[lease]` are etcd workloads");
+            }
+            if !self.node.bugs.is_empty() {
+                return bad(
+                    "node.bugs",
+                    "planted bugs exist only in raftkv, not in NATS",
+                );
+            }
+            if self.node.serializable_reads {
+                return bad(
+                    "node.serializable-reads",
+                    "is an etcd option; NATS has `nats-reads`",
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The `[watch]` and `[lease]` tables: etcd over gRPC only, one at a time, not mixed with
@@ -757,6 +861,7 @@ write = 1
                 write: 1,
                 cas: 0,
                 append: 0,
+                cas_from_read: false,
             }
         );
         assert_eq!(w.keys, Keys::default());

@@ -9,11 +9,16 @@
 mod etcd;
 mod etcd_gateway;
 mod http;
+mod nats;
 mod raftkv;
 
 pub use etcd::{CallError, EtcdClient, KeepAlive, classify_error, event_json};
 pub use etcd_gateway::EtcdGatewayClient;
 pub use http::{HttpClient, HttpError};
+pub use nats::{
+    CLIENT_PORT as NATS_CLIENT_PORT, CLUSTER_PORT as NATS_CLUSTER_PORT, Drained,
+    MONITOR_PORT as NATS_MONITOR_PORT, NatsClient, ReadMode, Revisions,
+};
 pub use raftkv::{FailpointsView, RaftkvClient, Status};
 
 use crate::generator::Op;
@@ -51,6 +56,8 @@ pub enum NodeClient {
     Etcd(EtcdClient),
     /// etcd's v3 JSON gateway (registers only).
     EtcdGateway(EtcdGatewayClient),
+    /// NATS JetStream (KV registers, the queue stream).
+    Nats(NatsClient),
 }
 
 impl NodeClient {
@@ -60,6 +67,7 @@ impl NodeClient {
             NodeClient::Raftkv(c) => c.invoke(op).await,
             NodeClient::Etcd(c) => c.invoke(op).await,
             NodeClient::EtcdGateway(c) => c.invoke(op).await,
+            NodeClient::Nats(c) => c.invoke(op).await,
         }
     }
 
@@ -67,6 +75,14 @@ impl NodeClient {
     pub fn raftkv(&self) -> Option<&RaftkvClient> {
         match self {
             NodeClient::Raftkv(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The NATS client, when the system under test is NATS.
+    pub fn nats(&self) -> Option<&NatsClient> {
+        match self {
+            NodeClient::Nats(c) => Some(c),
             _ => None,
         }
     }
@@ -88,6 +104,7 @@ impl NodeClient {
             NodeClient::Raftkv(c) => c.status().await,
             NodeClient::Etcd(c) => c.status().await,
             NodeClient::EtcdGateway(c) => c.status().await,
+            NodeClient::Nats(c) => c.status().await,
         }
     }
 }

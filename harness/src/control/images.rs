@@ -23,21 +23,54 @@ use super::{ControlError, DockerContext, host_apt_source, is_not_found};
 pub const BASE_REPO: &str = "faultline/base";
 /// Repository name of raftkv node images.
 pub const NODE_REPO: &str = "faultline/raftkv";
-/// Repository name of etcd images.
-pub const ETCD_REPO: &str = "faultline/etcd";
-/// The Debian package the etcd image takes `/usr/bin/etcd` from.
-pub const ETCD_PACKAGE: &str = "etcd-server";
+/// A system under test taken from a Debian package: the base image plus one binary of the
+/// package, fetched with `apt-get download` and unpacked with `dpkg-deb -x` (no registry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packaged {
+    /// Short name: the image label `faultline.image` and the binary's name in the image.
+    pub name: &'static str,
+    /// The image repository, e.g. `faultline/etcd`.
+    pub repo: &'static str,
+    /// The Debian package.
+    pub package: &'static str,
+    /// The binary's path inside the package, e.g. `usr/bin/etcd`.
+    pub binary: &'static str,
+}
 
-/// The etcd image and what it carries (for `run.json`).
+/// etcd: `/usr/bin/etcd` of Debian's `etcd-server`.
+pub const ETCD: Packaged = Packaged {
+    name: "etcd",
+    repo: "faultline/etcd",
+    package: "etcd-server",
+    binary: "usr/bin/etcd",
+};
+
+/// NATS: `/usr/sbin/nats-server` of Debian's `nats-server`.
+pub const NATS: Packaged = Packaged {
+    name: "nats-server",
+    repo: "faultline/nats",
+    package: "nats-server",
+    binary: "usr/sbin/nats-server",
+};
+
+/// Repository name of etcd images.
+pub const ETCD_REPO: &str = ETCD.repo;
+/// The Debian package the etcd image takes `/usr/bin/etcd` from.
+pub const ETCD_PACKAGE: &str = ETCD.package;
+
+/// An image built from a Debian package and what it carries (for `run.json`).
 #[derive(Debug, Clone)]
-pub struct EtcdImage {
-    /// `faultline/etcd:<hash>`.
+pub struct PackagedImage {
+    /// `faultline/<name>:<hash>`.
     pub name: String,
     /// The package version, e.g. `3.4.23-4+b4`.
     pub version: String,
-    /// sha256 of the etcd binary.
+    /// sha256 of the binary.
     pub sha256: String,
 }
+
+/// The etcd image (a [`PackagedImage`]).
+pub type EtcdImage = PackagedImage;
 
 /// Debian packages in the base image, beyond debootstrap's minimal base. iptables for partitions
 /// and packet loss, iproute2 for `tc`, libfaketime for clock faults, procps and iputils-ping for
@@ -396,41 +429,56 @@ impl Images {
         Ok(name)
     }
 
-    /// The etcd image (`faultline/etcd:<hash of base and binary>`): the base image plus
-    /// `/usr/bin/etcd` of Debian's `etcd-server` package, fetched with `apt-get download` and
-    /// unpacked with `dpkg-deb -x` (no registry). An image built on the same base is reused.
+    /// The etcd image (`faultline/etcd:<hash of base and binary>`): [`Images::ensure_packaged`]
+    /// of [`ETCD`].
     ///
     /// # Errors
-    /// When apt cannot fetch the package (with what apt said), or the build fails.
+    /// As [`Images::ensure_packaged`].
     pub async fn ensure_etcd(
         &self,
         faultfs: &NodeBinary,
         rebuild: bool,
-    ) -> Result<EtcdImage, ControlError> {
+    ) -> Result<PackagedImage, ControlError> {
+        self.ensure_packaged(ETCD, faultfs, rebuild).await
+    }
+
+    /// The image of a packaged system (`<repo>:<hash of base, binary and faultfs>`): the base
+    /// image plus the package's binary in `/usr/local/bin/`, fetched with `apt-get download` and
+    /// unpacked with `dpkg-deb -x` (no registry), and faultfs. An image built on the same base
+    /// with the same faultfs is reused.
+    ///
+    /// # Errors
+    /// When apt cannot fetch the package (with what apt said), or the build fails.
+    pub async fn ensure_packaged(
+        &self,
+        what: Packaged,
+        faultfs: &NodeBinary,
+        rebuild: bool,
+    ) -> Result<PackagedImage, ControlError> {
         let base = self.ensure_base(false).await?;
         let faultfs_sha = faultfs.digest()?;
-        if !rebuild && let Some(found) = self.find_etcd(&base, &faultfs_sha).await? {
+        if !rebuild && let Some(found) = self.find_packaged(what, &base, &faultfs_sha).await? {
             return Ok(found);
         }
         let started = Instant::now();
         let scratch = tempfile::Builder::new()
-            .prefix("faultline-etcd-")
+            .prefix("faultline-packaged-")
             .tempdir()
             .map_err(|source| ControlError::Io {
                 what: "creating a scratch folder".into(),
                 source,
             })?;
-        let deb = apt_download(ETCD_PACKAGE, scratch.path())
+        let deb = apt_download(what.package, scratch.path())
             .await
             .map_err(|reason| ControlError::Build {
-                tag: format!("{ETCD_REPO}:*"),
+                tag: format!("{}:*", what.repo),
                 reason,
             })?;
         let unpacked = scratch.path().join("root");
         let version = command_output("dpkg-deb", &["-f", &deb.display().to_string(), "Version"])
             .await
             .map_err(|reason| ControlError::Build {
-                tag: format!("{ETCD_REPO}:*"),
+                tag: format!("{}:*", what.repo),
                 reason,
             })?;
         command_output(
@@ -443,10 +491,10 @@ impl Images {
         )
         .await
         .map_err(|reason| ControlError::Build {
-            tag: format!("{ETCD_REPO}:*"),
+            tag: format!("{}:*", what.repo),
             reason,
         })?;
-        let binary = unpacked.join("usr/bin/etcd");
+        let binary = unpacked.join(what.binary);
         let bytes = std::fs::read(&binary).map_err(|source| ControlError::Io {
             what: format!("reading {} from {}", binary.display(), deb.display()),
             source,
@@ -456,38 +504,40 @@ impl Images {
         h.update(base.as_bytes());
         h.update(sha256.as_bytes());
         h.update(faultfs_sha.as_bytes());
-        let name = format!("{ETCD_REPO}:{}", &hex::encode(h.finalize())[..12]);
+        let name = format!("{}:{}", what.repo, &hex::encode(h.finalize())[..12]);
         let version = version.trim().to_string();
         if rebuild || !self.exists(&name).await? {
             let dockerfile = format!(
-                "FROM {base}\nCOPY etcd /usr/local/bin/etcd\n{FAULTFS_LINES}LABEL faultline.image=etcd faultline.base=\"{base}\" faultline.faultfs={faultfs_sha} faultline.etcd.version=\"{version}\" faultline.etcd.sha256={sha256}\nENTRYPOINT [\"/usr/local/bin/etcd\"]\n"
+                "FROM {base}\nCOPY {bin} /usr/local/bin/{bin}\n{FAULTFS_LINES}LABEL faultline.image={bin} faultline.base=\"{base}\" faultline.faultfs={faultfs_sha} faultline.package.version=\"{version}\" faultline.package.sha256={sha256}\nENTRYPOINT [\"/usr/local/bin/{bin}\"]\n",
+                bin = what.name
             );
             self.build(
                 &name,
-                &format!("building {name} from {ETCD_PACKAGE} {version}"),
+                &format!("building {name} from {} {version}", what.package),
                 &dockerfile,
-                &[("etcd", &binary), ("faultfs", &faultfs.path)],
+                &[(what.name, &binary), ("faultfs", &faultfs.path)],
             )
             .await?;
             eprintln!("built {name} in {:.1} s", started.elapsed().as_secs_f64());
         }
-        Ok(EtcdImage {
+        Ok(PackagedImage {
             name,
             version,
             sha256,
         })
     }
 
-    /// An etcd image built on `base`, if there is one.
-    async fn find_etcd(
+    /// An image of `what` built on `base` with this faultfs, if there is one.
+    async fn find_packaged(
         &self,
+        what: Packaged,
         base: &str,
         faultfs_sha: &str,
-    ) -> Result<Option<EtcdImage>, ControlError> {
+    ) -> Result<Option<PackagedImage>, ControlError> {
         let filters = std::collections::HashMap::from([(
             "label".to_string(),
             vec![
-                "faultline.image=etcd".to_string(),
+                format!("faultline.image={}", what.name),
                 format!("faultline.base={base}"),
                 format!("faultline.faultfs={faultfs_sha}"),
             ],
@@ -500,18 +550,18 @@ impl Images {
                     .build(),
             ))
             .await
-            .ctx(|| "listing etcd images".into())?;
+            .ctx(|| format!("listing {} images", what.name))?;
         Ok(images.into_iter().find_map(|img| {
             let name = img
                 .repo_tags
                 .iter()
-                .find(|t| t.starts_with(ETCD_REPO))?
+                .find(|t| t.starts_with(what.repo))?
                 .clone();
             let label = |k: &str| img.labels.get(k).cloned().unwrap_or_default();
-            Some(EtcdImage {
+            Some(PackagedImage {
                 name,
-                version: label("faultline.etcd.version"),
-                sha256: label("faultline.etcd.sha256"),
+                version: label("faultline.package.version"),
+                sha256: label("faultline.package.sha256"),
             })
         }))
     }

@@ -6,6 +6,7 @@
 mod bugs;
 mod docker;
 mod etcd;
+mod nats;
 mod nemesis;
 mod report;
 mod run;

@@ -1,0 +1,502 @@
+//! The NATS client: JetStream through the `async-nats` crate, one connection per member, pinned to
+//! it (`ignore_discovered_servers`: never one the server gossips).
+//!
+//! Registers live in a KV bucket: `read` gets the key's last entry (from the stream leader, or
+//! with direct reads from any replica), `write` puts, `cas [from, to]` publishes `to` with the
+//! header `Nats-Expected-Last-Subject-Sequence` set to the revision at which the key held `from`
+//! (a KV `update`; `from` null: revision 0, a `create`). Revisions come from what reads and writes
+//! returned, shared by every client of the run ([`Revisions`]); a cas from a value whose revision
+//! nobody saw fails before anything is sent.
+//!
+//! The queue workload publishes to one stream and drains it with pull consumers.
+//!
+//! Classification (STYLE.md, "Outcomes are data"):
+//! - an ack: `ok`;
+//! - "wrong last sequence" (the expected revision did not match): a definite `fail`, recorded as
+//!   `revision-mismatch` (not `cas-mismatch`: the value may still have been `from`, at a later
+//!   revision);
+//! - no responders (no JetStream server took the message: NATS answers 503, reported as "stream
+//!   not found"): a definite `fail`;
+//! - a timeout, a broken connection, or anything else after the publish was handed to the
+//!   connection (async-nats sends buffered publishes after a reconnect): `info`;
+//! - a read without an answer is a `fail`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind, kv, stream};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use super::{Completion, HttpClient, Status};
+use crate::generator::{F, Op};
+
+/// Value -> the highest revision at which a key was seen holding it, per key, for every client of
+/// a run: a cas needs the revision of its `from`.
+#[derive(Debug, Default, Clone)]
+pub struct Revisions(Arc<Mutex<HashMap<String, HashMap<String, u64>>>>);
+
+impl Revisions {
+    fn saw(&self, key: &str, value: &Value, revision: u64) {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let r = all
+            .entry(key.to_string())
+            .or_default()
+            .entry(value.to_string())
+            .or_insert(0);
+        *r = (*r).max(revision);
+    }
+
+    fn of(&self, key: &str, value: &Value) -> Option<u64> {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(key)?.get(&value.to_string()).copied()
+    }
+}
+
+/// How the KV bucket is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// `allow_direct: false`: every read goes to the stream leader (`STREAM.MSG.GET`).
+    Leader,
+    /// `allow_direct: true`: any replica that is nearly caught up answers.
+    Direct,
+}
+
+/// A client bound to one NATS server.
+#[derive(Clone)]
+pub struct NatsClient {
+    node: String,
+    addr: String,
+    monitor: String,
+    http: HttpClient,
+    timeout: Duration,
+    bucket: String,
+    queue: String,
+    revisions: Revisions,
+    conn: Arc<OnceCell<async_nats::Client>>,
+    store: Arc<OnceCell<kv::Store>>,
+}
+
+/// What a drain of the queue stream found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Drained {
+    /// The stream's messages, in stream order.
+    Read(Vec<Value>),
+    /// JetStream answered that it has no such stream (the reason).
+    Missing(String),
+}
+
+/// The NATS client port, cluster port and monitoring port inside each container.
+pub const CLIENT_PORT: u16 = 4222;
+/// See [`CLIENT_PORT`].
+pub const CLUSTER_PORT: u16 = 6222;
+/// See [`CLIENT_PORT`].
+pub const MONITOR_PORT: u16 = 8222;
+
+impl NatsClient {
+    /// A client of server `node` at `ip`; every call gives up after the HTTP client's timeout.
+    /// `bucket` names the KV bucket of the register workloads, `queue` the queue stream.
+    pub fn new(
+        node: &str,
+        ip: std::net::Ipv4Addr,
+        http: &HttpClient,
+        bucket: &str,
+        queue: &str,
+        revisions: Revisions,
+    ) -> Self {
+        Self {
+            node: node.to_string(),
+            addr: format!("nats://{ip}:{CLIENT_PORT}"),
+            monitor: format!("http://{ip}:{MONITOR_PORT}"),
+            http: http.clone(),
+            timeout: http.timeout(),
+            bucket: bucket.to_string(),
+            queue: queue.to_string(),
+            revisions,
+            conn: Arc::new(OnceCell::new()),
+            store: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// The connection, made on first use; async-nats reconnects by itself afterwards.
+    async fn conn(&self) -> Result<async_nats::Client, String> {
+        let c = self
+            .conn
+            .get_or_try_init(|| async {
+                async_nats::ConnectOptions::new()
+                    .ignore_discovered_servers()
+                    .connection_timeout(self.timeout)
+                    .request_timeout(Some(self.timeout))
+                    .max_reconnects(None)
+                    .connect(self.addr.as_str())
+                    .await
+                    .map_err(|e| format!("connect to {}: {e}", self.addr))
+            })
+            .await?;
+        Ok(c.clone())
+    }
+
+    async fn js(&self) -> Result<jetstream::Context, String> {
+        Ok(jetstream::new(self.conn().await?))
+    }
+
+    /// The KV bucket's store, looked up once.
+    async fn store(&self) -> Result<kv::Store, String> {
+        let s = self
+            .store
+            .get_or_try_init(|| async {
+                let js = self.js().await?;
+                tokio::time::timeout(self.timeout, js.get_key_value(self.bucket.as_str()))
+                    .await
+                    .map_err(|_| format!("timeout looking up bucket {}", self.bucket))?
+                    .map_err(|e| format!("bucket {}: {e}", self.bucket))
+            })
+            .await?;
+        Ok(s.clone())
+    }
+
+    /// Creates the KV bucket (its stream `KV_<bucket>`, history 1) with `replicas` and the read
+    /// mode; an existing bucket is kept.
+    ///
+    /// # Errors
+    /// What NATS said.
+    pub async fn create_bucket(&self, replicas: usize, mode: ReadMode) -> Result<(), String> {
+        let js = self.js().await?;
+        let config = stream::Config {
+            name: format!("KV_{}", self.bucket),
+            subjects: vec![format!("$KV.{}.>", self.bucket)],
+            max_messages_per_subject: 1,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: mode == ReadMode::Direct,
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        tokio::time::timeout(self.timeout * 5, js.get_or_create_stream(config))
+            .await
+            .map_err(|_| "timeout creating the bucket's stream".to_string())?
+            .map(|_| ())
+            .map_err(|e| format!("creating stream KV_{}: {e}", self.bucket))
+    }
+
+    /// Creates the queue stream with `replicas` (file storage, every message kept).
+    ///
+    /// # Errors
+    /// What NATS said.
+    pub async fn create_queue(&self, replicas: usize) -> Result<(), String> {
+        let js = self.js().await?;
+        let config = stream::Config {
+            name: self.queue.clone(),
+            subjects: vec![self.queue.clone()],
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        tokio::time::timeout(self.timeout * 5, js.get_or_create_stream(config))
+            .await
+            .map_err(|_| "timeout creating the queue stream".to_string())?
+            .map(|_| ())
+            .map_err(|e| format!("creating stream {}: {e}", self.queue))
+    }
+
+    /// Publishes `payload` to `subject` with `headers` and waits for the ack: its stream sequence.
+    async fn publish(
+        &self,
+        subject: String,
+        headers: async_nats::HeaderMap,
+        payload: Bytes,
+    ) -> Result<u64, (String, bool)> {
+        let js = self.js().await.map_err(|e| (e, true))?;
+        let exchange = async {
+            let ack = js
+                .publish_with_headers(subject, headers, payload)
+                .await
+                .map_err(|e| classify_publish(e.kind(), &e.to_string()))?;
+            ack.await
+                .map(|a| a.sequence)
+                .map_err(|e| classify_publish(e.kind(), &e.to_string()))
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err((format!("timeout after {:?}", self.timeout), false)),
+        }
+    }
+
+    /// Invokes one register operation and classifies the answer. A cas is never retried.
+    pub async fn invoke(&self, op: &Op) -> Completion {
+        match op.f {
+            F::Read => match self.read(&op.key).await {
+                Ok(v) => Completion::Ok(v),
+                Err(e) => Completion::Fail(e),
+            },
+            F::Write => {
+                let r = self
+                    .publish(
+                        self.subject(&op.key),
+                        async_nats::HeaderMap::new(),
+                        Bytes::from(op.value.to_string()),
+                    )
+                    .await;
+                self.complete_write(&op.key, &op.value, op.value.clone(), r)
+            }
+            F::Cas => {
+                let (from, to) = (&op.value[0], &op.value[1]);
+                let expected = if from.is_null() {
+                    Some(0)
+                } else {
+                    self.revisions.of(&op.key, from)
+                };
+                let Some(expected) = expected else {
+                    return Completion::Fail("no revision known for the expected value".into());
+                };
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(
+                    "Nats-Expected-Last-Subject-Sequence",
+                    expected.to_string().as_str(),
+                );
+                let r = self
+                    .publish(self.subject(&op.key), headers, Bytes::from(to.to_string()))
+                    .await;
+                self.complete_write(&op.key, to, op.value.clone(), r)
+            }
+            F::Append => Completion::Fail("append is not supported against NATS".into()),
+        }
+    }
+
+    fn subject(&self, key: &str) -> String {
+        format!("$KV.{}.{key}", self.bucket)
+    }
+
+    fn complete_write(
+        &self,
+        key: &str,
+        stored: &Value,
+        result: Value,
+        r: Result<u64, (String, bool)>,
+    ) -> Completion {
+        match r {
+            Ok(revision) => {
+                self.revisions.saw(key, stored, revision);
+                Completion::Ok(result)
+            }
+            Err((e, true)) => Completion::Fail(e),
+            Err((e, false)) => Completion::Info(e),
+        }
+    }
+
+    /// The key's value (`null` when absent), remembering its revision.
+    async fn read(&self, key: &str) -> Result<Value, String> {
+        let store = self.store().await?;
+        let entry = tokio::time::timeout(self.timeout, store.entry(key))
+            .await
+            .map_err(|_| format!("timeout after {:?}", self.timeout))?
+            .map_err(|e| e.to_string())?;
+        match entry {
+            None => Ok(Value::Null),
+            Some(e) if e.operation != kv::Operation::Put => Ok(Value::Null),
+            Some(e) => {
+                let v: Value = serde_json::from_slice(&e.value)
+                    .map_err(|err| format!("a stored value that is not ours: {err}"))?;
+                self.revisions.saw(key, &v, e.revision);
+                Ok(v)
+            }
+        }
+    }
+
+    /// Publishes a queue message; the ack's stream sequence.
+    ///
+    /// # Errors
+    /// The reason, and whether the message definitely was not stored.
+    pub async fn enqueue(&self, payload: &Value) -> Result<u64, (String, bool)> {
+        self.publish(
+            self.queue.clone(),
+            async_nats::HeaderMap::new(),
+            Bytes::from(payload.to_string()),
+        )
+        .await
+    }
+
+    /// Reads the whole queue stream from its first message with an ephemeral pull consumer, in
+    /// stream order: each message's JSON with its stream sequence as `seq`. Stops when a fetch
+    /// comes back empty after the last sequence the stream reported, or at `deadline`. A stream
+    /// that JetStream definitely does not have (error 10059, "stream not found") reads as
+    /// [`Drained::Missing`]: that is an answer, not a failure to read.
+    ///
+    /// # Errors
+    /// What NATS said.
+    pub async fn drain(&self, deadline: tokio::time::Instant) -> Result<Drained, String> {
+        use futures_util::StreamExt;
+        let js = self.js().await?;
+        let found = tokio::time::timeout(self.timeout, js.get_stream(self.queue.as_str()))
+            .await
+            .map_err(|_| "timeout looking up the queue stream".to_string())?;
+        let mut stream = match found {
+            Ok(s) => s,
+            Err(e) if e.to_string().contains("10059") => {
+                return Ok(Drained::Missing(e.to_string()));
+            }
+            Err(e) => return Err(format!("stream {}: {e}", self.queue)),
+        };
+        let last = tokio::time::timeout(self.timeout, stream.info())
+            .await
+            .map_err(|_| "timeout asking for the stream's state".to_string())?
+            .map_err(|e| e.to_string())?
+            .state
+            .last_sequence;
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("creating a pull consumer: {e}"))?;
+        let mut out = Vec::new();
+        let mut seen_last = 0u64;
+        while tokio::time::Instant::now() < deadline {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1000)
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await
+                .map_err(|e| format!("fetching: {e}"))?;
+            let mut got = 0usize;
+            while let Some(m) = batch.next().await {
+                let m = m.map_err(|e| format!("fetching: {e}"))?;
+                let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+                seen_last = seen_last.max(seq);
+                let mut v: Value = serde_json::from_slice(&m.payload)
+                    .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&m.payload)}));
+                v["seq"] = json!(seq);
+                out.push(v);
+                got += 1;
+            }
+            if got == 0 && seen_last >= last {
+                break;
+            }
+        }
+        Ok(Drained::Read(out))
+    }
+
+    /// The server's view from its monitoring endpoint (`/jsz`): it leads when it is the leader of
+    /// the workload's stream (the KV bucket's or the queue's), or, before that stream exists, of
+    /// the meta group. NATS has no term here: 0.
+    ///
+    /// # Errors
+    /// What went wrong.
+    pub async fn status(&self) -> Result<Status, String> {
+        let url = format!("{}/jsz?acc=%24G&streams=true", self.monitor);
+        let (code, body) = self
+            .http
+            .request(hyper::Method::GET, &url, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !code.is_success() {
+            return Err(format!("/jsz answered {code}"));
+        }
+        let leader = leader_of_jsz(&body, &[format!("KV_{}", self.bucket), self.queue.clone()]);
+        let id = node_number(&self.node);
+        Ok(Status {
+            id,
+            role: if leader.as_deref() == Some(self.node.as_str()) {
+                "leader".into()
+            } else {
+                "follower".into()
+            },
+            term: 0,
+            leader: leader.as_deref().map(node_number),
+            commit: 0,
+            applied: 0,
+        })
+    }
+}
+
+/// `n3` -> 3 (0 for any other name).
+fn node_number(name: &str) -> u64 {
+    name.trim_start_matches('n').parse().unwrap_or(0)
+}
+
+/// The leader `/jsz` names: of the first of `streams` this server hosts, else of the meta group.
+fn leader_of_jsz(body: &Value, streams: &[String]) -> Option<String> {
+    let hosted = body["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten());
+    for s in hosted {
+        if streams.iter().any(|n| s["name"] == n.as_str())
+            && let Some(l) = s["cluster"]["leader"].as_str()
+            && !l.is_empty()
+        {
+            return Some(l.to_string());
+        }
+    }
+    body["meta_cluster"]["leader"]
+        .as_str()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+/// Whether a failed publish definitely did not store the message, with its reason.
+fn classify_publish(kind: PublishErrorKind, message: &str) -> (String, bool) {
+    match kind {
+        PublishErrorKind::WrongLastSequence => ("revision-mismatch".into(), true),
+        // 503 no responders: no JetStream server took the message.
+        PublishErrorKind::StreamNotFound => (format!("no responders: {message}"), true),
+        PublishErrorKind::MaxPayloadExceeded => (message.to_string(), true),
+        _ => (message.to_string(), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishes_are_definite_only_when_nothing_was_stored() {
+        assert_eq!(
+            classify_publish(PublishErrorKind::WrongLastSequence, "x"),
+            ("revision-mismatch".into(), true)
+        );
+        assert!(classify_publish(PublishErrorKind::StreamNotFound, "503").1);
+        assert!(!classify_publish(PublishErrorKind::TimedOut, "t").1);
+        assert!(!classify_publish(PublishErrorKind::BrokenPipe, "b").1);
+        assert!(!classify_publish(PublishErrorKind::Other, "o").1);
+    }
+
+    #[test]
+    fn the_leader_is_the_streams_when_hosted_else_the_meta_groups() {
+        let body = json!({
+            "meta_cluster": {"name": "faultline", "leader": "n1"},
+            "account_details": [{"stream_detail": [
+                {"name": "KV_b", "cluster": {"leader": "n3"}},
+                {"name": "other", "cluster": {"leader": "n2"}},
+            ]}],
+        });
+        let wanted = ["KV_b".to_string(), "queue".to_string()];
+        assert_eq!(leader_of_jsz(&body, &wanted).as_deref(), Some("n3"));
+        let meta_only = json!({"meta_cluster": {"leader": "n1"}});
+        assert_eq!(leader_of_jsz(&meta_only, &wanted).as_deref(), Some("n1"));
+        assert_eq!(
+            leader_of_jsz(&json!({"meta_cluster": {"leader": ""}}), &wanted),
+            None
+        );
+    }
+
+    #[test]
+    fn a_cas_needs_the_revision_its_value_was_seen_at() {
+        let r = Revisions::default();
+        r.saw("k", &json!(3), 7);
+        r.saw("k", &json!(3), 5);
+        assert_eq!(r.of("k", &json!(3)), Some(7), "the latest revision is kept");
+        assert_eq!(r.of("k", &json!(4)), None);
+        assert_eq!(r.of("other", &json!(3)), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! The queue workload (NATS JetStream), as Jepsen's NATS test runs it: `concurrency` writers
+//! publish unique values to one replicated stream and record each publish's ack; after the
+//! faults, the heal and the recovery, every client drains the whole stream with a pull consumer.
+//!
+//! What is recorded (the contract with `faultline_checker`'s queue checker): `publish` (invoke
+//! `{"writer": w, "n": k}`, `w` the writer's stable index, `k` its counter; ok adds the stream
+//! sequence `"seq"`), and one `drain` per client (invoke `null`, ok: the messages read, in
+//! stream order). This module never judges anything.
+
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Completion, Drained, NatsClient, NodeClient};
+use crate::runner::Recorder;
+use crate::workload::Workload;
+
+/// The NATS clients of a cluster, by node name.
+fn nats_clients(clients: &[(String, NodeClient)]) -> anyhow::Result<Vec<(String, NatsClient)>> {
+    clients
+        .iter()
+        .map(|(n, c)| {
+            c.nats()
+                .cloned()
+                .map(|c| (n.clone(), c))
+                .ok_or_else(|| anyhow::anyhow!("the queue workload needs NATS clients"))
+        })
+        .collect()
+}
+
+/// Starts the writers; they run until `stop`.
+///
+/// # Errors
+/// When the clients are not NATS clients.
+pub fn start(
+    w: &Workload,
+    seed: u64,
+    clients: &[(String, NodeClient)],
+    recorder: &Recorder,
+    stop: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
+    let members = nats_clients(clients)?;
+    let pause = (w.rate > 0.0).then(|| w.concurrency as f64 / w.rate);
+    let mut tasks = Vec::new();
+    for i in 0..w.concurrency {
+        let (node, client) = members[i % members.len()].clone();
+        let (recorder, stop) = (recorder.clone(), stop.clone());
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x0071_7565_7565 + i as u64));
+        tasks.push(tokio::spawn(async move {
+            let mut process = i as u64;
+            for n in 0u64.. {
+                if let Some(mean) = pause {
+                    let gap = -mean * (1.0 - rng.random::<f64>()).ln();
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_secs_f64(gap)) => {}
+                    }
+                } else if stop.is_cancelled() {
+                    return Ok(());
+                }
+                let value = json!({ "writer": i, "n": n });
+                recorder.invoke(process, "publish", None, &value, &node)?;
+                let completion = match client.enqueue(&value).await {
+                    Ok(seq) => Completion::Ok(json!({ "writer": i, "n": n, "seq": seq })),
+                    Err((e, true)) => Completion::Fail(e),
+                    Err((e, false)) => Completion::Info(e),
+                };
+                recorder.complete(process, "publish", None, &value, &completion, &node)?;
+                if matches!(completion, Completion::Info(_)) {
+                    process = recorder.fresh_process();
+                }
+            }
+            Ok(())
+        }));
+    }
+    Ok(tasks)
+}
+
+/// Every client drains the stream, one after the other (a drain is a whole-stream read, so
+/// running them at once would only load the cluster); each is one `drain` op.
+///
+/// # Errors
+/// When the history cannot be written or the clients are not NATS clients.
+pub async fn drain_all(
+    w: &Workload,
+    clients: &[(String, NodeClient)],
+    recorder: &Recorder,
+) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs_f64(w.queue.as_ref().map_or(60.0, |q| q.drain_timeout));
+    for (node, client) in nats_clients(clients)? {
+        let process = recorder.fresh_process();
+        recorder.invoke(process, "drain", None, &Value::Null, &node)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let completion = match client.drain(deadline).await {
+            Ok(Drained::Read(messages)) => Completion::Ok(Value::Array(messages)),
+            Ok(Drained::Missing(why)) => {
+                // The stream itself is gone: every message in it is.
+                eprintln!("faultline: {node} has no queue stream any more: {why}");
+                recorder.complete_ok_noted(
+                    process,
+                    "drain",
+                    &json!([]),
+                    &format!("stream not found, read as empty: {why}"),
+                    &node,
+                )?;
+                continue;
+            }
+            // A read changes nothing: a drain without an answer did not happen.
+            Err(e) => Completion::Fail(e),
+        };
+        recorder.complete(process, "drain", None, &Value::Null, &completion, &node)?;
+    }
+    Ok(())
+}
+
+/// Creates what a NATS workload needs before its clients start, through the first server that
+/// answers (retried for up to 30 s while the cluster settles): the queue stream, or the KV
+/// bucket with the workload's read mode; one replica per node unless `[queue] replicas` says.
+///
+/// # Errors
+/// What the last attempt said.
+pub async fn prepare_nats(w: &Workload, clients: &[(String, NodeClient)]) -> anyhow::Result<()> {
+    let members = nats_clients(clients)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    for attempt in 0usize.. {
+        let (_, client) = &members[attempt % members.len()];
+        let r = match &w.queue {
+            Some(q) => {
+                let replicas = if q.replicas == 0 { w.nodes } else { q.replicas };
+                client.create_queue(replicas).await
+            }
+            None => {
+                let mode = match w.node.nats_reads {
+                    crate::workload::NatsReads::Leader => crate::client::ReadMode::Leader,
+                    crate::workload::NatsReads::Direct => crate::client::ReadMode::Direct,
+                };
+                client.create_bucket(w.nodes, mode).await
+            }
+        };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    anyhow::bail!("could not create the NATS stream: {last}")
+}
