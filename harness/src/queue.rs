@@ -109,6 +109,15 @@ pub async fn drain_all(
                 )?;
                 continue;
             }
+            Ok(Drained::Stalled { read, at, last }) => {
+                let why = format!(
+                    "stalled: no message past stream sequence {at} for {} s, although the stream's last sequence was {last}",
+                    crate::client::DRAIN_STALL.as_secs()
+                );
+                eprintln!("faultline: the drain through {node} {why}");
+                recorder.complete_ok_noted(process, "drain", &Value::Array(read), &why, &node)?;
+                continue;
+            }
             // A read changes nothing: a drain without an answer did not happen.
             Err(e) => Completion::Fail(e),
         };

@@ -16,7 +16,7 @@ pub use etcd::{CallError, EtcdClient, KeepAlive, classify_error, event_json};
 pub use etcd_gateway::EtcdGatewayClient;
 pub use http::{HttpClient, HttpError};
 pub use nats::{
-    CLIENT_PORT as NATS_CLIENT_PORT, CLUSTER_PORT as NATS_CLUSTER_PORT, Drained,
+    CLIENT_PORT as NATS_CLIENT_PORT, CLUSTER_PORT as NATS_CLUSTER_PORT, DRAIN_STALL, Drained,
     MONITOR_PORT as NATS_MONITOR_PORT, NatsClient, ReadMode, Revisions,
 };
 pub use raftkv::{FailpointsView, RaftkvClient, Status};

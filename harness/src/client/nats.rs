@@ -86,7 +86,23 @@ pub enum Drained {
     Read(Vec<Value>),
     /// JetStream answered that it has no such stream (the reason).
     Missing(String),
+    /// The consumer delivered nothing more for [`DRAIN_STALL`] although the stream reported
+    /// messages up to `last`: what was read, and the highest sequence delivered. Jepsen's drain
+    /// ends the same way (no more messages for a while); what was not delivered counts as
+    /// lost, and the history says why.
+    Stalled {
+        /// The messages delivered, in stream order.
+        read: Vec<Value>,
+        /// The highest stream sequence delivered.
+        at: u64,
+        /// The stream's last sequence when the drain began.
+        last: u64,
+    },
 }
+
+/// How long a drain waits for a consumer that delivers nothing while the stream reports more
+/// messages, before it calls the drain stalled (see [`Drained::Stalled`]).
+pub const DRAIN_STALL: Duration = Duration::from_secs(10);
 
 /// The NATS client port, cluster port and monitoring port inside each container.
 pub const CLIENT_PORT: u16 = 4222;
@@ -323,7 +339,9 @@ impl NatsClient {
 
     /// Reads the whole queue stream from its first message with an ephemeral pull consumer, in
     /// stream order: each message's JSON with its stream sequence as `seq`. Stops when a fetch
-    /// comes back empty after the last sequence the stream reported, or at `deadline`. A stream
+    /// comes back empty after the last sequence the stream reported, or when nothing more comes
+    /// for [`DRAIN_STALL`] ([`Drained::Stalled`]); reaching `deadline` while messages still come
+    /// is an error (a drain cut short by its own timeout would make the rest look lost). A stream
     /// that JetStream definitely does not have (error 10059, "stream not found") reads as
     /// [`Drained::Missing`]: that is an answer, not a failure to read.
     ///
@@ -331,34 +349,22 @@ impl NatsClient {
     /// What NATS said.
     pub async fn drain(&self, deadline: tokio::time::Instant) -> Result<Drained, String> {
         use futures_util::StreamExt;
-        let js = self.js().await?;
-        let found = tokio::time::timeout(self.timeout, js.get_stream(self.queue.as_str()))
-            .await
-            .map_err(|_| "timeout looking up the queue stream".to_string())?;
-        let mut stream = match found {
-            Ok(s) => s,
-            Err(e) if e.to_string().contains("10059") => {
-                return Ok(Drained::Missing(e.to_string()));
+        // Looking the stream up and creating the consumer go through the meta leader, which may
+        // still be settling after the faults: retried every second until the deadline.
+        let (consumer, last) = loop {
+            match self.open_drain().await {
+                Ok(Ok(opened)) => break opened,
+                Ok(Err(missing)) => return Ok(Drained::Missing(missing)),
+                Err(e) if tokio::time::Instant::now() + Duration::from_secs(1) < deadline => {
+                    tracing::debug!(node = %self.node, "drain not opened yet: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(format!("{e} (retried until the drain's deadline)")),
             }
-            Err(e) => return Err(format!("stream {}: {e}", self.queue)),
         };
-        let last = tokio::time::timeout(self.timeout, stream.info())
-            .await
-            .map_err(|_| "timeout asking for the stream's state".to_string())?
-            .map_err(|e| e.to_string())?
-            .state
-            .last_sequence;
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::Config {
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                ack_policy: jetstream::consumer::AckPolicy::None,
-                inactive_threshold: Duration::from_secs(60),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("creating a pull consumer: {e}"))?;
         let mut out = Vec::new();
         let mut seen_last = 0u64;
+        let mut progress = tokio::time::Instant::now();
         while tokio::time::Instant::now() < deadline {
             let mut batch = consumer
                 .fetch()
@@ -379,10 +385,58 @@ impl NatsClient {
                 got += 1;
             }
             if got == 0 && seen_last >= last {
-                break;
+                return Ok(Drained::Read(out));
+            }
+            if got > 0 {
+                progress = tokio::time::Instant::now();
+            } else if progress.elapsed() >= DRAIN_STALL {
+                return Ok(Drained::Stalled {
+                    read: out,
+                    at: seen_last,
+                    last,
+                });
             }
         }
-        Ok(Drained::Read(out))
+        // A partial read is no read: the checker would call everything after it lost.
+        Err(format!(
+            "drain deadline passed at stream sequence {seen_last} of {last} ({} messages read)",
+            out.len()
+        ))
+    }
+
+    /// The queue stream's last sequence and a fresh ephemeral pull consumer from its first
+    /// message; `Ok(Err(why))` when JetStream answers that the stream does not exist (10059).
+    async fn open_drain(
+        &self,
+    ) -> Result<Result<(jetstream::consumer::PullConsumer, u64), String>, String> {
+        let js = self.js().await?;
+        let found = tokio::time::timeout(self.timeout, js.get_stream(self.queue.as_str()))
+            .await
+            .map_err(|_| "timeout looking up the queue stream".to_string())?;
+        let mut stream = match found {
+            Ok(s) => s,
+            Err(e) if e.to_string().contains("10059") => return Ok(Err(e.to_string())),
+            Err(e) => return Err(format!("stream {}: {e}", self.queue)),
+        };
+        let last = tokio::time::timeout(self.timeout, stream.info())
+            .await
+            .map_err(|_| "timeout asking for the stream's state".to_string())?
+            .map_err(|e| e.to_string())?
+            .state
+            .last_sequence;
+        let consumer = tokio::time::timeout(
+            self.timeout,
+            stream.create_consumer(jetstream::consumer::pull::Config {
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|_| "timeout creating a pull consumer".to_string())?
+        .map_err(|e| format!("creating a pull consumer: {e}"))?;
+        Ok(Ok((consumer, last)))
     }
 
     /// The server's view from its monitoring endpoint (`/jsz`): it leads when it is the leader of

@@ -38,6 +38,21 @@ async fn nats_kv_updates_from_one_revision_are_all_acknowledged_and_the_history_
         outcome.dir.path.join("counterexample.svg").is_file(),
         "an invalid verdict comes with its counterexample"
     );
+    // The race itself: every value is written once, so a key holds each value at most once,
+    // and two acknowledged updates from one value are two updates from one revision.
+    let mut from_counts = std::collections::HashMap::<(String, String), usize>::new();
+    for line in history.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["type"] == "ok" && v["f"] == "cas" {
+            let key = (v["key"].to_string(), v["value"][0].to_string());
+            *from_counts.entry(key).or_default() += 1;
+        }
+    }
+    let twice = from_counts.values().filter(|&&n| n > 1).count();
+    assert!(
+        twice > 0,
+        "no value was the `from` of two acknowledged updates"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
