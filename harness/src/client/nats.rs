@@ -104,6 +104,32 @@ pub enum Drained {
 /// messages, before it calls the drain stalled (see [`Drained::Stalled`]).
 pub const DRAIN_STALL: Duration = Duration::from_secs(10);
 
+/// What a drain does after a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DrainStep {
+    /// Fetch again.
+    More,
+    /// Everything up to the stream's last sequence was delivered: a complete read.
+    Done,
+    /// Nothing more came for [`DRAIN_STALL`] although the stream reported more.
+    Stalled,
+}
+
+/// After a fetch that delivered `got` messages: the drain is done when an empty fetch comes
+/// after the stream's `last` sequence was seen, stalled when nothing came for [`DRAIN_STALL`]
+/// (`since_progress`) short of it, and goes on otherwise.
+fn drain_step(got: usize, seen_last: u64, last: u64, since_progress: Duration) -> DrainStep {
+    if got > 0 {
+        DrainStep::More
+    } else if seen_last >= last {
+        DrainStep::Done
+    } else if since_progress >= DRAIN_STALL {
+        DrainStep::Stalled
+    } else {
+        DrainStep::More
+    }
+}
+
 /// The NATS client port, cluster port and monitoring port inside each container.
 pub const CLIENT_PORT: u16 = 4222;
 /// See [`CLIENT_PORT`].
@@ -384,17 +410,19 @@ impl NatsClient {
                 out.push(v);
                 got += 1;
             }
-            if got == 0 && seen_last >= last {
-                return Ok(Drained::Read(out));
-            }
             if got > 0 {
                 progress = tokio::time::Instant::now();
-            } else if progress.elapsed() >= DRAIN_STALL {
-                return Ok(Drained::Stalled {
-                    read: out,
-                    at: seen_last,
-                    last,
-                });
+            }
+            match drain_step(got, seen_last, last, progress.elapsed()) {
+                DrainStep::More => {}
+                DrainStep::Done => return Ok(Drained::Read(out)),
+                DrainStep::Stalled => {
+                    return Ok(Drained::Stalled {
+                        read: out,
+                        at: seen_last,
+                        last,
+                    });
+                }
             }
         }
         // A partial read is no read: the checker would call everything after it lost.
@@ -542,6 +570,21 @@ mod tests {
             leader_of_jsz(&json!({"meta_cluster": {"leader": ""}}), &wanted),
             None
         );
+    }
+
+    #[test]
+    fn a_drain_ends_complete_only_past_the_last_sequence_and_stalls_only_after_the_wait() {
+        let short = DRAIN_STALL / 2;
+        // Messages came: always fetch again (the next empty fetch decides).
+        assert_eq!(drain_step(5, 100, 100, DRAIN_STALL), DrainStep::More);
+        // Empty after the last sequence: complete, however long it took.
+        assert_eq!(drain_step(0, 100, 100, short), DrainStep::Done);
+        assert_eq!(drain_step(0, 101, 100, DRAIN_STALL * 3), DrainStep::Done);
+        // Empty short of it: wait, then call it stalled (never complete).
+        assert_eq!(drain_step(0, 293, 16_303, short), DrainStep::More);
+        assert_eq!(drain_step(0, 293, 16_303, DRAIN_STALL), DrainStep::Stalled);
+        // An empty stream is complete at once.
+        assert_eq!(drain_step(0, 0, 0, Duration::ZERO), DrainStep::Done);
     }
 
     #[test]
