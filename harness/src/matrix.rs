@@ -354,7 +354,7 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
                 row.label,
                 cell.verdict,
                 cell.first_anomaly_s
-                    .map(|t| format!("first anomaly at {t:.1} s"))
+                    .map(|t| format!("first anomaly at {} s", seconds(t)))
                     .unwrap_or_default()
             );
             interrupted = cell.verdict == INTERRUPTED;
@@ -461,7 +461,7 @@ pub fn table(rows: &[RowResult]) -> String {
                 format!("{} false", r.rate())
             },
             r.median_first_anomaly()
-                .map(|t| format!("{t:.1}"))
+                .map(seconds)
                 .unwrap_or_else(|| "-".into()),
             verdicts.join(" ")
         );
@@ -518,7 +518,7 @@ pub fn html(command: &str, rows: &[RowResult]) -> String {
                 format!("false alarms {}", r.rate())
             },
             r.median_first_anomaly()
-                .map(|t| format!("{t:.1} s"))
+                .map(|t| format!("{} s", seconds(t)))
                 .unwrap_or_else(|| "-".into()),
             cells.join("<br>")
         );
@@ -559,6 +559,17 @@ fn write_outputs(dir: &Path, command: &str, rows: &[RowResult]) -> anyhow::Resul
     Ok(())
 }
 
+/// Seconds to the first anomaly as the tables show them: one decimal, or two significant
+/// digits below a second (a race found in 14 ms reads 0.014, not 0.0).
+fn seconds(t: f64) -> String {
+    if t > 0.0 && t < 1.0 {
+        let decimals = (1.0 - t.log10().floor()) as usize;
+        format!("{t:.decimals$}")
+    } else {
+        format!("{t:.1}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,6 +582,15 @@ mod tests {
             dir: None,
             note: String::new(),
         }
+    }
+
+    #[test]
+    fn sub_second_times_keep_two_significant_digits() {
+        assert_eq!(seconds(0.013_8), "0.014");
+        assert_eq!(seconds(0.2), "0.20");
+        assert_eq!(seconds(0.0), "0.0");
+        assert_eq!(seconds(5.74), "5.7");
+        assert_eq!(seconds(31.7), "31.7");
     }
 
     #[test]
