@@ -235,6 +235,25 @@ fn key_name(id: u64) -> String {
     format!("r{id}")
 }
 
+/// A writer's wait before its next operation when writers pace themselves (the watch and queue
+/// workloads): an exponentially distributed gap of mean `mean` seconds, so the writers together
+/// make a Poisson stream at the workload's rate; no wait when `mean` is `None`. False when
+/// `stop` came first.
+pub async fn pace(
+    rng: &mut impl Rng,
+    mean: Option<f64>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let Some(mean) = mean else {
+        return !stop.is_cancelled();
+    };
+    let gap = -mean * (1.0 - rng.random::<f64>()).ln();
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(Duration::from_secs_f64(gap)) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -21,15 +21,11 @@ use crate::workload::Workload;
 
 /// The NATS clients of a cluster, by node name.
 fn nats_clients(clients: &[(String, NodeClient)]) -> anyhow::Result<Vec<(String, NatsClient)>> {
-    clients
-        .iter()
-        .map(|(n, c)| {
-            c.nats()
-                .cloned()
-                .map(|c| (n.clone(), c))
-                .ok_or_else(|| anyhow::anyhow!("the queue workload needs NATS clients"))
-        })
-        .collect()
+    NodeClient::all_as(
+        clients,
+        NodeClient::nats,
+        "the NATS workloads need NATS clients",
+    )
 }
 
 /// Starts the writers; they run until `stop`.
@@ -53,13 +49,7 @@ pub fn start(
         tasks.push(tokio::spawn(async move {
             let mut process = i as u64;
             for n in 0u64.. {
-                if let Some(mean) = pause {
-                    let gap = -mean * (1.0 - rng.random::<f64>()).ln();
-                    tokio::select! {
-                        _ = stop.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_secs_f64(gap)) => {}
-                    }
-                } else if stop.is_cancelled() {
+                if !crate::generator::pace(&mut rng, pause, &stop).await {
                     return Ok(());
                 }
                 let value = json!({ "writer": i, "n": n });
@@ -143,13 +133,7 @@ pub async fn prepare_nats(w: &Workload, clients: &[(String, NodeClient)]) -> any
                 let replicas = if q.replicas == 0 { w.nodes } else { q.replicas };
                 client.create_queue(replicas).await
             }
-            None => {
-                let mode = match w.node.nats_reads {
-                    crate::workload::NatsReads::Leader => crate::client::ReadMode::Leader,
-                    crate::workload::NatsReads::Direct => crate::client::ReadMode::Direct,
-                };
-                client.create_bucket(w.nodes, mode).await
-            }
+            None => client.create_bucket(w.nodes, w.node.nats_reads).await,
         };
         match r {
             Ok(()) => return Ok(()),

@@ -177,6 +177,21 @@ impl Recorder {
             Completion::Ok(v) => (v, None),
             Completion::Fail(e) | Completion::Info(e) => (invoked, Some(e.as_str())),
         };
+        self.completion_line(process, f, key, completion, value, error, node)
+    }
+
+    /// Writes the completion line of `completion`'s kind with this value and `error`, and counts it.
+    #[allow(clippy::too_many_arguments)]
+    fn completion_line(
+        &self,
+        process: u64,
+        f: &str,
+        key: Option<&str>,
+        completion: &Completion,
+        value: &Value,
+        error: Option<&str>,
+        node: &str,
+    ) -> anyhow::Result<()> {
         self.history.append(&Event {
             process: Process::Client(process),
             kind: completion.kind(),
@@ -203,17 +218,8 @@ impl Recorder {
         note: &str,
         node: &str,
     ) -> anyhow::Result<()> {
-        self.history.append(&Event {
-            process: Process::Client(process),
-            kind: "ok",
-            f,
-            key: None,
-            value,
-            node: Some(node),
-            error: Some(note),
-        })?;
-        self.counters.add(&Completion::Ok(Value::Null));
-        Ok(())
+        let ok = Completion::Ok(Value::Null);
+        self.completion_line(process, f, None, &ok, value, Some(note), node)
     }
 
     /// Writes a line of the watch workload's watchers (`process: "watch"`, `type: "info"`).

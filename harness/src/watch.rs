@@ -36,15 +36,11 @@ use crate::workload::{WatchFrom, WatchSpec, Workload};
 pub(crate) fn etcd_members(
     clients: &[(String, NodeClient)],
 ) -> anyhow::Result<Vec<(String, EtcdClient)>> {
-    clients
-        .iter()
-        .map(|(n, c)| {
-            c.etcd()
-                .cloned()
-                .map(|c| (n.clone(), c))
-                .context("the watch and lease workloads need etcd's gRPC client")
-        })
-        .collect()
+    NodeClient::all_as(
+        clients,
+        NodeClient::etcd,
+        "the watch and lease workloads need etcd's gRPC client",
+    )
 }
 
 /// Fills the history with `prefill` puts, then starts the writers, the watchers and the
@@ -171,14 +167,7 @@ impl Writer {
 
     async fn run(mut self, pause: Option<f64>, stop: CancellationToken) -> anyhow::Result<()> {
         loop {
-            if let Some(mean) = pause {
-                // Exponential gaps: the writers together make a Poisson stream at `rate`.
-                let gap = -mean * (1.0 - self.rng.random::<f64>()).ln();
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_secs_f64(gap)) => {}
-                }
-            } else if stop.is_cancelled() {
+            if !crate::generator::pace(&mut self.rng, pause, &stop).await {
                 return Ok(());
             }
             self.writes += 1;

@@ -204,6 +204,15 @@ impl Default for QueueSpec {
     }
 }
 
+/// [`WorkloadError::Invalid`] for `field` of `file`, as an `Err` of any type.
+fn invalid<T>(file: &str, field: &str, message: impl Into<String>) -> Result<T, WorkloadError> {
+    Err(WorkloadError::Invalid {
+        file: file.to_string(),
+        field: field.to_string(),
+        message: message.into(),
+    })
+}
+
 /// What a run's clients do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -485,13 +494,7 @@ impl Workload {
     /// # Errors
     /// [`WorkloadError::Invalid`] naming the field and what is allowed.
     pub fn validate(&self, file: &str) -> Result<(), WorkloadError> {
-        let bad = |field: &str, message: &str| {
-            Err(WorkloadError::Invalid {
-                file: file.to_string(),
-                field: field.to_string(),
-                message: message.to_string(),
-            })
-        };
+        let bad = |field: &str, message: &str| invalid(file, field, message);
         if !(1..=9).contains(&self.nodes) {
             return bad(
                 "nodes",
@@ -629,13 +632,7 @@ impl Workload {
 
     /// NATS: registers (read, write, cas) or the `[queue]` table; the queue only on NATS.
     fn validate_nats(&self, file: &str) -> Result<(), WorkloadError> {
-        let bad = |field: &str, message: &str| {
-            Err(WorkloadError::Invalid {
-                file: file.to_string(),
-                field: field.to_string(),
-                message: message.to_string(),
-            })
-        };
+        let bad = |field: &str, message: &str| invalid(file, field, message);
         if let Some(q) = &self.queue {
             if self.target != Target::Nats {
                 return bad(
@@ -685,13 +682,7 @@ impl Workload {
     /// The `[watch]` and `[lease]` tables: etcd over gRPC only, one at a time, not mixed with
     /// `[ops]`, values in range.
     fn validate_etcd_workloads(&self, file: &str) -> Result<(), WorkloadError> {
-        let bad = |field: &str, message: String| {
-            Err(WorkloadError::Invalid {
-                file: file.to_string(),
-                field: field.to_string(),
-                message,
-            })
-        };
+        let bad = |field: &str, message: String| invalid(file, field, message);
         let table = match (&self.watch, &self.lease) {
             (None, None) => return Ok(()),
             (Some(_), Some(_)) => {

@@ -17,7 +17,7 @@ pub use etcd_gateway::EtcdGatewayClient;
 pub use http::{HttpClient, HttpError};
 pub use nats::{
     CLIENT_PORT as NATS_CLIENT_PORT, CLUSTER_PORT as NATS_CLUSTER_PORT, DRAIN_STALL, Drained,
-    MONITOR_PORT as NATS_MONITOR_PORT, NatsClient, ReadMode, Revisions,
+    MONITOR_PORT as NATS_MONITOR_PORT, NatsClient, Revisions,
 };
 pub use raftkv::{FailpointsView, RaftkvClient, Status};
 
@@ -77,6 +77,27 @@ impl NodeClient {
             NodeClient::Raftkv(c) => Some(c),
             _ => None,
         }
+    }
+
+    /// Every client of a cluster as the kind `pick` selects, by node name; an error saying
+    /// `needs` when one is of another kind (the workload does not fit the target).
+    ///
+    /// # Errors
+    /// When `pick` refuses a client.
+    pub fn all_as<T: Clone>(
+        clients: &[(String, NodeClient)],
+        pick: impl Fn(&NodeClient) -> Option<&T>,
+        needs: &str,
+    ) -> anyhow::Result<Vec<(String, T)>> {
+        clients
+            .iter()
+            .map(|(n, c)| {
+                pick(c)
+                    .cloned()
+                    .map(|c| (n.clone(), c))
+                    .ok_or_else(|| anyhow::anyhow!("{needs}"))
+            })
+            .collect()
     }
 
     /// The NATS client, when the system under test is NATS.

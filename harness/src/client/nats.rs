@@ -32,6 +32,7 @@ use tokio::sync::OnceCell;
 
 use super::{Completion, HttpClient, Status};
 use crate::generator::{F, Op};
+use crate::workload::NatsReads;
 
 /// Value -> the highest revision at which a key was seen holding it, per key, for every client of
 /// a run: a cas needs the revision of its `from`.
@@ -53,15 +54,6 @@ impl Revisions {
         let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
         all.get(key)?.get(&value.to_string()).copied()
     }
-}
-
-/// How the KV bucket is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadMode {
-    /// `allow_direct: false`: every read goes to the stream leader (`STREAM.MSG.GET`).
-    Leader,
-    /// `allow_direct: true`: any replica that is nearly caught up answers.
-    Direct,
 }
 
 /// A client bound to one NATS server.
@@ -204,8 +196,7 @@ impl NatsClient {
     ///
     /// # Errors
     /// What NATS said.
-    pub async fn create_bucket(&self, replicas: usize, mode: ReadMode) -> Result<(), String> {
-        let js = self.js().await?;
+    pub async fn create_bucket(&self, replicas: usize, reads: NatsReads) -> Result<(), String> {
         let config = stream::Config {
             name: format!("KV_{}", self.bucket),
             subjects: vec![format!("$KV.{}.>", self.bucket)],
@@ -213,17 +204,13 @@ impl NatsClient {
             discard: stream::DiscardPolicy::New,
             allow_rollup: true,
             deny_delete: true,
-            allow_direct: mode == ReadMode::Direct,
+            allow_direct: reads == NatsReads::Direct,
             num_replicas: replicas,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
-        tokio::time::timeout(self.timeout * 5, js.get_or_create_stream(config))
-            .await
-            .map_err(|_| "timeout creating the bucket's stream".to_string())?
-            .map(|_| ())
-            .map_err(|e| format!("creating stream KV_{}: {e}", self.bucket))
+        self.create_stream(config).await
     }
 
     /// Creates the queue stream with `replicas` (file storage, every message kept).
@@ -231,7 +218,6 @@ impl NatsClient {
     /// # Errors
     /// What NATS said.
     pub async fn create_queue(&self, replicas: usize) -> Result<(), String> {
-        let js = self.js().await?;
         let config = stream::Config {
             name: self.queue.clone(),
             subjects: vec![self.queue.clone()],
@@ -239,11 +225,19 @@ impl NatsClient {
             storage: stream::StorageType::File,
             ..Default::default()
         };
+        self.create_stream(config).await
+    }
+
+    /// Creates a stream, or keeps the one of that name; creation may wait for the meta leader
+    /// to place the replicas, so it gets five per-op timeouts.
+    async fn create_stream(&self, config: stream::Config) -> Result<(), String> {
+        let name = config.name.clone();
+        let js = self.js().await?;
         tokio::time::timeout(self.timeout * 5, js.get_or_create_stream(config))
             .await
-            .map_err(|_| "timeout creating the queue stream".to_string())?
+            .map_err(|_| format!("timeout creating stream {name}"))?
             .map(|_| ())
-            .map_err(|e| format!("creating stream {}: {e}", self.queue))
+            .map_err(|e| format!("creating stream {name}: {e}"))
     }
 
     /// Publishes `payload` to `subject` with `headers` and waits for the ack: its stream sequence.
