@@ -307,7 +307,8 @@ async fn images(args: ImagesArgs) -> anyhow::Result<u8> {
             )
             .await?;
         images
-            .ensure_etcd(
+            .ensure_packaged(
+                control::ETCD,
                 &faultfs,
                 matches!(rebuild, Some(Rebuild::Etcd | Rebuild::All)),
             )

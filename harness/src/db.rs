@@ -12,7 +12,7 @@ use crate::client::{
     EtcdClient, EtcdGatewayClient, HttpClient, NatsClient, NodeClient, RaftkvClient, Revisions,
     Status,
 };
-use crate::control::{Cluster, NodeSpec};
+use crate::control::{Cluster, ETCD, NATS, NodeSpec};
 use crate::nemesis::{clock_bind, clock_env};
 use crate::workload::EtcdApi;
 
@@ -230,7 +230,7 @@ impl Db for Etcd {
             cluster.run_id().to_string(),
         ];
         cmd.extend(self.args.iter().cloned());
-        packaged_node_spec(name, &self.image, "/usr/local/bin/etcd", cmd, self.faultfs)
+        packaged_node_spec(name, &self.image, &ETCD.installed(), cmd, self.faultfs)
     }
 
     fn client(&self, http: &HttpClient, _node: &str, ip: Ipv4Addr) -> NodeClient {
@@ -325,13 +325,7 @@ impl Db for Nats {
             "/data/js".into(),
         ];
         cmd.extend(self.args.iter().cloned());
-        packaged_node_spec(
-            name,
-            &self.image,
-            "/usr/local/bin/nats-server",
-            cmd,
-            self.faultfs,
-        )
+        packaged_node_spec(name, &self.image, &NATS.installed(), cmd, self.faultfs)
     }
 
     fn client(&self, http: &HttpClient, node: &str, ip: Ipv4Addr) -> NodeClient {

@@ -335,11 +335,38 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     })
 }
 
+/// The image of a packaged system (with the workspace's faultfs) and what `run.json` records of
+/// its binary; refuses `--node-bin`, which is a raftkv binary.
+///
+/// # Errors
+/// When `--node-bin` is given, or the image cannot be had.
+async fn packaged(
+    images: &Images,
+    what: control::Packaged,
+    target: Target,
+    node_bin: Option<&Path>,
+) -> anyhow::Result<(control::PackagedImage, NodeRecord)> {
+    anyhow::ensure!(
+        node_bin.is_none(),
+        "--node-bin is a raftkv binary; the {} target runs Debian's {}",
+        target.as_str(),
+        what.package
+    );
+    let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
+    let image = images.ensure_packaged(what, &faultfs, false).await?;
+    let record = NodeRecord {
+        binary: what.installed(),
+        origin: format!("Debian {} {}", what.package, image.version),
+        sha256: image.sha256.clone(),
+    };
+    Ok((image, record))
+}
+
 /// The system under test of a workload (its `target`), with its images built or found, what
 /// `run.json` says about its binary, and the images used.
 ///
 /// # Errors
-/// When an image cannot be had, or `--node-bin` is given for etcd.
+/// When an image cannot be had, or `--node-bin` is given for etcd or NATS.
 async fn prepare_db(
     w: &Workload,
     images: &Images,
@@ -368,18 +395,7 @@ async fn prepare_db(
             Ok((Box::new(db), record, vec![base, image]))
         }
         Target::Etcd => {
-            anyhow::ensure!(
-                node_bin.is_none(),
-                "--node-bin is a raftkv binary; the etcd target runs Debian's {}",
-                control::ETCD_PACKAGE
-            );
-            let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
-            let image = images.ensure_etcd(&faultfs, false).await?;
-            let record = NodeRecord {
-                binary: "/usr/local/bin/etcd".into(),
-                origin: format!("Debian {} {}", control::ETCD_PACKAGE, image.version),
-                sha256: image.sha256.clone(),
-            };
+            let (image, record) = packaged(images, control::ETCD, w.target, node_bin).await?;
             let db = Etcd {
                 image: image.name.clone(),
                 serializable_reads: w.node.serializable_reads,
@@ -390,20 +406,7 @@ async fn prepare_db(
             Ok((Box::new(db), record, vec![base, image.name]))
         }
         Target::Nats => {
-            anyhow::ensure!(
-                node_bin.is_none(),
-                "--node-bin is a raftkv binary; the nats target runs Debian's {}",
-                control::NATS.package
-            );
-            let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
-            let image = images
-                .ensure_packaged(control::NATS, &faultfs, false)
-                .await?;
-            let record = NodeRecord {
-                binary: "/usr/local/bin/nats-server".into(),
-                origin: format!("Debian {} {}", control::NATS.package, image.version),
-                sha256: image.sha256.clone(),
-            };
+            let (image, record) = packaged(images, control::NATS, w.target, node_bin).await?;
             let db = crate::db::Nats {
                 image: image.name.clone(),
                 args: w.node.args.clone(),

@@ -37,6 +37,13 @@ pub struct Packaged {
     pub binary: &'static str,
 }
 
+impl Packaged {
+    /// Where the binary is in the image: `/usr/local/bin/<name>`.
+    pub fn installed(&self) -> String {
+        format!("/usr/local/bin/{}", self.name)
+    }
+}
+
 /// etcd: `/usr/bin/etcd` of Debian's `etcd-server`.
 pub const ETCD: Packaged = Packaged {
     name: "etcd",
@@ -53,11 +60,6 @@ pub const NATS: Packaged = Packaged {
     binary: "usr/sbin/nats-server",
 };
 
-/// Repository name of etcd images.
-pub const ETCD_REPO: &str = ETCD.repo;
-/// The Debian package the etcd image takes `/usr/bin/etcd` from.
-pub const ETCD_PACKAGE: &str = ETCD.package;
-
 /// An image built from a Debian package and what it carries (for `run.json`).
 #[derive(Debug, Clone)]
 pub struct PackagedImage {
@@ -68,9 +70,6 @@ pub struct PackagedImage {
     /// sha256 of the binary.
     pub sha256: String,
 }
-
-/// The etcd image (a [`PackagedImage`]).
-pub type EtcdImage = PackagedImage;
 
 /// Debian packages in the base image, beyond debootstrap's minimal base. iptables for partitions
 /// and packet loss, iproute2 for `tc`, libfaketime for clock faults, procps and iputils-ping for
@@ -427,19 +426,6 @@ impl Images {
         .await?;
         eprintln!("built {name} in {:.1} s", started.elapsed().as_secs_f64());
         Ok(name)
-    }
-
-    /// The etcd image (`faultline/etcd:<hash of base and binary>`): [`Images::ensure_packaged`]
-    /// of [`ETCD`].
-    ///
-    /// # Errors
-    /// As [`Images::ensure_packaged`].
-    pub async fn ensure_etcd(
-        &self,
-        faultfs: &NodeBinary,
-        rebuild: bool,
-    ) -> Result<PackagedImage, ControlError> {
-        self.ensure_packaged(ETCD, faultfs, rebuild).await
     }
 
     /// The image of a packaged system (`<repo>:<hash of base, binary and faultfs>`): the base
