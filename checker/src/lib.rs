@@ -17,6 +17,12 @@
 //! - `lease`: leases kept alive are not revoked early, nor their keys lost ([`check_lease`]).
 //! - `queue`: every acknowledged publish to a stream comes out of the final drains, and nothing
 //!   unpublished or definitely failed does (Jepsen's NATS queue checker, [`check_queue`]).
+//! - [`jepsen`]: Jepsen's bank, counter, set, set-full and long-fork checkers
+//!   ([`check_bank`], [`check_counter`], [`check_set`], [`check_set_full`],
+//!   [`check_long_fork`]).
+//! - [`txn`]: transactional isolation as Elle checks it (list-append and rw-register histories:
+//!   dependency graph, cycles, named anomalies, the consistency models they rule out,
+//!   [`check_txn`]).
 //! - [`plot`]: the report's SVG plots (plotters), nemesis intervals shaded.
 //! - [`report`]: `report.html`, the results index and `compare.html`, self-contained HTML.
 //!
@@ -46,6 +52,7 @@ mod counterexample;
 mod error;
 mod format;
 pub mod history;
+pub mod jepsen;
 mod lease;
 mod linearizable;
 pub mod model;
@@ -54,6 +61,7 @@ pub mod plot;
 mod queue;
 pub mod report;
 mod stats;
+pub mod txn;
 pub mod watch;
 
 pub use availability::{StatusSample, parse_status};
@@ -61,6 +69,18 @@ pub use counterexample::{Counterexample, OpSummary};
 pub use error::Error;
 pub use format::{parse_edn, parse_edn_value, parse_history, parse_jsonl, read_history};
 pub use history::{History, Op, OpType, Operation, Outcome, Process};
+pub use jepsen::Finding;
+pub use jepsen::bank::{BankCounts, BankOptions, BankResult, BankTotal, check_bank};
+pub use jepsen::counter::{
+    CounterCounts, CounterOptions, CounterRead, CounterResult, check_counter,
+};
+pub use jepsen::long_fork::{
+    LongFork, LongForkCounts, LongForkOptions, LongForkResult, check_long_fork,
+};
+pub use jepsen::set::{
+    SetCounts, SetFullCounts, SetFullOptions, SetFullResult, SetOptions, SetResult, StaleElement,
+    check_set, check_set_full,
+};
 pub use lease::{
     LeaseCounts, LeaseOpView, LeaseOptions, LeaseResult, LeaseViolation, LeaseViolationKind,
     check_lease,
@@ -73,6 +93,10 @@ pub use queue::{
     QueueResult, QueueWriter, check_queue,
 };
 pub use stats::{Counts, Stats, stats};
+pub use txn::{
+    AnomalyExample, ConsistencyModel, CycleStep, TxnCounts, TxnKind, TxnOptions, TxnResult,
+    TxnView, check_txn, is_elle_txn_history,
+};
 pub use watch::{Guarantee, WatchResult, WatchViolation, check_watch};
 
 use serde::{Deserialize, Serialize};
@@ -138,6 +162,24 @@ pub struct Results {
     /// The queue check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueResult>,
+    /// The bank check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bank: Option<BankResult>,
+    /// The set check (Jepsen's `set`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set: Option<SetResult>,
+    /// The set-full check (Jepsen's `set-full`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_full: Option<SetFullResult>,
+    /// The counter check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter: Option<CounterResult>,
+    /// The long-fork check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub long_fork: Option<LongForkResult>,
+    /// The transactional isolation check (Elle's list-append and rw-register).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub txn: Option<TxnResult>,
     /// Outcome counts.
     pub stats: Stats,
 }
@@ -161,6 +203,78 @@ impl Results {
     /// Bundles a queue result with the history's stats.
     pub fn from_queue(queue: QueueResult, stats: Stats) -> Results {
         Results::bundle(None, None, None, Some(queue), stats)
+    }
+
+    /// Bundles a transactional isolation result with the history's stats.
+    pub fn from_txn(txn: TxnResult, stats: Stats) -> Results {
+        let mut r = Results::bundle(None, None, None, None, stats);
+        r.valid = txn.valid;
+        r.txn = Some(txn);
+        r
+    }
+
+    /// Bundles a bank result with the history's stats.
+    pub fn from_bank(bank: BankResult, stats: Stats) -> Results {
+        let mut r = Results::bundle(None, None, None, None, stats);
+        r.bank = Some(bank);
+        r.with_jepsen_verdicts()
+    }
+
+    /// Bundles a set result with the history's stats.
+    pub fn from_set(set: SetResult, stats: Stats) -> Results {
+        let mut r = Results::bundle(None, None, None, None, stats);
+        r.set = Some(set);
+        r.with_jepsen_verdicts()
+    }
+
+    /// Bundles a set-full result with the history's stats.
+    pub fn from_set_full(set_full: SetFullResult, stats: Stats) -> Results {
+        let mut r = Results::bundle(None, None, None, None, stats);
+        r.set_full = Some(set_full);
+        r.with_jepsen_verdicts()
+    }
+
+    /// Bundles a counter result with the history's stats.
+    pub fn from_counter(counter: CounterResult, stats: Stats) -> Results {
+        let mut r = Results::bundle(None, None, None, None, stats);
+        r.counter = Some(counter);
+        r.with_jepsen_verdicts()
+    }
+
+    /// Bundles a long-fork result with the history's stats.
+    pub fn from_long_fork(long_fork: LongForkResult, stats: Stats) -> Results {
+        let mut r = Results::bundle(None, None, None, None, stats);
+        r.long_fork = Some(long_fork);
+        r.with_jepsen_verdicts()
+    }
+
+    /// Folds the verdicts of the Jepsen checkers present into `valid` (the worst of all; a
+    /// bundle of none of the others is `unknown` only for want of any checker).
+    fn with_jepsen_verdicts(mut self) -> Results {
+        let jepsen = [
+            self.bank.as_ref().map(|r| r.valid),
+            self.set.as_ref().map(|r| r.valid),
+            self.set_full.as_ref().map(|r| r.valid),
+            self.counter.as_ref().map(|r| r.valid),
+            self.long_fork.as_ref().map(|r| r.valid),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        let others = [
+            self.linearizable.as_ref().map(|r| r.valid),
+            self.watch.as_ref().map(|r| r.valid),
+            self.lease.as_ref().map(|r| r.valid),
+            self.queue.as_ref().map(|r| r.valid),
+            self.txn.as_ref().map(|r| r.valid),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if let Some(j) = jepsen {
+            self.valid = others.map_or(j, |o| o.max(j));
+        }
+        self
     }
 
     /// One line per anomaly family found, for terminals and the matrix: the counterexample's
@@ -210,6 +324,24 @@ impl Results {
         if let Some(q) = &self.queue {
             out.extend(q.anomaly_lines());
         }
+        if let Some(t) = &self.txn {
+            out.extend(t.anomaly_lines());
+        }
+        if let Some(b) = &self.bank {
+            out.extend(b.anomaly_lines());
+        }
+        if let Some(x) = &self.set {
+            out.extend(x.anomaly_lines());
+        }
+        if let Some(x) = &self.set_full {
+            out.extend(x.anomaly_lines());
+        }
+        if let Some(c) = &self.counter {
+            out.extend(c.anomaly_lines());
+        }
+        if let Some(l) = &self.long_fork {
+            out.extend(l.anomaly_lines());
+        }
         out
     }
 
@@ -236,6 +368,12 @@ impl Results {
             watch,
             lease,
             queue,
+            bank: None,
+            set: None,
+            set_full: None,
+            counter: None,
+            long_fork: None,
+            txn: None,
             stats,
         }
     }
@@ -244,8 +382,12 @@ impl Results {
 /// Checks a history with the checker its content calls for: any watch line (`"process":"watch"`)
 /// means the watch checker ([`check_watch`]); otherwise any client `drain` means the queue
 /// checker ([`check_queue`], default options: duplicates allowed); otherwise any `lease-grant`
-/// means the lease checker ([`check_lease`], default options); otherwise linearizability
-/// ([`check`] with `opts`).
+/// means the lease checker ([`check_lease`], default options); otherwise a client `txn` op with
+/// Elle's micro-ops (`append`, `r`, `w`) means the transactional checker ([`check_txn`], the
+/// model `opts.txn_model`, default strict serializable); otherwise a `transfer` means the
+/// bank checker, `read`s of micro-ops the long-fork checker and `add`s the set or counter
+/// checker (Jepsen's, default options; see `check_jepsen_workload` for the exact rules);
+/// otherwise linearizability ([`check`] with `opts`).
 ///
 /// # Errors
 /// As [`check`], when linearizability is checked.
@@ -266,7 +408,71 @@ pub fn check_history(history: &History, opts: &CheckOptions) -> Result<Results, 
         let lease = check_lease(history, &LeaseOptions::default());
         return Ok(Results::from_lease(lease, stats));
     }
+    if txn::is_elle_txn_history(history) {
+        let txn_opts = TxnOptions {
+            model: opts.txn_model.unwrap_or_default(),
+            ..TxnOptions::default()
+        };
+        return Ok(Results::from_txn(check_txn(history, &txn_opts), stats));
+    }
+    if let Some(results) = check_jepsen_workload(history, &stats) {
+        return Ok(results);
+    }
     Ok(Results::new(check(history, opts)?, stats))
+}
+
+/// The Jepsen workload checker a history's content calls for, with default options, or `None`
+/// (then linearizability, the default, is checked). Functions of client operations decide:
+///
+/// - any `transfer`: the bank checker;
+/// - only `read` and `write`, some `read` holding `["r", k, v]` micro-ops: long-fork;
+/// - only `add` and `read`, with some `add`: the set checker (Jepsen's `set`: acknowledged adds
+///   must all be in the final read) when some `ok` read returned a list, else the counter
+///   checker when every `add` and `ok` read value is an integer (counter histories without
+///   reads included), else the set checker (which answers `unknown`: never read).
+///   `set-full` is never picked by content: ask for it (`faultline check --model set-full`).
+///
+/// Register (`read`/`write`/`cas`), queue (`drain`), lease (`lease-grant`) and transaction
+/// (`txn`) histories match none of these.
+fn check_jepsen_workload(history: &History, stats: &Stats) -> Option<Results> {
+    let fs: std::collections::BTreeSet<&str> = history
+        .operations
+        .iter()
+        .map(|o| history.invocation(o).f.as_str())
+        .collect();
+    let stats = stats.clone();
+    if fs.contains("transfer") {
+        let bank = check_bank(history, &BankOptions::default());
+        return Some(Results::from_bank(bank, stats));
+    }
+    if jepsen::long_fork::is_long_fork_history(history) {
+        let r = check_long_fork(history, &LongForkOptions::default());
+        return Some(Results::from_long_fork(r, stats));
+    }
+    if !fs.contains("add") || fs.iter().any(|f| *f != "add" && *f != "read") {
+        return None;
+    }
+    let ok_values = |f: &'static str| {
+        history
+            .operations
+            .iter()
+            .filter(move |o| o.outcome == Outcome::Ok && history.invocation(o).f == f)
+            .filter_map(|o| history.completion(o))
+            .map(|c| &c.value)
+    };
+    let read_a_list = ok_values("read").any(serde_json::Value::is_array);
+    let numeric = history
+        .operations
+        .iter()
+        .filter(|o| history.invocation(o).f == "add")
+        .all(|o| history.invocation(o).value.is_i64())
+        && ok_values("read").all(serde_json::Value::is_i64);
+    if !read_a_list && numeric {
+        let r = check_counter(history, &CounterOptions::default());
+        return Some(Results::from_counter(r, stats));
+    }
+    let r = check_set(history, &SetOptions::default());
+    Some(Results::from_set(r, stats))
 }
 
 #[cfg(test)]

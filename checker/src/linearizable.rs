@@ -69,6 +69,9 @@ pub struct CheckOptions {
     pub stop_on_invalid: bool,
     /// Worker threads for partitions: `None` uses rayon's global pool; `Some(1)` is sequential.
     pub threads: Option<usize>,
+    /// The consistency model a transactional (Elle list-append or rw-register) history must
+    /// satisfy when `check_history` picks the txn checker; `None`: strict serializable.
+    pub txn_model: Option<crate::txn::ConsistencyModel>,
 }
 
 impl Default for CheckOptions {
@@ -81,6 +84,7 @@ impl Default for CheckOptions {
             initial: None,
             stop_on_invalid: true,
             threads: None,
+            txn_model: None,
         }
     }
 }

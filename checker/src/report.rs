@@ -183,6 +183,14 @@ pub fn run_html(r: &RunReport<'_>) -> String {
     if let Some(q) = r.results.get("queue") {
         queue_section(&mut b, q);
     }
+    if let Some(t) = r.results.get("txn") {
+        txn_section(&mut b, t);
+    }
+    for (id, title) in JEPSEN_CHECKERS {
+        if let Some(x) = r.results.get(id) {
+            jepsen_section(&mut b, id, title, x);
+        }
+    }
     // Histories checked for watches, leases or queues only have no linearizability result.
     if r.results.get("linearizable").is_some() {
         anomalies(&mut b, r.results, r.counterexample_svg);
@@ -716,6 +724,177 @@ tolerance) is a violation.</p>",
             b.push_str("</table></td>");
         }
         b.push_str("</tr></table></div>");
+    }
+}
+
+/// Jepsen's workload checkers: `results.json` key and section title.
+const JEPSEN_CHECKERS: [(&str, &str); 5] = [
+    ("bank", "Bank"),
+    ("set", "Set"),
+    ("set_full", "Set (full)"),
+    ("counter", "Counter"),
+    ("long_fork", "Long fork"),
+];
+
+/// A section for one of Jepsen's workload checkers (bank, set, set-full, counter, long-fork):
+/// the verdict and why it is unknown, the counts, and the errors found (kind, op index, line,
+/// process, what is wrong).
+fn jepsen_section(b: &mut String, id: &str, title: &str, x: &Value) {
+    let _ = write!(
+        b,
+        "<h2 id=\"{id}\">{title}</h2><p>{} &middot; Jepsen's {} checker.</p>",
+        badge(&s(x, &["valid"])),
+        id.replace('_', "-")
+    );
+    if let Some(reason) = x.get("reason").and_then(Value::as_str) {
+        let _ = write!(b, "<p>{}</p>", escape(reason));
+    }
+    if let Some(counts) = x.get("counts").and_then(Value::as_object) {
+        let _ = write!(
+            b,
+            "<table id=\"{id}-counts\"><tr><th>count</th><th>value</th></tr>"
+        );
+        for (k, v) in counts {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td class=num>{}</td></tr>",
+                escape(k),
+                escape(&text(Some(v)))
+            );
+        }
+        b.push_str("</table>");
+    }
+    let errors = x["errors"].as_array().cloned().unwrap_or_default();
+    if errors.is_empty() {
+        return;
+    }
+    let _ = write!(
+        b,
+        "<h3 id=\"{id}-errors\">Errors</h3><p class=\"muted\">The first {} of each kind.</p>\
+<table><tr><th>kind</th><th>index</th><th>line</th><th>process</th><th>what</th></tr>",
+        crate::jepsen::MAX_EXAMPLES
+    );
+    for e in &errors {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td class=num>{}</td><td class=num>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&text(e.get("kind"))),
+            escape(&text(e.get("index"))),
+            escape(&text(e.get("line"))),
+            escape(&text(e.get("process"))),
+            escape(&text(e.get("message")))
+        );
+    }
+    b.push_str("</table>");
+}
+
+/// The "Transactions" section (Elle's list-append or rw-register): the verdict against the
+/// model, the counts, the models ruled out, the anomaly table, and each example: its message,
+/// its transactions, for cycles each step and the drawing.
+fn txn_section(b: &mut String, t: &Value) {
+    let c = &t["counts"];
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    let _ = write!(
+        b,
+        "<h2 id=\"txn\">Transactions</h2><p>{} &middot; {} against {} &middot; {} ok, {} failed, \
+{} indeterminate transactions over {} keys, {} micro-ops &middot; {} dependency edges, {} cycle \
+components (largest {}) &middot; inferred in {} ms, cycles searched in {} ms.</p>",
+        badge(&s(t, &["valid"])),
+        escape(&s(t, &["kind"])),
+        escape(&s(t, &["model"])),
+        n("ok"),
+        n("fail"),
+        n("info"),
+        n("keys"),
+        n("micro_ops"),
+        n("edges"),
+        n("sccs"),
+        n("largest_scc"),
+        ms(t["infer_ms"].as_f64().unwrap_or(0.0)),
+        ms(t["search_ms"].as_f64().unwrap_or(0.0)),
+    );
+    if let Some(reason) = t.get("reason").and_then(Value::as_str) {
+        let _ = write!(b, "<p>{}</p>", escape(reason));
+    }
+    let models = |k: &str| -> Vec<String> {
+        t[k].as_array()
+            .map(|a| a.iter().filter_map(|m| m.as_str().map(escape)).collect())
+            .unwrap_or_default()
+    };
+    let (not, also) = (models("not"), models("also_not"));
+    if !not.is_empty() {
+        let _ = write!(b, "<p id=\"txn-not\">Ruled out: <b>{}</b>", not.join(", "));
+        if !also.is_empty() {
+            let _ = write!(b, "; also {}", also.join(", "));
+        }
+        b.push_str(".</p>");
+    }
+    let anomalies = t["anomalies"].as_object().cloned().unwrap_or_default();
+    if anomalies.is_empty() {
+        b.push_str("<p>No anomaly found.</p>");
+        return;
+    }
+    let forbidden: Vec<&str> = t["forbidden"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    b.push_str(
+        "<table id=\"txn-anomalies\"><tr><th>anomaly</th><th>cases</th><th>forbidden by the \
+model</th></tr>",
+    );
+    for (name, count) in &anomalies {
+        let _ = write!(
+            b,
+            "<tr><td><a href=\"#txn-{0}\">{0}</a></td><td class=num>{1}</td><td>{2}</td></tr>",
+            escape(name),
+            escape(&text(Some(count))),
+            if forbidden.contains(&name.as_str()) {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    b.push_str("</table>");
+    for name in anomalies.keys() {
+        let examples = t["examples"][name].as_array().cloned().unwrap_or_default();
+        let _ = write!(
+            b,
+            "<h3 id=\"txn-{0}\">{0}</h3><p class=\"muted\">{1} example{2} of {3}.</p>",
+            escape(name),
+            examples.len(),
+            if examples.len() == 1 { "" } else { "s" },
+            escape(&text(anomalies.get(name)))
+        );
+        for e in &examples {
+            b.push_str("<div class=\"txn-example\">");
+            let _ = write!(b, "<pre>{}</pre>", escape(&text(e.get("message"))));
+            let txns = e["txns"].as_array().cloned().unwrap_or_default();
+            if !txns.is_empty() {
+                b.push_str(
+                    "<table><tr><th>txn</th><th>process</th><th>index</th><th>outcome</th>\
+<th>micro-ops</th></tr>",
+                );
+                for x in &txns {
+                    let _ = write!(
+                        b,
+                        "<tr><td>{}</td><td>{}</td><td class=num>{}</td><td>{}</td>\
+<td><code>{}</code></td></tr>",
+                        escape(&text(x.get("name"))),
+                        escape(&text(x.get("process"))),
+                        escape(&text(x.get("index"))),
+                        escape(&text(x.get("outcome"))),
+                        escape(&text(x.get("ops")))
+                    );
+                }
+                b.push_str("</table>");
+            }
+            if let Some(svg) = e.get("svg").and_then(Value::as_str) {
+                // Built by the checker from escaped text: safe to inline.
+                let _ = write!(b, "<div class=\"plot\">{svg}</div>");
+            }
+            b.push_str("</div>");
+        }
     }
 }
 
@@ -1281,6 +1460,53 @@ mod tests {
             "the observation's answer"
         );
         assert!(!html.contains("id=\"anomalies\""));
+    }
+
+    #[test]
+    fn report_shows_a_jepsen_checkers_counts_and_errors() {
+        let lines = [
+            r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"read","value":null}"#,
+            r#"{"index":1,"time":2,"process":0,"type":"ok","f":"read","value":{"0":10,"1":10}}"#,
+            r#"{"index":2,"time":3,"process":1,"type":"invoke","f":"transfer","value":{"from":0,"to":1,"amount":5}}"#,
+            r#"{"index":3,"time":4,"process":1,"type":"ok","f":"transfer","value":{"from":0,"to":1,"amount":5}}"#,
+            r#"{"index":4,"time":5,"process":0,"type":"invoke","f":"read","value":null}"#,
+            r#"{"index":5,"time":6,"process":0,"type":"ok","f":"read","value":{"0":5,"1":12}}"#,
+        ];
+        let h = crate::parse_history(&(lines.join("\n") + "\n"), false).unwrap();
+        let r = crate::check_history(&h, &crate::CheckOptions::default()).unwrap();
+        let results = serde_json::to_value(&r).unwrap();
+        assert_eq!(results["bank"]["counts"]["wrong_total"], 1);
+        let html = report_of(&results);
+        assert!(html.contains("data-verdict=\"invalid\""));
+        assert!(html.contains("id=\"bank\"") && html.contains("id=\"bank-counts\""));
+        assert!(html.contains("<tr><td>wrong_total</td><td class=num>1</td></tr>"));
+        assert!(html.contains(
+            "<td>wrong-total</td><td class=num>5</td><td class=num>6</td><td>0</td>\
+<td>balances sum to 17, expected 20 (off by -3)</td>"
+        ));
+        assert!(!html.contains("id=\"set\""));
+    }
+
+    #[test]
+    fn report_shows_txn_anomalies_cycles_and_svgs() {
+        // Write skew: G2-item under strict serializability.
+        let lines = [
+            r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"txn","value":[["r",1,null],["r",2,null],["append",1,1]]}"#,
+            r#"{"index":1,"time":2,"process":1,"type":"invoke","f":"txn","value":[["r",1,null],["r",2,null],["append",2,1]]}"#,
+            r#"{"index":2,"time":3,"process":0,"type":"ok","f":"txn","value":[["r",1,[]],["r",2,[]],["append",1,1]]}"#,
+            r#"{"index":3,"time":4,"process":1,"type":"ok","f":"txn","value":[["r",1,[]],["r",2,[]],["append",2,1]]}"#,
+        ];
+        let h = crate::parse_history(&(lines.join("\n") + "\n"), false).unwrap();
+        let r = crate::check_history(&h, &crate::CheckOptions::default()).unwrap();
+        let results = serde_json::to_value(&r).unwrap();
+        let html = report_of(&results);
+        assert!(html.contains("data-verdict=\"invalid\""));
+        assert!(html.contains("id=\"txn\"") && html.contains("id=\"txn-anomalies\""));
+        assert!(html.contains("<a href=\"#txn-G2-item\">G2-item</a>"));
+        assert!(html.contains("Ruled out: <b>repeatable-read</b>"));
+        assert!(html.contains("<code>[:r 1 []] [:r 2 []] [:append 1 1]</code>"));
+        assert!(html.contains("-rw-&gt;"));
+        assert!(html.contains("<svg") && html.contains("marker-end"));
     }
 
     #[test]

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use faultline_checker::{
-    CheckOptions, CheckResult, History, LeaseOptions, ModelKind, QueueOptions, Results, Validity,
-    check, check_history, check_lease, check_queue, check_watch, read_history, stats,
+    BankOptions, CheckOptions, CheckResult, CounterOptions, History, LeaseOptions, LongForkOptions,
+    ModelKind, QueueOptions, Results, SetFullOptions, SetOptions, Validity, check, check_bank,
+    check_counter, check_history, check_lease, check_long_fork, check_queue, check_set,
+    check_set_full, check_watch, read_history, stats,
 };
+use faultline_checker::{ConsistencyModel, TxnKind, TxnOptions, check_txn};
 
 /// Exit code for input the checker cannot read.
 pub const EXIT_BAD_INPUT: i32 = 3;
@@ -26,9 +29,26 @@ pub struct CheckArgs {
     /// (acknowledged publishes are all drained, nothing else is). Default: watch when the history
     /// has watch lines, queue when it has publishes and drains, lease when it grants leases, else
     /// inferred from the operations (read/write/cas: cas-register). Histories with keys are
-    /// checked per key.
+    /// checked per key. Jepsen's workload checkers: bank, counter, set, set-full, long-fork
+    /// (by default a transfer means bank, reads of micro-ops long-fork, adds set or counter).
+    /// Transactions (Elle's): `list-append-txn` or `rw-register` (by default a history of
+    /// `txn` ops with `append`/`r`/`w` micro-ops is checked so).
     #[arg(long)]
     pub model: Option<String>,
+    /// Transactions: the consistency model the history must satisfy (read-uncommitted,
+    /// read-committed, repeatable-read, snapshot-isolation, serializable, strict-serializable;
+    /// default strict-serializable). Exit 1 when the history breaks it.
+    #[arg(long)]
+    pub consistency_model: Option<String>,
+    /// Bank: negative balances are allowed (Jepsen's `:negative-balances?`).
+    #[arg(long)]
+    pub negative_balances: bool,
+    /// Bank: the total every read must show (default: the first ok read's sum).
+    #[arg(long)]
+    pub total: Option<i64>,
+    /// Long-fork: every read must read exactly this many keys (elle-cli's `--group-size`).
+    #[arg(long)]
+    pub group_size: Option<usize>,
     /// Give up with "unknown" after this many seconds.
     #[arg(long)]
     pub time_limit: Option<f64>,
@@ -80,6 +100,12 @@ enum Checker {
     Watch,
     Lease,
     Queue,
+    Bank,
+    Counter,
+    Set,
+    SetFull,
+    LongFork,
+    Txn(TxnKind),
 }
 
 fn checker(args: &CheckArgs) -> Checker {
@@ -87,6 +113,13 @@ fn checker(args: &CheckArgs) -> Checker {
         Some("watch") => Checker::Watch,
         Some("lease") => Checker::Lease,
         Some("queue") => Checker::Queue,
+        Some("bank") => Checker::Bank,
+        Some("counter") => Checker::Counter,
+        Some("set") => Checker::Set,
+        Some("set-full") => Checker::SetFull,
+        Some("long-fork") => Checker::LongFork,
+        Some("list-append-txn") => Checker::Txn(TxnKind::ListAppend),
+        Some("rw-register") => Checker::Txn(TxnKind::RwRegister),
         None if args.exactly_once => Checker::Queue,
         _ => Checker::Auto,
     }
@@ -118,6 +151,22 @@ fn options(args: &CheckArgs) -> Result<CheckOptions, String> {
     if args.exactly_once && checker(args) != Checker::Queue {
         return Err("--exactly-once applies to the queue model only".into());
     }
+    if (args.negative_balances || args.total.is_some()) && checker(args) != Checker::Bank {
+        return Err("--negative-balances and --total apply to the bank model only".into());
+    }
+    if args.group_size.is_some() && checker(args) != Checker::LongFork {
+        return Err("--group-size applies to the long-fork model only".into());
+    }
+    let txn_model = args
+        .consistency_model
+        .as_deref()
+        .map(ConsistencyModel::parse)
+        .transpose()?;
+    if txn_model.is_some() && !matches!(checker(args), Checker::Txn(_) | Checker::Auto)
+        || txn_model.is_some() && model.is_some()
+    {
+        return Err("--consistency-model applies to transactional histories only".into());
+    }
     if args.no_partition && model.is_some_and(|m| m != ModelKind::Kv) {
         return Err("--no-partition is supported by the kv model only".into());
     }
@@ -129,6 +178,7 @@ fn options(args: &CheckArgs) -> Result<CheckOptions, String> {
         initial,
         stop_on_invalid: !args.all_keys,
         threads: args.threads,
+        txn_model,
     })
 }
 
@@ -168,6 +218,49 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             ),
             stats(&history),
         )),
+        Checker::Bank => {
+            let bank = BankOptions {
+                total: args.total,
+                negative_balances_allowed: args.negative_balances,
+                ..BankOptions::default()
+            };
+            Ok(Results::from_bank(
+                check_bank(&history, &bank),
+                stats(&history),
+            ))
+        }
+        Checker::Counter => Ok(Results::from_counter(
+            check_counter(&history, &CounterOptions::default()),
+            stats(&history),
+        )),
+        Checker::Set => Ok(Results::from_set(
+            check_set(&history, &SetOptions::default()),
+            stats(&history),
+        )),
+        Checker::SetFull => Ok(Results::from_set_full(
+            check_set_full(&history, &SetFullOptions::default()),
+            stats(&history),
+        )),
+        Checker::LongFork => {
+            let long_fork = LongForkOptions {
+                group_size: args.group_size,
+            };
+            Ok(Results::from_long_fork(
+                check_long_fork(&history, &long_fork),
+                stats(&history),
+            ))
+        }
+        Checker::Txn(kind) => {
+            let txn = TxnOptions {
+                kind: Some(kind),
+                model: opts.txn_model.unwrap_or_default(),
+                ..TxnOptions::default()
+            };
+            Ok(Results::from_txn(
+                check_txn(&history, &txn),
+                stats(&history),
+            ))
+        }
         Checker::Auto if opts.model.is_some() => {
             check(&history, &opts).map(|r| Results::new(r, stats(&history)))
         }
@@ -276,6 +369,42 @@ pub fn stream_summary(file: &Path, history: &History, r: &Results) -> String {
             c.leases, c.grants, c.keepalives_ok, c.observations
         );
         if let Some(reason) = &l.reason {
+            let _ = writeln!(s, "  {reason}");
+        }
+    }
+    if let Some(t) = &r.txn {
+        let c = &t.counts;
+        let _ = writeln!(
+            s,
+            "txn: {}, model {}: {} ok, {} failed, {} indeterminate txns over {} keys; {} edges, {} \
+             cycle components (largest {}); {:.1} ms",
+            t.kind.name(),
+            t.model,
+            c.ok,
+            c.fail,
+            c.info,
+            c.keys,
+            c.edges,
+            c.sccs,
+            c.largest_scc,
+            t.infer_ms + t.search_ms
+        );
+        if let Some(reason) = &t.reason {
+            let _ = writeln!(s, "  {reason}");
+        }
+    }
+    let jepsen = [
+        r.bank.as_ref().map(|x| ("bank", x.reason.as_ref())),
+        r.set.as_ref().map(|x| ("set", x.reason.as_ref())),
+        r.set_full.as_ref().map(|x| ("set-full", x.reason.as_ref())),
+        r.counter.as_ref().map(|x| ("counter", x.reason.as_ref())),
+        r.long_fork
+            .as_ref()
+            .map(|x| ("long-fork", x.reason.as_ref())),
+    ];
+    for (name, reason) in jepsen.into_iter().flatten() {
+        let _ = writeln!(s, "checker: {name} (Jepsen's)");
+        if let Some(reason) = reason {
             let _ = writeln!(s, "  {reason}");
         }
     }
@@ -435,6 +564,10 @@ mod tests {
         CheckArgs {
             path: path.to_path_buf(),
             model: None,
+            negative_balances: false,
+            total: None,
+            group_size: None,
+            consistency_model: None,
             time_limit: None,
             memory_limit_mib: 1024,
             no_partition: false,
@@ -482,6 +615,50 @@ mod tests {
             !dir.path().join("results.json").exists(),
             "only a run dir gets results.json"
         );
+    }
+
+    /// Write skew: allowed by snapshot isolation, not by serializability.
+    #[rustfmt::skip]
+    const WRITE_SKEW: [&str; 4] = [
+        r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"txn","value":[["r",1,null],["r",2,null],["append",1,1]]}"#,
+        r#"{"index":1,"time":2,"process":1,"type":"invoke","f":"txn","value":[["r",1,null],["r",2,null],["append",2,1]]}"#,
+        r#"{"index":2,"time":3,"process":0,"type":"ok","f":"txn","value":[["r",1,[]],["r",2,[]],["append",1,1]]}"#,
+        r#"{"index":3,"time":4,"process":1,"type":"ok","f":"txn","value":[["r",1,[]],["r",2,[]],["append",2,1]]}"#,
+    ];
+
+    #[test]
+    fn txn_histories_are_checked_against_the_consistency_model() {
+        let dir = write_run(&WRITE_SKEW);
+        // By content, strict serializable: invalid, G2-item in results.json.
+        assert_eq!(run(&args(dir.path())).unwrap(), 1);
+        let results: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("results.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(results["txn"]["anomalies"]["G2-item"], 1);
+        assert_eq!(results["txn"]["not"][0], "repeatable-read");
+        let mut a = args(dir.path());
+        a.consistency_model = Some("snapshot-isolation".into());
+        assert_eq!(run(&a).unwrap(), 0);
+        a.model = Some("list-append-txn".into());
+        assert_eq!(run(&a).unwrap(), 0);
+        a.consistency_model = Some("serializable".into());
+        assert_eq!(run(&a).unwrap(), 1);
+        a.consistency_model = Some("linearizable".into());
+        assert_eq!(run(&a).unwrap(), EXIT_BAD_INPUT);
+        let mut a = args(dir.path());
+        a.model = Some("cas-register".into());
+        a.consistency_model = Some("serializable".into());
+        assert_eq!(run(&a).unwrap(), EXIT_BAD_INPUT);
+        let history = read_history(&dir.path().join("history.jsonl")).unwrap();
+        let r = check_history(&history, &CheckOptions::default()).unwrap();
+        let text = stream_summary(Path::new("h"), &history, &r);
+        assert!(
+            text.contains("txn: list-append, model strict-serializable: 2 ok"),
+            "{text}"
+        );
+        assert!(text.contains("anomaly: txn G2-item: 1 case"), "{text}");
+        assert!(text.contains("anomaly: txn: not repeatable-read"), "{text}");
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub enum Rebuild {
     Etcd,
     /// Only the NATS image (Debian's nats-server).
     Nats,
+    /// Only the Galera image (Debian's mariadb-server and galera-4).
+    Galera,
     /// All of them.
     All,
 }
@@ -318,6 +320,12 @@ async fn images(args: ImagesArgs) -> anyhow::Result<u8> {
                 control::NATS,
                 &faultfs,
                 matches!(rebuild, Some(Rebuild::Nats | Rebuild::All)),
+            )
+            .await?;
+        images
+            .ensure_galera(
+                &faultfs,
+                matches!(rebuild, Some(Rebuild::Galera | Rebuild::All)),
             )
             .await?;
     }

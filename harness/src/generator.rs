@@ -27,6 +27,13 @@ pub enum F {
     Cas,
     /// Append a value unique to its key to the list at the key (reads then return the list).
     Append,
+    /// A transaction: the value is a list of micro-ops, Elle's `["append", k, v]`,
+    /// `["w", k, v]` and `["r", k, null]` (a completion fills in each read's result).
+    Txn,
+    /// A bank transfer: `{"from": a, "to": b, "amount": n}`.
+    Transfer,
+    /// A bank read of every account: `null`, completed with `{"<account>": balance, ...}`.
+    BankRead,
 }
 
 impl F {
@@ -37,6 +44,9 @@ impl F {
             F::Write => "write",
             F::Cas => "cas",
             F::Append => "append",
+            F::Txn => "txn",
+            F::Transfer => "transfer",
+            F::BankRead => "read",
         }
     }
 }
@@ -116,6 +126,21 @@ pub struct GeneratorConfig {
     pub rate: f64,
     /// Number of client processes sharing that rate.
     pub concurrency: usize,
+    /// What an operation is: a register or list operation (the mix above), a transaction or a
+    /// bank operation.
+    pub shape: Shape,
+}
+
+/// What the generator makes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Shape {
+    /// Single-key operations from the mix.
+    #[default]
+    Register,
+    /// Elle's transactions (`[txn]`).
+    Txn(crate::txn::TxnSpec),
+    /// Bank transfers and reads (`[bank]`).
+    Bank(crate::txn::BankSpec),
 }
 
 struct ActiveKey {
@@ -144,6 +169,8 @@ pub struct Generator {
     next_key: u64,
     /// Every key handed out so far, for the final reads.
     touched: Vec<String>,
+    txn: Option<crate::txn::TxnGen>,
+    bank: Option<crate::txn::BankGen>,
 }
 
 impl Generator {
@@ -161,7 +188,14 @@ impl Generator {
         let touched = (0..config.active_keys)
             .map(|id| key_name(id as u64))
             .collect();
+        let (txn, bank) = match &config.shape {
+            Shape::Register => (None, None),
+            Shape::Txn(spec) => (Some(crate::txn::TxnGen::new(spec.clone())), None),
+            Shape::Bank(spec) => (None, Some(crate::txn::BankGen::new(spec.clone()))),
+        };
         Self {
+            txn,
+            bank,
             next_key: config.active_keys as u64,
             config,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -172,6 +206,12 @@ impl Generator {
 
     /// The next operation.
     pub fn next_op(&mut self) -> Op {
+        if let Some(g) = &mut self.txn {
+            return g.next_op(&mut self.rng);
+        }
+        if let Some(g) = &mut self.bank {
+            return g.next_op(&mut self.rng);
+        }
         let m = self.config.mix;
         let pick = self.rng.random_range(0..m.total());
         let f = if pick < m.read {
@@ -204,6 +244,8 @@ impl Generator {
                 self.rng.random_range(0..range)
             ]),
             F::Append => json!(appended),
+            // Not in a register mix: transactions and bank operations have their own generators.
+            F::Txn | F::Transfer | F::BankRead => Value::Null,
         };
         Op { f, key, value }
     }
@@ -266,6 +308,7 @@ mod tests {
             value_range: 5,
             rate: 100.0,
             concurrency: 4,
+            shape: Shape::Register,
         }
     }
 
@@ -367,8 +410,21 @@ mod tests {
                 F::Read => assert!(op.value.is_null()),
                 F::Write => assert!(op.value.as_u64().is_some_and(|v| v < 5)),
                 F::Cas => assert_eq!(op.value.as_array().map(Vec::len), Some(2)),
-                F::Append => panic!("the default mix has no appends"),
+                f => panic!("the default mix has no {f:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_txn_shape_makes_transactions_from_the_same_seed_alike() {
+        let mut cfg = config();
+        cfg.shape = Shape::Txn(crate::txn::TxnSpec::default());
+        let (mut a, mut b) = (Generator::new(cfg.clone(), 9), Generator::new(cfg, 9));
+        for _ in 0..100 {
+            let op = a.next_op();
+            assert_eq!(op.f, F::Txn);
+            assert!(op.key.is_empty(), "a txn names its keys in its value");
+            assert_eq!(op, b.next_op());
         }
     }
 

@@ -13,12 +13,16 @@
 //! - [`store`]: the run folder, `run.json`, and the history writer (flushed line by line).
 //! - [`workload`]: named workloads (`workloads/*.toml`) and their validation.
 //! - [`db`]: systems under test (Jepsen's DB): raftkv and etcd containers, readiness, the leader.
+//! - [`galera`]: MariaDB Galera Cluster as a system under test: node flags, the `[galera]`
+//!   table, readiness by wsrep state, n1 as the nominal leader.
 //! - [`watch`]: the etcd watch workload: writers with revisions, watchers on every member that
 //!   ask for progress and resume broken streams; every response recorded.
 //! - [`lease`]: the etcd lease workload: leases granted, kept alive through followers, their
 //!   keys read back.
 //! - [`queue`]: the NATS queue workload: writers publishing unique values, a drain by every
 //!   client after the heal; and the NATS streams a run needs, made before its clients start.
+//! - [`txn`]: the transactional workloads: Elle's list-append and rw-register transactions over
+//!   a rotating key pool, and Jepsen's bank.
 //! - [`runner`]: one run end to end: cluster, clients, nemesis, heal, final reads, teardown, check.
 //! - [`check_cmd`]: `faultline check`.
 //! - [`matrix`]: `faultline matrix`: each planted bug's workload over several seeds, with controls.
@@ -37,6 +41,7 @@ pub mod client;
 pub mod compare;
 pub mod control;
 pub mod db;
+pub mod galera;
 pub mod generator;
 pub mod lease;
 pub mod matrix;
@@ -46,6 +51,7 @@ pub mod report;
 pub mod runner;
 pub mod serve;
 pub mod store;
+pub mod txn;
 pub mod watch;
 pub mod workload;
 pub mod workspace;

@@ -287,6 +287,10 @@ pub fn first_anomaly(dir: &Path, outcome: &runner::RunOutcome) -> Option<f64> {
         r.watch.as_ref().and_then(|w| w.first_violation_time()),
         r.lease.as_ref().and_then(|l| l.first_violation_time()),
         r.queue.as_ref().and_then(|q| q.first_violation_time()),
+        r.txn
+            .as_ref()
+            .and_then(|t| t.first_anomaly_time)
+            .map(std::time::Duration::from_nanos),
     ];
     if let Some(t) = checked_in_time.into_iter().flatten().min() {
         return Some(t.as_secs_f64());
@@ -401,7 +405,7 @@ async fn run_cell(args: &MatrixArgs, root: &Path, dir: &Path, row: Row, seed: u6
     }
     let node_bin = match w.target {
         workload::Target::Raftkv => args.node_bin.clone(),
-        workload::Target::Etcd | workload::Target::Nats => None,
+        workload::Target::Etcd | workload::Target::Nats | workload::Target::Galera => None,
     };
     if let Some(p) = &node_bin {
         reproduce += &format!(" --node-bin {}", p.display());

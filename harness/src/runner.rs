@@ -417,6 +417,21 @@ async fn prepare_db(
             };
             Ok((Box::new(db), record, vec![base, image.name]))
         }
+        Target::Galera => {
+            anyhow::ensure!(
+                node_bin.is_none(),
+                "--node-bin is a raftkv binary; the galera target runs Debian's mariadb-server and galera-4"
+            );
+            let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
+            let image = images.ensure_galera(&faultfs, false).await?;
+            let record = NodeRecord {
+                binary: "/usr/sbin/mariadbd".into(),
+                origin: format!("Debian {}", image.versions()),
+                sha256: image.sha256.clone(),
+            };
+            let db = crate::galera::Galera::for_workload(w, &image.name);
+            Ok((Box::new(db), record, vec![base, image.name]))
+        }
     }
 }
 
@@ -490,8 +505,17 @@ pub fn summary_line(checked: &Checked) -> String {
 /// When the history cannot be read or the results cannot be written.
 pub fn check_run(dir: &RunDir) -> anyhow::Result<Checked> {
     let history = faultline_checker::read_history(&dir.history())?;
+    // A transactional workload names the consistency model its history is checked against.
+    let txn_model = std::fs::read(dir.path.join("run.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|r| r["workload"]["txn"]["model"].as_str().map(str::to_string))
+        .map(|m| faultline_checker::ConsistencyModel::parse(&m))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("run.json: workload.txn.model: {e}"))?;
     let options = CheckOptions {
         time_limit: Some(Duration::from_secs(60)),
+        txn_model,
         ..CheckOptions::default()
     };
     // Watch and lease histories go to their own checkers; registers to linearizability.
@@ -588,6 +612,14 @@ async fn run_cluster(
         w.nodes,
         boot.elapsed().as_secs_f64()
     );
+    if w.target == Target::Galera {
+        // The tables (and a bank's accounts), before any client.
+        if let Err(e) = crate::galera::prepare(w, &clients).await {
+            drop(restarter);
+            collect_logs(&cluster, dir, restarts.load(Ordering::Relaxed)).await;
+            return Err(e);
+        }
+    }
     if w.target == Target::Nats {
         // The KV bucket or the queue stream, replicated on every node, before any client.
         if let Err(e) = crate::queue::prepare_nats(w, &clients).await {
@@ -643,7 +675,7 @@ async fn drive(
 
     let mut workers = Vec::new();
     match w.kind() {
-        Kind::Register => {
+        Kind::Register | Kind::Txn | Kind::Bank => {
             // `cas-from-read` values: unique in the run, above any `value-range` draw.
             let unique = Arc::new(AtomicU64::new(u64::from(w.keys.value_range) + 1));
             for i in 0..w.concurrency {
@@ -830,7 +862,8 @@ async fn drive(
     match w.kind() {
         Kind::Register => final_reads(&keys, clients, &recorder, opts.seed).await?,
         Kind::Queue => crate::queue::drain_all(w, clients, &recorder).await?,
-        Kind::Watch | Kind::Lease => {}
+        // Elle needs no final reads: the version orders come from the reads the transactions made.
+        Kind::Watch | Kind::Lease | Kind::Txn | Kind::Bank => {}
     }
     stop_poller.cancel();
     let _ = poller.await;
@@ -881,7 +914,8 @@ async fn perform(
     client: &NodeClient,
     op: &Op,
 ) -> anyhow::Result<Completion> {
-    let (f, key) = (op.f.name(), Some(op.key.as_str()));
+    // Transactions and bank operations name their keys inside their values.
+    let (f, key) = (op.f.name(), Some(op.key.as_str()).filter(|k| !k.is_empty()));
     recorder.invoke(process, f, key, &op.value, node)?;
     let completion = client.invoke(op).await;
     recorder.complete(process, f, key, &op.value, &completion, node)?;

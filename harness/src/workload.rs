@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::generator::{GeneratorConfig, Mix};
+use crate::generator::{GeneratorConfig, Mix, Shape};
 use crate::nemesis::{NemesisSpec, Script};
+use crate::txn::{BankSpec, TxnSpec};
 
 /// Which system the workload runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -19,6 +20,9 @@ pub enum Target {
     Etcd,
     /// NATS JetStream 2.9 from Debian's `nats-server` package: KV registers and a queue stream.
     Nats,
+    /// MariaDB 10.11 with Galera 4 from Debian's `mariadb-server` and `galera-4` packages:
+    /// transactions over SQL.
+    Galera,
 }
 
 impl Target {
@@ -28,6 +32,7 @@ impl Target {
             Target::Raftkv => "raftkv",
             Target::Etcd => "etcd",
             Target::Nats => "nats",
+            Target::Galera => "galera",
         }
     }
 }
@@ -181,6 +186,16 @@ pub struct Workload {
     /// replicated stream, drained by every client after the heal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueSpec>,
+    /// Transactions (Elle's list-append or rw-register) instead of registers, checked for the
+    /// consistency model the table names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<TxnSpec>,
+    /// Bank transfers and reads instead of registers: the total never changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank: Option<BankSpec>,
+    /// Galera only: isolation level, snapshot isolation, `wsrep_sync_wait` of every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera: Option<crate::galera::GaleraSpec>,
 }
 
 /// The `[queue]` table: `concurrency` publishers send unique values (`{"writer", "n"}`) to one
@@ -224,6 +239,10 @@ pub enum Kind {
     Lease,
     /// A NATS queue stream (`[queue]`), checked for lost and unexpected messages.
     Queue,
+    /// Transactions (`[txn]`), checked for the anomalies their consistency model forbids.
+    Txn,
+    /// Bank transfers (`[bank]`), checked for a constant total.
+    Bank,
 }
 
 /// Where a watcher's first watch starts.
@@ -548,6 +567,8 @@ impl Workload {
         }
         self.validate_etcd_workloads(file)?;
         self.validate_nats(file)?;
+        self.validate_txn(file)?;
+        crate::galera::validate(self).or_else(|(field, message)| invalid(file, field, message))?;
         if let Some(spec) = &self.nemesis {
             spec.validate().map_err(|e| WorkloadError::Invalid {
                 file: file.to_string(),
@@ -625,9 +646,115 @@ impl Workload {
             Kind::Lease
         } else if self.queue.is_some() {
             Kind::Queue
+        } else if self.txn.is_some() {
+            Kind::Txn
+        } else if self.bank.is_some() {
+            Kind::Bank
         } else {
             Kind::Register
         }
+    }
+
+    /// `[txn]` and `[bank]`: one at a time, not mixed with `[ops]` or another workload table,
+    /// on a target that has transactions, values in range. Galera alone has no registers.
+    fn validate_txn(&self, file: &str) -> Result<(), WorkloadError> {
+        let bad = |field: &str, message: String| invalid(file, field, message);
+        let others = self.watch.is_some() || self.lease.is_some() || self.queue.is_some();
+        let table = match (&self.txn, &self.bank) {
+            (None, None) if self.target == Target::Galera => {
+                return bad(
+                    "target",
+                    "Galera runs the transactional workloads: add a `[txn]` or a `[bank]` table"
+                        .into(),
+                );
+            }
+            (None, None) => return Ok(()),
+            (Some(_), Some(_)) => {
+                return bad(
+                    "bank",
+                    "a workload has either a `[txn]` or a `[bank]` table, not both".into(),
+                );
+            }
+            (Some(_), None) => "txn",
+            (None, Some(_)) => "bank",
+        };
+        if others {
+            return bad(
+                table,
+                format!(
+                    "the {table} workload cannot be mixed with `[watch]`, `[lease]` or `[queue]`"
+                ),
+            );
+        }
+        if self.ops != Mix::default() {
+            return bad(
+                "ops",
+                format!(
+                    "`[ops]` is for register workloads; the {table} workload makes its own operations"
+                ),
+            );
+        }
+        let targets: &[Target] = if table == "txn" {
+            &[Target::Raftkv, Target::Etcd, Target::Galera]
+        } else {
+            &[Target::Galera]
+        };
+        if !targets.contains(&self.target) {
+            let names: Vec<&str> = targets.iter().map(|t| t.as_str()).collect();
+            return bad(
+                table,
+                format!(
+                    "the {table} workload runs against {} (not {})",
+                    names.join(", "),
+                    self.target.as_str()
+                ),
+            );
+        }
+        if self.target == Target::Etcd && self.node.etcd_client != EtcdApi::Grpc {
+            return bad(
+                "node.etcd-client",
+                "transactions go through etcd's gRPC API".into(),
+            );
+        }
+        if let Some(t) = &self.txn {
+            if t.keys == 0 {
+                return bad("txn.keys", "at least one key must be active".into());
+            }
+            if t.max_writes_per_key == 0 {
+                return bad("txn.max-writes-per-key", "at least 1".into());
+            }
+            if t.min_ops == 0 || t.min_ops > t.max_ops || t.max_ops > 64 {
+                return bad(
+                    "txn.min-ops",
+                    format!(
+                        "1 <= min-ops <= max-ops <= 64, not {}..{}",
+                        t.min_ops, t.max_ops
+                    ),
+                );
+            }
+            if !crate::txn::MODELS.contains(&t.model.as_str()) {
+                return bad(
+                    "txn.model",
+                    format!(
+                        "unknown consistency model '{}' (known: {})",
+                        t.model,
+                        crate::txn::MODELS.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(b) = &self.bank {
+            if b.accounts < 2 {
+                return bad("bank.accounts", "at least 2 accounts".into());
+            }
+            if b.total < 0 || b.max_transfer < 1 {
+                return bad(
+                    "bank.total",
+                    "total must be >= 0 and max-transfer >= 1".into(),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// NATS: registers (read, write, cas) or the `[queue]` table; the queue only on NATS.
@@ -812,6 +939,11 @@ impl Workload {
             value_range: self.keys.value_range,
             rate: self.rate,
             concurrency: self.concurrency,
+            shape: match (&self.txn, &self.bank) {
+                (Some(t), _) => Shape::Txn(t.clone()),
+                (None, Some(b)) => Shape::Bank(b.clone()),
+                (None, None) => Shape::Register,
+            },
         }
     }
 }
@@ -825,6 +957,7 @@ pub const KNOWN_BUGS: &[&str] = &[
     "early-ack",
     "lease-ignores-skew",
     "no-fsync",
+    "txn-split",
 ];
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub fn testdata() -> PathBuf {
 
 mod budget;
 mod counterexample;
+mod elle_cli;
 mod format;
 mod models;
 mod random;
+mod txn;

@@ -195,6 +195,65 @@ impl EtcdClient {
         ))
     }
 
+    /// A transaction of Elle micro-ops, as Jepsen's etcd test runs them: one etcd txn reads
+    /// every key involved (a snapshot at one revision); the micro-ops are played on that
+    /// snapshot; then, if the transaction writes, a second etcd txn puts the new values if no
+    /// key it read or wrote has a `mod_revision` that moved since the read, and does nothing (`fail`, `txn-conflict`)
+    /// otherwise. A read-only transaction is the first txn alone.
+    async fn txn(&self, op: &Op) -> Completion {
+        let Some(mops) = op.value.as_array() else {
+            return Completion::Fail(format!("a txn value that is not a list: {}", op.value));
+        };
+        let keys: std::collections::BTreeSet<String> =
+            mops.iter().map(|m| txn_key(&m[1])).collect();
+        let gets: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
+        let read = self
+            .call(|mut c| async move { c.txn(Txn::new().and_then(gets)).await })
+            .await;
+        let read = match read {
+            Ok(r) => r,
+            // Nothing was written yet: whatever happened, the transaction did not.
+            Err(e) => return Completion::Fail(e.reason),
+        };
+        let mut snapshot = std::collections::BTreeMap::new();
+        for (key, r) in keys.iter().zip(read.op_responses()) {
+            let kv = match r {
+                etcd_client::TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+                _ => None,
+            };
+            let (rev, value) = kv.map_or((0, Value::Null), |kv| {
+                (kv.mod_revision(), decode_value(kv.value()))
+            });
+            snapshot.insert(key.clone(), (rev, value));
+        }
+        let (done, writes) = match play_txn(mops, &snapshot) {
+            Ok(p) => p,
+            Err(e) => return Completion::Fail(e),
+        };
+        if writes.is_empty() {
+            return Completion::Ok(Value::Array(done));
+        }
+        // Every key the transaction touched, read ones too: comparing only the written keys
+        // lets two transactions that read each other's keys both commit (write skew, G2-item;
+        // a first version of this client did that, and the checker caught it).
+        let when: Vec<Compare> = snapshot
+            .iter()
+            .map(|(k, (rev, _))| Compare::mod_revision(k.as_str(), CompareOp::Equal, *rev))
+            .collect();
+        let puts: Vec<TxnOp> = writes
+            .iter()
+            .map(|(k, v)| TxnOp::put(k.as_str(), encode_value(v), None))
+            .collect();
+        let put = self
+            .call(|mut c| async move { c.txn(Txn::new().when(when).and_then(puts)).await })
+            .await;
+        match put {
+            Ok(r) if r.succeeded() => Completion::Ok(Value::Array(done)),
+            Ok(_) => Completion::Fail("txn-conflict".into()),
+            Err(e) => e.completion(),
+        }
+    }
+
     /// Invokes one register operation and classifies the answer. A cas is never retried.
     pub async fn invoke(&self, op: &Op) -> Completion {
         let key = op.key.clone();
@@ -235,7 +294,10 @@ impl EtcdClient {
                     .map(|r| r.succeeded())
             }
             // Refused by the workload's validation; nothing is sent.
-            F::Append => return Completion::Fail("append is not supported against etcd".into()),
+            F::Append | F::Transfer | F::BankRead => {
+                return Completion::Fail(format!("{} is not supported against etcd", op.f.name()));
+            }
+            F::Txn => return self.txn(op).await,
         };
         match result {
             Ok(true) => Completion::Ok(op.value.clone()),
@@ -414,6 +476,56 @@ fn header_revision(h: Option<&etcd_client::ResponseHeader>) -> Result<i64, CallE
 }
 
 /// The transaction of a cas from `from` to `to` (`from` null: the key must not exist).
+/// The etcd key of an Elle key.
+fn txn_key(k: &Value) -> String {
+    match k {
+        Value::String(s) => format!("/faultline/txn/{s}"),
+        k => format!("/faultline/txn/{k}"),
+    }
+}
+
+/// Plays Elle micro-ops on a snapshot (etcd key -> (mod revision, value)): the completed
+/// micro-ops (reads filled in; a list never appended reads as `null`) and the final value of
+/// every key written.
+///
+/// # Errors
+/// An unknown micro-op, or an append to a value that is not a list.
+#[allow(clippy::type_complexity)]
+fn play_txn(
+    mops: &[Value],
+    snapshot: &std::collections::BTreeMap<String, (i64, Value)>,
+) -> Result<(Vec<Value>, std::collections::BTreeMap<String, Value>), String> {
+    let mut writes: std::collections::BTreeMap<String, Value> = Default::default();
+    let mut done = Vec::with_capacity(mops.len());
+    for m in mops {
+        let key = txn_key(&m[1]);
+        let current = writes
+            .get(&key)
+            .or_else(|| snapshot.get(&key).map(|(_, v)| v))
+            .cloned()
+            .unwrap_or(Value::Null);
+        match m[0].as_str() {
+            Some("r") => done.push(json!([m[0], m[1], current])),
+            Some("w") => {
+                writes.insert(key, m[2].clone());
+                done.push(m.clone());
+            }
+            Some("append") => {
+                let mut list = match current {
+                    Value::Null => Vec::new(),
+                    Value::Array(l) => l,
+                    other => return Err(format!("append to {key}, which holds {other}")),
+                };
+                list.push(m[2].clone());
+                writes.insert(key, Value::Array(list));
+                done.push(m.clone());
+            }
+            _ => return Err(format!("unknown micro-op {m}")),
+        }
+    }
+    Ok((done, writes))
+}
+
 fn cas_txn(key: &str, from: &Value, to: &Value) -> Txn {
     let compare = if from.is_null() {
         Compare::create_revision(key, CompareOp::Equal, 0)
@@ -451,6 +563,40 @@ pub fn event_json(e: &etcd_client::Event) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_txn_plays_on_its_snapshot_and_reads_its_own_appends() {
+        let snapshot: std::collections::BTreeMap<String, (i64, Value)> = [
+            ("/faultline/txn/1".to_string(), (7, json!([4, 5]))),
+            ("/faultline/txn/2".to_string(), (9, json!(3))),
+        ]
+        .into();
+        let mops = [
+            json!(["r", 1, null]),
+            json!(["append", 1, 6]),
+            json!(["r", 1, null]),
+            json!(["r", 3, null]),
+            json!(["append", 3, 1]),
+            json!(["r", 2, null]),
+        ];
+        let (done, writes) = super::play_txn(&mops, &snapshot).unwrap();
+        assert_eq!(
+            done,
+            [
+                json!(["r", 1, [4, 5]]),
+                json!(["append", 1, 6]),
+                json!(["r", 1, [4, 5, 6]]),
+                json!(["r", 3, null]),
+                json!(["append", 3, 1]),
+                json!(["r", 2, 3]),
+            ]
+        );
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert_eq!(writes["/faultline/txn/1"], json!([4, 5, 6]));
+        assert_eq!(writes["/faultline/txn/3"], json!([1]));
+        assert!(super::play_txn(&[json!(["append", 2, 1])], &snapshot).is_err());
+        assert!(super::play_txn(&[json!(["x", 2, 1])], &snapshot).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -101,8 +101,11 @@ impl EtcdGatewayClient {
             ),
             F::Cas => ("txn", cas_body(&key, &op.value[0], &op.value[1])),
             // Refused by the workload's validation; nothing is sent.
-            F::Append => {
-                return Completion::Fail("append is not supported against etcd".into());
+            F::Append | F::Txn | F::Transfer | F::BankRead => {
+                return Completion::Fail(format!(
+                    "{} is not supported by the etcd gateway client",
+                    op.f.name()
+                ));
             }
         };
         let url = format!("{}/v3/kv/{path}", self.base);
@@ -152,7 +155,9 @@ fn classify(op: &Op, answer: Result<(StatusCode, Value), HttpError>) -> Completi
                     Some(Err(e)) => Completion::Fail(e),
                 },
             },
-            F::Write | F::Append => Completion::Ok(op.value.clone()),
+            F::Write | F::Append | F::Txn | F::Transfer | F::BankRead => {
+                Completion::Ok(op.value.clone())
+            }
             F::Cas => {
                 if body["succeeded"].as_bool() == Some(true) {
                     Completion::Ok(op.value.clone())

@@ -8,12 +8,14 @@
 
 mod etcd;
 mod etcd_gateway;
+mod galera;
 mod http;
 mod nats;
 mod raftkv;
 
 pub use etcd::{CallError, EtcdClient, KeepAlive, classify_error, event_json};
 pub use etcd_gateway::EtcdGatewayClient;
+pub use galera::{GALERA_PORT, GaleraClient, GaleraSession};
 pub use http::{HttpClient, HttpError};
 pub use nats::{
     CLIENT_PORT as NATS_CLIENT_PORT, CLUSTER_PORT as NATS_CLUSTER_PORT, DRAIN_STALL, Drained,
@@ -58,6 +60,8 @@ pub enum NodeClient {
     EtcdGateway(EtcdGatewayClient),
     /// NATS JetStream (KV registers, the queue stream).
     Nats(NatsClient),
+    /// MariaDB Galera Cluster over SQL (transactions, bank).
+    Galera(GaleraClient),
 }
 
 impl NodeClient {
@@ -68,6 +72,7 @@ impl NodeClient {
             NodeClient::Etcd(c) => c.invoke(op).await,
             NodeClient::EtcdGateway(c) => c.invoke(op).await,
             NodeClient::Nats(c) => c.invoke(op).await,
+            NodeClient::Galera(c) => c.invoke(op).await,
         }
     }
 
@@ -108,6 +113,14 @@ impl NodeClient {
         }
     }
 
+    /// The Galera client, when the system under test is Galera.
+    pub fn galera(&self) -> Option<&GaleraClient> {
+        match self {
+            NodeClient::Galera(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// The etcd gRPC client, when the system under test is etcd reached over gRPC.
     pub fn etcd(&self) -> Option<&EtcdClient> {
         match self {
@@ -126,6 +139,7 @@ impl NodeClient {
             NodeClient::Etcd(c) => c.status().await,
             NodeClient::EtcdGateway(c) => c.status().await,
             NodeClient::Nats(c) => c.status().await,
+            NodeClient::Galera(c) => c.status().await,
         }
     }
 }

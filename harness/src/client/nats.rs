@@ -300,7 +300,9 @@ impl NatsClient {
                     .await;
                 self.complete_write(&op.key, to, op.value.clone(), r)
             }
-            F::Append => Completion::Fail("append is not supported against NATS".into()),
+            F::Append | F::Txn | F::Transfer | F::BankRead => {
+                Completion::Fail(format!("{} is not supported against NATS", op.f.name()))
+            }
         }
     }
 

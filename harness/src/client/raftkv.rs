@@ -170,15 +170,72 @@ impl RaftkvClient {
                 format!("{}/kv/{key}/append", self.base),
                 Some(json!({ "value": op.value })),
             ),
+            F::Txn => (
+                Method::POST,
+                format!("{}/txn", self.base),
+                Some(json!({ "ops": txn_request(&op.value) })),
+            ),
+            F::Transfer | F::BankRead => {
+                return Completion::Fail(format!("{} is not supported by raftkv", op.f.name()));
+            }
         };
         let answer = self.http.request(method, &url, body.as_ref()).await;
         let completion = classify(op, answer);
         // A read has no effect, so not knowing its outcome is the same as it not having happened.
         match (op.f, completion) {
             (F::Read, Completion::Info(reason)) => Completion::Fail(reason),
+            (F::Txn, Completion::Info(reason)) if read_only(&op.value) => Completion::Fail(reason),
             (_, c) => c,
         }
     }
+}
+
+/// raftkv's keys are strings: Elle's integer key `k` becomes `t<k>` (a string key stays).
+fn txn_request(mops: &Value) -> Value {
+    let ops = mops.as_array().map(Vec::as_slice).unwrap_or_default();
+    Value::Array(
+        ops.iter()
+            .map(|m| {
+                let key = match &m[1] {
+                    Value::String(s) => s.clone(),
+                    k => format!("t{k}"),
+                };
+                json!([m[0], key, m[2]])
+            })
+            .collect(),
+    )
+}
+
+/// Whether every micro-op of a transaction is a read (an unknown outcome then changed nothing).
+pub(crate) fn read_only(mops: &Value) -> bool {
+    mops.as_array()
+        .is_some_and(|ops| ops.iter().all(|m| m[0] == "r"))
+}
+
+/// The invoked micro-ops with each read's result taken from the answer's `ops` (same order).
+fn txn_completed(mops: &Value, body: &Value) -> Completion {
+    let (Some(asked), Some(done)) = (mops.as_array(), body["ops"].as_array()) else {
+        return Completion::Info(format!("a txn answer without ops: {body}"));
+    };
+    if asked.len() != done.len() {
+        return Completion::Info(format!(
+            "a txn of {} micro-ops answered with {}",
+            asked.len(),
+            done.len()
+        ));
+    }
+    let filled = asked
+        .iter()
+        .zip(done)
+        .map(|(a, d)| {
+            if a[0] == "r" {
+                json!([a[0], a[1], d[2]])
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    Completion::Ok(Value::Array(filled))
 }
 
 /// Turns an HTTP answer (or its absence) into a completion.
@@ -186,6 +243,7 @@ fn classify(op: &Op, answer: Result<(StatusCode, Value), HttpError>) -> Completi
     match answer {
         Ok((StatusCode::OK, body)) => match op.f {
             F::Read => Completion::Ok(body.get("value").cloned().unwrap_or(Value::Null)),
+            F::Txn => txn_completed(&op.value, &body),
             _ => Completion::Ok(op.value.clone()),
         },
         Ok((code, body)) => {
@@ -293,5 +351,30 @@ mod tests {
             Completion::Fail(reason) => assert!(reason.starts_with("connect"), "{reason}"),
             other => panic!("expected a definite failure, got {other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod txn_tests {
+    use super::*;
+
+    #[test]
+    fn a_txn_goes_out_with_string_keys_and_comes_back_with_elles() {
+        let asked = json!([["append", 3, 1], ["r", 3, null], ["w", "k", 2]]);
+        assert_eq!(
+            txn_request(&asked),
+            json!([["append", "t3", 1], ["r", "t3", null], ["w", "k", 2]])
+        );
+        let body = json!({"ops": [["append", "t3", 1], ["r", "t3", [7, 1]], ["w", "k", 2]]});
+        assert_eq!(
+            txn_completed(&asked, &body),
+            Completion::Ok(json!([["append", 3, 1], ["r", 3, [7, 1]], ["w", "k", 2]]))
+        );
+        assert!(matches!(
+            txn_completed(&asked, &json!({"ops": []})),
+            Completion::Info(_)
+        ));
+        assert!(read_only(&json!([["r", 1, null], ["r", 2, null]])));
+        assert!(!read_only(&asked));
     }
 }

@@ -19,6 +19,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{ControlError, DockerContext, host_apt_source, is_not_found};
 
+mod galera;
+pub use galera::{GALERA_ENTRYPOINT, GALERA_REPO, GaleraImage};
+
 /// Repository name of the base image.
 pub const BASE_REPO: &str = "faultline/base";
 /// Repository name of raftkv node images.
@@ -560,8 +563,18 @@ impl Images {
         dockerfile: &str,
         files: &[(&str, &Path)],
     ) -> Result<(), ControlError> {
-        let bar = self.spinner(what.to_string());
         let context = build_context(&[("Dockerfile", dockerfile.as_bytes(), 0o644)], files)?;
+        self.build_from_context(name, what, context).await
+    }
+
+    /// Builds `name` from a ready build context (a tar with a `Dockerfile`).
+    async fn build_from_context(
+        &self,
+        name: &str,
+        what: &str,
+        context: Vec<u8>,
+    ) -> Result<(), ControlError> {
+        let bar = self.spinner(what.to_string());
         let options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
             .t(name)

@@ -19,8 +19,8 @@ pub use apt::{
 pub use clean::{Leftovers, RunGuard, clean};
 pub use cluster::{Cluster, ExecOutput, FAILPOINT_EXIT, NodeHandle, NodeSpec};
 pub use images::{
-    BASE_PACKAGES, BASE_REPO, ETCD, ImageRow, Images, NATS, NODE_REPO, NodeBinary, Packaged,
-    PackagedImage, base_recipe_tag,
+    BASE_PACKAGES, BASE_REPO, ETCD, GALERA_ENTRYPOINT, GALERA_REPO, GaleraImage, ImageRow, Images,
+    NATS, NODE_REPO, NodeBinary, Packaged, PackagedImage, base_recipe_tag,
 };
 
 use bollard::Docker;

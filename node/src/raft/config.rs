@@ -53,11 +53,16 @@ pub enum Bug {
     /// loses acknowledged entries and votes (breaks Figure 2's "updated on stable storage before
     /// responding to RPCs").
     NoFsync,
+    /// The leader applies a transaction's micro-operations as separate log entries, one after
+    /// another, instead of one entry: other commands interleave between them, and a failure
+    /// half-way leaves the first half applied. Breaks the atomicity and isolation of `POST
+    /// /txn` (the server obeys it, the core ignores it).
+    TxnSplit,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::StaleRead,
         Bug::ForgetVote,
         Bug::CommitOldTerm,
@@ -65,6 +70,7 @@ impl Bug {
         Bug::EarlyAck,
         Bug::LeaseIgnoresSkew,
         Bug::NoFsync,
+        Bug::TxnSplit,
     ];
 
     /// The kebab-case name used on command lines (`--bug stale-read`).
@@ -77,6 +83,7 @@ impl Bug {
             Bug::EarlyAck => "early-ack",
             Bug::LeaseIgnoresSkew => "lease-ignores-skew",
             Bug::NoFsync => "no-fsync",
+            Bug::TxnSplit => "txn-split",
         }
     }
 }
@@ -90,7 +97,7 @@ impl fmt::Display for Bug {
 /// The error for an unknown bug name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown bug {0:?} (known: stale-read, forget-vote, commit-old-term, skip-prev-check, early-ack, lease-ignores-skew, no-fsync)"
+    "unknown bug {0:?} (known: stale-read, forget-vote, commit-old-term, skip-prev-check, early-ack, lease-ignores-skew, no-fsync, txn-split)"
 )]
 pub struct UnknownBug(pub String);
 

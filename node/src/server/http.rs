@@ -47,6 +47,8 @@ pub struct Api {
     client: Client<HttpConnector, Full<Bytes>>,
     /// The failpoints, when `--failpoint-api` opened them to HTTP.
     failpoints: Option<Failpoints>,
+    /// The planted bug `txn-split`: a transaction's micro-ops are proposed one entry each.
+    split_txns: bool,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -243,7 +245,15 @@ impl Api {
             timeout,
             client,
             failpoints,
+            split_txns: false,
         }
+    }
+
+    /// With `split` (the planted bug `txn-split`), the leader proposes each micro-op of a
+    /// transaction as its own log entry, one after another.
+    pub fn with_split_txns(mut self, split: bool) -> Self {
+        self.split_txns = split;
+        self
     }
 
     /// Handles one request.
@@ -286,6 +296,14 @@ impl Api {
                 })
                 .await
             }
+            Op::Write(Command::Txn { ops }) if self.split_txns => {
+                let deadline = Instant::now() + self.timeout;
+                self.with_leader(&method, &path, &body, forwarded, deadline, |api| {
+                    let ops = ops.clone();
+                    async move { api.split_txn(ops).await }
+                })
+                .await
+            }
             Op::Write(cmd) => {
                 let deadline = Instant::now() + self.timeout;
                 self.with_leader(&method, &path, &body, forwarded, deadline, |api| {
@@ -322,6 +340,31 @@ impl Api {
             StatusCode::OK,
             serde_json::to_value(fps.view()).unwrap_or_default(),
         )
+    }
+
+    /// The planted bug `txn-split`: each micro-op is proposed as a one-op transaction and
+    /// awaited before the next, so other commands interleave between them and a failure
+    /// half-way leaves the first part applied. Until the first part is applied nothing has
+    /// happened, and the usual forwarding and waiting apply.
+    async fn split_txn(&self, ops: Vec<MicroOp>) -> Step {
+        let mut done = Vec::with_capacity(ops.len());
+        for op in ops {
+            let cmd = Command::Txn { ops: vec![op] };
+            let reply = self.node.call(|tx| Event::Propose(cmd, tx)).await;
+            match (reply, done.is_empty()) {
+                (Some(Reply::Applied(Outcome::Txn(mut out))), _) => done.append(&mut out),
+                (reply, true) => return self.step(reply),
+                (Some(Reply::Applied(o)), false) => return Step::Done(outcome_response(o)),
+                (_, false) => {
+                    return Step::Done(error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "leadership-lost",
+                        false,
+                    ));
+                }
+            }
+        }
+        Step::Done(outcome_response(Outcome::Txn(done)))
     }
 
     fn step(&self, reply: Option<Reply>) -> Step {

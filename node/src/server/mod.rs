@@ -232,12 +232,15 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> an
         TransportOptions::default(),
         move |m| peer_handle.message(m),
     ));
-    let api = Arc::new(http::Api::new(
-        config.id,
-        handle.clone(),
-        config.request_timeout,
-        config.failpoint_api.then(|| config.failpoints.clone()),
-    ));
+    let api = Arc::new(
+        http::Api::new(
+            config.id,
+            handle.clone(),
+            config.request_timeout,
+            config.failpoint_api.then(|| config.failpoints.clone()),
+        )
+        .with_split_txns(config.bugs.contains(&Bug::TxnSplit)),
+    );
     let http_task = tokio::spawn(http::serve(client_listener, api));
     tracing::info!(client = %config.client_listen, peer = %config.peer_listen, "listening");
 

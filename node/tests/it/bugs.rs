@@ -226,3 +226,45 @@ fn without_the_bug_status_counts_fsyncs_and_has_no_unsynced_field() {
     assert!(wal.get("unsynced").is_none(), "{wal}");
     assert!(!c.node(1).log_text().contains("FSYNC DISABLED"));
 }
+
+/// `txn-split` applies a transaction's micro-ops as separate entries: a transaction that fails
+/// half-way (an append to a key that holds no list) leaves its first part applied, which a
+/// correct raftkv never does. Both answer the same successful transaction alike.
+#[test]
+fn txn_split_bug_leaves_half_a_failed_transaction_applied() {
+    for (args, half_applied) in [(&[][..], false), (&["--bug", "txn-split"][..], true)] {
+        let c = Cluster::start(3, args);
+        let leader = c.wait_leader(Duration::from_secs(20));
+        let addr = c.node(leader).client();
+        let t = Duration::from_secs(10);
+        let put = retry(
+            &[addr.clone()],
+            "PUT",
+            "/kv/s",
+            Some(&put_body(json!(5))),
+            t,
+            |r| r.status == 200,
+        );
+        assert_eq!(put.body, json!({}));
+        let ok = json!({"ops": [["append", "l", 1], ["r", "l", null], ["w", "x", 2]]});
+        let r = retry(&[addr.clone()], "POST", "/txn", Some(&ok), t, |r| {
+            r.status == 200
+        });
+        assert_eq!(
+            r.body,
+            json!({"ops": [["append", "l", 1], ["r", "l", [1]], ["w", "x", 2]]}),
+            "{args:?}"
+        );
+        let half = json!({"ops": [["append", "l", 2], ["append", "s", 3]]});
+        let r = http(&addr, "POST", "/txn", Some(&half), t).unwrap();
+        assert_eq!(r.status, 409, "{args:?}: {r:?}");
+        assert_eq!(r.body["error"], "not-a-list", "{args:?}");
+        let l = http(&addr, "GET", "/kv/l", None, t).unwrap().body;
+        let want = if half_applied {
+            json!([1, 2])
+        } else {
+            json!([1])
+        };
+        assert_eq!(l, json!({ "value": want }), "{args:?}");
+    }
+}
