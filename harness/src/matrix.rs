@@ -31,8 +31,8 @@ pub struct Row {
     pub buggy: bool,
 }
 
-/// The rows, in order: the seven planted raftkv bugs, etcd's serializable reads, the four etcd
-/// 3.4.23 bugs, the five NATS 2.9.10 rows, then the fourteen controls.
+/// The rows, in order: the eight planted raftkv bugs, etcd's serializable reads, the four etcd
+/// 3.4.23 bugs, the five NATS 2.9.10 rows, then the controls.
 pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv stale-read",
@@ -67,6 +67,11 @@ pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv no-fsync",
         workload: "bug-raftkv-no-fsync",
+        buggy: true,
+    },
+    Row {
+        label: "raftkv txn-split",
+        workload: "bug-raftkv-txn-split",
         buggy: true,
     },
     Row {
@@ -130,6 +135,11 @@ pub const ROWS: &[Row] = &[
         buggy: false,
     },
     Row {
+        label: "raftkv correct, transactions (control)",
+        workload: "matrix-raftkv-txn",
+        buggy: false,
+    },
+    Row {
         label: "raftkv correct, lease reads (control)",
         workload: "matrix-raftkv-lease",
         buggy: false,
@@ -157,6 +167,11 @@ pub const ROWS: &[Row] = &[
     Row {
         label: "etcd linearizable (control)",
         workload: "matrix-etcd-linearizable",
+        buggy: false,
+    },
+    Row {
+        label: "etcd transactions (control)",
+        workload: "matrix-etcd-txn",
         buggy: false,
     },
     Row {
@@ -644,10 +659,13 @@ mod tests {
             if w.target == workload::Target::Raftkv && !row.buggy {
                 assert!(w.node.bugs.is_empty(), "{} plants a bug", row.workload);
             }
-            // raftkv's planted bugs and its controls all need faults; real systems' bugs may not
-            // (etcd-io/etcd#15220, nats-server#4320 show without any).
+            // raftkv's planted consensus bugs and its controls all need faults; an isolation
+            // bug (txn-split) and real systems' bugs may not (etcd-io/etcd#15220,
+            // nats-server#4320 show without any).
             assert!(
-                w.nemesis.is_some() || w.target != workload::Target::Raftkv,
+                w.nemesis.is_some()
+                    || w.target != workload::Target::Raftkv
+                    || w.node.bugs == ["txn-split"],
                 "{} has no faults",
                 row.workload
             );

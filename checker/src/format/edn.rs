@@ -1,5 +1,6 @@
 //! Jepsen EDN histories: a vector (or list, or bare sequence) of op maps such as
-//! `{:process 3, :type :invoke, :f :cas, :value [1 2]}`.
+//! `{:process 3, :type :invoke, :f :cas, :value [1 2]}`. An op without `:process` is process 0's; one without `:f` whose value is a
+//! vector of micro-ops is a `txn` (Jepsen's and Elle's hand-written fixtures leave both out).
 //!
 //! A small but complete EDN reader: nil, booleans, integers (with `N`), floats (with `M`),
 //! strings, characters, keywords, symbols, lists, vectors, maps, sets, tagged elements,
@@ -60,12 +61,30 @@ pub fn parse_edn(text: &str) -> Result<Vec<Op>, Error> {
                 message: format!("expected an op map, got {v}"),
             });
         };
-        let op = op_from_fields(line, ops.len(), &|k| map.get(k).cloned(), &|k| {
-            format!(":{k}")
-        })?;
+        // Jepsen's hand-written fixtures (long-fork's, for one) leave `:process` out: such an
+        // op is taken as process 0's, as elle-cli does by pairing them in order.
+        // Elle's own fixtures (paper-example, gh-30) also leave `:f` out of transactions: an op
+        // whose value is a vector of micro-ops (`[[:append 1 2] [:r 1 nil]]`) is a `txn`.
+        let get = |k: &str| match map.get(k) {
+            None if k == "process" => Some(Value::from(0)),
+            None if k == "f" && is_micro_ops(map.get("value")) => Some(Value::from("txn")),
+            v => v.cloned(),
+        };
+        let op = op_from_fields(line, ops.len(), &get, &|k| format!(":{k}"))?;
         ops.push(op);
     }
     Ok(ops)
+}
+
+/// Whether a value is a non-empty list of micro-ops, each a list starting with a name.
+fn is_micro_ops(v: Option<&Value>) -> bool {
+    v.and_then(Value::as_array).is_some_and(|ops| {
+        !ops.is_empty()
+            && ops.iter().all(|m| {
+                m.as_array()
+                    .is_some_and(|m| m.first().is_some_and(Value::is_string))
+            })
+    })
 }
 
 /// Parses one EDN value into JSON (for tests and tools).

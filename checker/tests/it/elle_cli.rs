@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use faultline_checker::{
     BankOptions, CounterOptions, History, LongForkOptions, SetFullOptions, SetOptions, Validity,
     check_bank, check_counter, check_history, check_long_fork, check_set, check_set_full,
-    parse_edn_value, parse_history, read_history,
+    parse_edn_value, read_history,
 };
 
 use crate::testdata;
@@ -187,23 +187,10 @@ fn set_full_is_invalid_every_added_pair_lost() {
     assert_eq!((r.counts.lost, r.counts.unexpected), (293, 293));
 }
 
-/// long-fork.edn's ops have no `:process`: Jepsen pairs them as one process (`nil`), which
-/// Faultline's reader does not accept, so they get process 0 here.
+/// long-fork.edn's ops have no `:process`: the EDN reader takes them as process 0's, pairing
+/// them in order as Jepsen does.
 fn long_fork_history() -> History {
-    let text = std::fs::read_to_string(path("long-fork.edn")).unwrap();
-    let ops = parse_edn_value(&text).unwrap();
-    let lines: String = ops
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|op| {
-            let mut op = op.clone();
-            assert!(op.get("process").is_none());
-            op["process"] = 0.into();
-            op.to_string() + "\n"
-        })
-        .collect();
-    parse_history(&lines, false).unwrap()
+    history("long-fork.edn")
 }
 
 #[test]

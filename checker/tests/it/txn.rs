@@ -18,21 +18,10 @@ fn path(name: &str) -> PathBuf {
     testdata().join("elle/elle-cli").join(name)
 }
 
-/// elle-cli's list-append histories leave out `:f` (elle-cli assumes `:txn`), which
-/// Faultline's EDN reader requires: it is added here, line by line, before reading.
+/// elle-cli's list-append histories leave out `:f` (elle-cli assumes `:txn`): the EDN reader
+/// takes an op whose value is a vector of micro-ops as a `txn`.
 fn elle_edn(name: &str) -> History {
-    let text = std::fs::read_to_string(path(name)).unwrap();
-    let fixed: String = text
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with('{') && !l.contains(":f ") {
-                l.replacen('{', "{:f :txn, ", 1) + "\n"
-            } else {
-                l.to_string() + "\n"
-            }
-        })
-        .collect();
-    parse_history(&fixed, true).unwrap_or_else(|e| panic!("{name}: {e}"))
+    faultline_checker::read_history(&path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn opts(model: ConsistencyModel) -> TxnOptions {

@@ -6,8 +6,10 @@
 mod bugs;
 mod docker;
 mod etcd;
+mod galera;
 mod nats;
 mod nemesis;
 mod report;
 mod run;
+mod txn;
 mod util;
