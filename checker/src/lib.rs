@@ -94,8 +94,8 @@ pub use queue::{
 };
 pub use stats::{Counts, Stats, stats};
 pub use txn::{
-    AnomalyExample, ConsistencyModel, CycleStep, TxnCounts, TxnKind, TxnOptions, TxnResult,
-    TxnView, check_txn, is_elle_txn_history,
+    AnomalyExample, ConsistencyModel, CycleStep, TxnCounts, TxnJsonl, TxnKind, TxnOptions,
+    TxnResult, TxnView, check_txn, check_txn_jsonl, is_elle_txn_history,
 };
 pub use watch::{Guarantee, WatchResult, WatchViolation, check_watch};
 

@@ -18,6 +18,7 @@ mod list_append;
 mod model;
 mod render;
 mod rw_register;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use serde::Serialize;
 
 pub use history::is_elle_txn_history;
 pub use model::{ALL_MODELS, ConsistencyModel};
+pub use stream::{TxnJsonl, check_txn_jsonl};
 
 use crate::Validity;
 use crate::history::{History, Outcome};
@@ -286,8 +288,19 @@ fn cycle_kinds(model: ConsistencyModel) -> Vec<String> {
 pub fn check_txn(history: &History, opts: &TxnOptions) -> TxnResult {
     let started = Instant::now();
     let kind = opts.kind.unwrap_or_else(|| history::infer_kind(history));
+    check_parsed(history::parse(history, kind), kind, opts, started)
+}
+
+/// Checks txns already read (by `history::parse` or the streaming reader); `started` is when
+/// reading began (it counts towards `infer_ms`).
+fn check_parsed(
+    t: Result<Txns, String>,
+    kind: TxnKind,
+    opts: &TxnOptions,
+    started: Instant,
+) -> TxnResult {
     let model = opts.model;
-    let t = match history::parse(history, kind) {
+    let t = match t {
         Ok(t) => t,
         Err(e) => return TxnResult::unreadable(kind, model, e),
     };

@@ -58,7 +58,9 @@ socket = /run/mysqld/mysqld.sock
 /// `mariadbd` with the container's command as extra flags. The node named by
 /// `FAULTLINE_GALERA_BOOTSTRAP=1` forms the cluster (`--wsrep-new-cluster`) on its first start
 /// only: the marker `/data/bootstrapped` (outside the datadir, which an rsync SST rewrites) makes
-/// a restarted n1 join the others instead of forming a second cluster.
+/// a restarted n1 join the others instead of forming a second cluster. A node restarted after a
+/// crash first recovers its position from InnoDB (`--wsrep-recover`, as Debian's systemd unit
+/// does through `galera_recovery`) and starts from it, so it can rejoin by IST.
 pub const GALERA_NODE_SCRIPT: &str = r#"#!/bin/bash
 # faultline: one Galera node. Datadir /data/db on the node's volume; mariadbd runs as root.
 set -euo pipefail
@@ -79,12 +81,26 @@ GRANT ALL PRIVILEGES ON *.* TO 'faultline'@'%';
 CREATE DATABASE IF NOT EXISTS faultline;
 SQL
 fi
+start=()
+if [ -f "$data/grastate.dat" ] && grep -q '^seqno: *-1' "$data/grastate.dat"; then
+  # After a crash grastate.dat holds no position: recover it from InnoDB, as Debian's systemd
+  # unit does (galera_recovery), so that the node can rejoin by IST instead of a full SST.
+  log=$(mktemp)
+  if mariadbd --defaults-file=$cnf "$@" --wsrep-recover --disable-log-error 2>"$log"; then
+    pos=$(grep -a 'WSREP: Recovered position:' "$log" | sed 's/.*Recovered position: *//' | tail -n 1)
+    if [ -n "$pos" ]; then
+      start=(--wsrep-start-position="$pos")
+    fi
+  fi
+  echo "faultline: wsrep position recovery: ${pos:-none}" >&2
+  rm -f "$log"
+fi
 new=()
 if [ "${FAULTLINE_GALERA_BOOTSTRAP:-0}" = 1 ] && [ ! -e /data/bootstrapped ]; then
   touch /data/bootstrapped
   new=(--wsrep-new-cluster)
 fi
-exec mariadbd --defaults-file=$cnf "$@" "${new[@]}"
+exec mariadbd --defaults-file=$cnf "$@" "${start[@]}" "${new[@]}"
 "#;
 
 /// Bump when the way the image is made changes (the Dockerfile below).
