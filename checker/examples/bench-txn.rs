@@ -10,14 +10,17 @@
 //! and lost updates.
 //!
 //! `cargo run --release -p faultline-checker --example bench-txn [sizes...]` (default: 100000
-//! 1000000). Prints, per size and variant: generation, parse and check times, the verdict, the
-//! anomalies, peak RSS (VmHWM), then the same for adya.
+//! 1000000). Per size and variant the history is written to a temporary JSONL file, then each
+//! path runs in a child process of its own (the example re-executed with `--child WHAT FILE`),
+//! so each peak RSS (VmHWM) is that path's alone: the streaming path (`check_txn_jsonl`: the
+//! file line by line, parse + check end to end), the generic one (`read_history` -> `History`
+//! -> `check_txn`) and adya. Prints times, verdicts, anomalies and peaks.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use faultline_checker::{TxnOptions, check_txn, parse_history};
+use faultline_checker::{TxnOptions, check_txn, check_txn_jsonl, read_history};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -295,10 +298,100 @@ fn generate(seed: u64, n: usize, plant: bool) -> (String, usize) {
     (g.text, planted)
 }
 
-/// Resets the peak RSS (VmHWM) to the current RSS, so the next reading is the peak of what
-/// follows.
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// Peak RSS (VmHWM) of this process so far.
+fn peak() -> String {
+    status("VmHWM")
+}
+
+/// One measurement, in a child process of its own (so each path's peak RSS is its own): `path`
+/// is the history file, `what` one of `history`, `stream`, `adya`.
+fn child(what: &str, path: &str) {
+    match what {
+        // The generic path: the whole text, then `History` (a `Value` per op), then the check.
+        "history" => {
+            let t = Instant::now();
+            let h = read_history(path.as_ref()).expect("the generated history parses");
+            let parse = t.elapsed().as_secs_f64();
+            let with_history = status("VmRSS");
+            let t = Instant::now();
+            let r = check_txn(&h, &TxnOptions::default());
+            let check = t.elapsed().as_secs_f64();
+            println!(
+                "faultline (History): parse {parse:.2} s + check {check:.2} s = {:.2} s (infer \
+                 {:.2} s, cycles {:.2} s): {} ({} ok, {} fail, {} info; {} edges, {} SCCs); RSS \
+                 with the parsed history {with_history}, peak {}",
+                parse + check,
+                r.infer_ms / 1e3,
+                r.search_ms / 1e3,
+                r.valid,
+                r.counts.ok,
+                r.counts.fail,
+                r.counts.info,
+                r.counts.edges,
+                r.counts.sccs,
+                peak()
+            );
+            for l in r.anomaly_lines() {
+                let l: String = l.chars().take(160).collect();
+                println!("  {l}");
+            }
+        }
+        // The streaming path: the file line by line into the compact txns, then the check.
+        "stream" => {
+            let t = Instant::now();
+            let file = std::fs::File::open(path).expect("the history file opens");
+            let r = check_txn_jsonl(
+                std::io::BufReader::with_capacity(1 << 16, file),
+                &TxnOptions::default(),
+            )
+            .expect("the generated history parses");
+            let total = t.elapsed().as_secs_f64();
+            let x = &r.result;
+            println!(
+                "faultline (stream):  parse + check {total:.2} s end to end (read + infer {:.2} \
+                 s, cycles {:.2} s): {} ({} ok, {} fail, {} info; {} edges, {} SCCs); peak {}",
+                x.infer_ms / 1e3,
+                x.search_ms / 1e3,
+                x.valid,
+                x.counts.ok,
+                x.counts.fail,
+                x.counts.info,
+                x.counts.edges,
+                x.counts.sccs,
+                peak()
+            );
+        }
+        _ => {
+            let t = Instant::now();
+            let text = std::fs::read_to_string(path).expect("the history file reads");
+            let ah = match adya::History::from_json(&text) {
+                Ok(h) => h,
+                Err(e) => {
+                    println!("adya: cannot parse the history: {e}");
+                    return;
+                }
+            };
+            let parse = t.elapsed().as_secs_f64();
+            drop(text);
+            let with_history = status("VmRSS");
+            let t = Instant::now();
+            let ar = std::panic::catch_unwind(|| {
+                adya::check(&ah, adya::Workload::ListAppend, &adya::Opts::default())
+            });
+            let check = t.elapsed().as_secs_f64();
+            match ar {
+                Ok(ar) => println!(
+                    "adya:                parse {parse:.2} s + check {check:.2} s = {:.2} s: {:?} \
+                     {:?}; RSS with the parsed history {with_history}, peak {}",
+                    parse + check,
+                    ar.valid,
+                    ar.anomaly_types,
+                    peak()
+                ),
+                Err(_) => println!("adya: panicked after {check:.2} s"),
+            }
+        }
+    }
 }
 
 fn run(n: usize, plant: bool) {
@@ -315,74 +408,38 @@ fn run(n: usize, plant: bool) {
         text.len() as f64 / (1 << 20) as f64,
         t.elapsed().as_secs_f64()
     );
-
-    let t = Instant::now();
-    let h = parse_history(&text, false).expect("the generated history parses");
-    let parse = t.elapsed().as_secs_f64();
+    let path = std::env::temp_dir().join(format!(
+        "bench-txn-{}-{n}-{label}.jsonl",
+        std::process::id()
+    ));
+    std::fs::write(&path, &text).expect("the temp file is written");
     drop(text);
-    let before = status("VmRSS");
-    reset_peak();
-    let t = Instant::now();
-    let r = check_txn(&h, &TxnOptions::default());
-    let check = t.elapsed().as_secs_f64();
-    println!(
-        "faultline: parse {parse:.2} s, check {check:.2} s (infer {:.2} s, cycles {:.2} s): {} \
-         ({} ok, {} fail, {} info; {} edges, {} SCCs); RSS with the parsed history {before}, \
-         peak during the check {}",
-        r.infer_ms / 1e3,
-        r.search_ms / 1e3,
-        r.valid,
-        r.counts.ok,
-        r.counts.fail,
-        r.counts.info,
-        r.counts.edges,
-        r.counts.sccs,
-        status("VmHWM")
-    );
-    for l in r.anomaly_lines() {
-        let l: String = l.chars().take(160).collect();
-        println!("  {l}");
-    }
-    drop(r);
-    drop(h);
-
-    // adya reads the same text (generated again: same seed).
-    let (text, _) = generate(17, n, plant);
-    reset_peak();
-    let t = Instant::now();
-    let ah = match adya::History::from_json(&text) {
-        Ok(h) => h,
-        Err(e) => {
-            println!("adya: cannot parse the history: {e}");
-            return;
+    let me = std::env::current_exe().expect("the example's path");
+    for what in ["stream", "history", "adya"] {
+        let out = std::process::Command::new(&me)
+            .args(["--child", what])
+            .arg(&path)
+            .output()
+            .expect("the child runs");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        if !out.status.success() {
+            println!(
+                "{what}: the child failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
-    };
-    let parse = t.elapsed().as_secs_f64();
-    drop(text);
-    let before = status("VmRSS");
-    reset_peak();
-    let t = Instant::now();
-    let ar = std::panic::catch_unwind(|| {
-        adya::check(&ah, adya::Workload::ListAppend, &adya::Opts::default())
-    });
-    let check = t.elapsed().as_secs_f64();
-    match ar {
-        Ok(ar) => println!(
-            "adya:      parse {parse:.2} s, check {check:.2} s: {:?} {:?}; RSS with the parsed \
-             history {before}, peak during the check {}",
-            ar.valid,
-            ar.anomaly_types,
-            status("VmHWM")
-        ),
-        Err(_) => println!("adya: panicked after {check:.2} s"),
     }
+    let _ = std::fs::remove_file(&path);
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") && args.len() == 3 {
+        child(&args[1], &args[2]);
+        return;
+    }
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
         vec![100_000, 1_000_000]
     } else {
@@ -390,7 +447,8 @@ fn main() {
     };
     println!(
         "bench-txn: list-append, {PROCS} processes, {KEYS} active keys, 1-4 micro-ops, \
-         strict-serializable, {} threads",
+         strict-serializable, {} threads; each measurement in a child process of its own (peak = \
+         its VmHWM)",
         rayon::current_num_threads()
     );
     for &n in &sizes {

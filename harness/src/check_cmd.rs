@@ -14,7 +14,9 @@ use faultline_checker::{
     check_counter, check_history, check_lease, check_long_fork, check_queue, check_set,
     check_set_full, check_watch, read_history, stats,
 };
-use faultline_checker::{ConsistencyModel, TxnKind, TxnOptions, check_txn};
+use faultline_checker::{
+    ConsistencyModel, TxnJsonl, TxnKind, TxnOptions, check_txn, check_txn_jsonl,
+};
 
 /// Exit code for input the checker cannot read.
 pub const EXIT_BAD_INPUT: i32 = 3;
@@ -196,6 +198,34 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         }
     };
     let (file, run_dir) = locate(&args.path);
+    if let Some(kind) = streaming(args, &opts, &file) {
+        let txn = TxnOptions {
+            kind,
+            model: opts.txn_model.unwrap_or_default(),
+            ..TxnOptions::default()
+        };
+        let read = std::fs::File::open(&file)
+            .map_err(|source| faultline_checker::Error::Io {
+                path: file.clone(),
+                source,
+            })
+            .and_then(|f| check_txn_jsonl(std::io::BufReader::with_capacity(1 << 16, f), &txn));
+        let checked = match read {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {}", e.with_file(&file));
+                return Ok(EXIT_BAD_INPUT);
+            }
+        };
+        let results = Results::from_txn(checked.result.clone(), checked.stats.clone());
+        write_results(run_dir.as_deref(), &results)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&results)?);
+        } else {
+            print!("{}", txn_stream_summary(&file, &checked, &results));
+        }
+        return Ok(results.valid.exit_code());
+    }
     let history = match read_history(&file) {
         Ok(h) => h,
         Err(e) => {
@@ -273,19 +303,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             return Ok(EXIT_BAD_INPUT);
         }
     };
-    if let Some(dir) = &run_dir {
-        let out = dir.join("results.json");
-        let text = serde_json::to_string_pretty(&results)?;
-        std::fs::write(&out, text + "\n").with_context(|| format!("writing {}", out.display()))?;
-        if let Some(c) = results
-            .linearizable
-            .as_ref()
-            .and_then(|l| l.counterexample())
-        {
-            let svg = dir.join("counterexample.svg");
-            std::fs::write(&svg, &c.svg).with_context(|| format!("writing {}", svg.display()))?;
-        }
-    }
+    write_results(run_dir.as_deref(), &results)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else if let Some(linearizable) = &results.linearizable {
@@ -299,19 +317,113 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
     Ok(results.valid.exit_code())
 }
 
+/// Writes `results.json` (and `counterexample.svg` when there is one) into the run directory.
+fn write_results(run_dir: Option<&Path>, results: &Results) -> anyhow::Result<()> {
+    if let Some(dir) = run_dir {
+        let out = dir.join("results.json");
+        let text = serde_json::to_string_pretty(results)?;
+        std::fs::write(&out, text + "\n").with_context(|| format!("writing {}", out.display()))?;
+        if let Some(c) = results
+            .linearizable
+            .as_ref()
+            .and_then(|l| l.counterexample())
+        {
+            let svg = dir.join("counterexample.svg");
+            std::fs::write(&svg, &c.svg).with_context(|| format!("writing {}", svg.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the file is checked on the streaming path (a JSONL list-append or rw-register
+/// history: given with `--model`, or by content: the first client `txn` line among the first
+/// lines holds Elle's micro-ops), and with which kind (`None`: inferred).
+fn streaming(args: &CheckArgs, opts: &CheckOptions, file: &Path) -> Option<Option<TxnKind>> {
+    use std::io::BufRead as _;
+    let kind = match checker(args) {
+        Checker::Txn(kind) => Some(kind),
+        Checker::Auto if opts.model.is_none() => None,
+        _ => return None,
+    };
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("edn") => return None,
+        Some("jsonl") | Some("json") => {}
+        _ => {
+            // As read_history tells EDN from JSONL by content.
+            let mut head = String::new();
+            let mut r = std::io::BufReader::new(std::fs::File::open(file).ok()?);
+            while head.trim().is_empty() {
+                head.clear();
+                if r.read_line(&mut head).ok()? == 0 {
+                    return None;
+                }
+            }
+            let t = head.trim_start();
+            if t.starts_with('[') || t.starts_with('(') || t.starts_with("{:") || t.starts_with(';')
+            {
+                return None;
+            }
+        }
+    }
+    if kind.is_some() {
+        return Some(kind);
+    }
+    let r = std::io::BufReader::new(std::fs::File::open(file).ok()?);
+    for line in r.lines().take(1000) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line.ok()?) else {
+            continue;
+        };
+        if v.get("process").is_some_and(serde_json::Value::is_u64)
+            && v.get("f").and_then(serde_json::Value::as_str) == Some("txn")
+        {
+            let elle = v
+                .get("value")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|mops| {
+                    !mops.is_empty()
+                        && mops.iter().all(|m| {
+                            m.get(0)
+                                .and_then(serde_json::Value::as_str)
+                                .is_some_and(|f| matches!(f, "append" | "r" | "w"))
+                        })
+                });
+            return elle.then_some(None);
+        }
+    }
+    None
+}
+
+/// The summary of a txn check on the streaming path (as [`stream_summary`], the counts from
+/// the stream).
+pub fn txn_stream_summary(file: &Path, c: &TxnJsonl, r: &Results) -> String {
+    let head = format!(
+        "history: {} ({} ops: {} client operations, {} watch lines, {} nemesis ops)\n",
+        file.display(),
+        c.ops,
+        c.operations,
+        c.stats.watch_ops,
+        c.stats.nemesis_ops
+    );
+    head + &summary_body(r)
+}
+
 /// The summary of a watch or lease check: what was seen, each guarantee, the anomalies.
 pub fn stream_summary(file: &Path, history: &History, r: &Results) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "history: {} ({} ops: {} client operations, {} watch lines, {} nemesis ops)",
+    let head = format!(
+        "history: {} ({} ops: {} client operations, {} watch lines, {} nemesis ops)\n",
         file.display(),
         history.ops.len(),
         history.operations.len(),
         history.watch_ops().count(),
         history.nemesis_ops().count()
     );
+    head + &summary_body(r)
+}
+
+/// Everything of [`stream_summary`] after its first line.
+fn summary_body(r: &Results) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
     if let Some(w) = &r.watch {
         let c = &w.counts;
         let _ = writeln!(
@@ -659,6 +771,70 @@ mod tests {
         );
         assert!(text.contains("anomaly: txn G2-item: 1 case"), "{text}");
         assert!(text.contains("anomaly: txn: not repeatable-read"), "{text}");
+    }
+
+    #[test]
+    fn jsonl_txn_histories_take_the_streaming_path_with_the_same_results() {
+        let dir = write_run(&WRITE_SKEW);
+        let file = dir.path().join("history.jsonl");
+        let opts = CheckOptions::default();
+        assert_eq!(streaming(&args(dir.path()), &opts, &file), Some(None));
+        let mut a = args(dir.path());
+        a.model = Some("rw-register".into());
+        assert_eq!(streaming(&a, &opts, &file), Some(Some(TxnKind::RwRegister)));
+        a.model = Some("cas-register".into());
+        assert_eq!(streaming(&a, &options(&a).unwrap(), &file), None);
+        let regs = write_run(&[r#"{"index":0,"process":1,"type":"invoke","f":"write","value":1}"#]);
+        let f = regs.path().join("history.jsonl");
+        assert_eq!(streaming(&args(regs.path()), &opts, &f), None);
+        let multi =
+            write_run(&[r#"{"process":1,"type":"invoke","f":"txn","value":[["read","x",null]]}"#]);
+        let f = multi.path().join("history.jsonl");
+        assert_eq!(
+            streaming(&args(multi.path()), &opts, &f),
+            None,
+            "Knossos multi-register"
+        );
+
+        // The same results.json and summary as the History path (times aside).
+        assert_eq!(run(&args(dir.path())).unwrap(), 1);
+        let mut streamed: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("results.json")).unwrap(),
+        )
+        .unwrap();
+        let history = read_history(&file).unwrap();
+        let r = check_history(&history, &opts).unwrap();
+        let mut whole = serde_json::to_value(&r).unwrap();
+        for v in [&mut streamed, &mut whole] {
+            let t = v["txn"].as_object_mut().unwrap();
+            t.remove("infer_ms");
+            t.remove("search_ms");
+        }
+        assert_eq!(streamed, whole);
+        let c = check_txn_jsonl(
+            std::io::BufReader::new(std::fs::File::open(&file).unwrap()),
+            &TxnOptions::default(),
+        )
+        .unwrap();
+        let rs = Results::from_txn(c.result.clone(), c.stats.clone());
+        let no_ms = |t: String| {
+            t.lines()
+                .map(|l| {
+                    l.rsplit_once("; ")
+                        .filter(|x| x.1.ends_with(" ms"))
+                        .map_or(l, |x| x.0)
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(
+            no_ms(txn_stream_summary(&file, &c, &rs)),
+            no_ms(stream_summary(&file, &history, &r))
+        );
+
+        // Bad input names the file and line.
+        let bad = write_run(&[WRITE_SKEW[0], WRITE_SKEW[2], WRITE_SKEW[2]]);
+        assert_eq!(run(&args(bad.path())).unwrap(), EXIT_BAD_INPUT);
     }
 
     #[test]

@@ -207,12 +207,7 @@ impl Db for Galera {
     }
 
     fn client(&self, http: &HttpClient, node: &str, ip: Ipv4Addr) -> NodeClient {
-        NodeClient::Galera(GaleraClient::new(
-            node,
-            ip,
-            http.timeout(),
-            self.session(),
-        ))
+        NodeClient::Galera(GaleraClient::new(node, ip, http.timeout(), self.session()))
     }
 
     fn clock_supported(&self) -> Result<(), String> {
@@ -229,7 +224,11 @@ impl Db for Galera {
 /// # Errors
 /// When the clients are not Galera clients, or the tables cannot be created.
 pub async fn prepare(w: &Workload, clients: &[(String, NodeClient)]) -> anyhow::Result<()> {
-    let all = NodeClient::all_as(clients, NodeClient::galera, "the galera target needs Galera clients")?;
+    let all = NodeClient::all_as(
+        clients,
+        NodeClient::galera,
+        "the galera target needs Galera clients",
+    )?;
     let (_, first) = all
         .first()
         .ok_or_else(|| anyhow::anyhow!("a Galera cluster without nodes"))?;
@@ -257,18 +256,32 @@ mod tests {
         let w = workload("").unwrap();
         assert_eq!(Galera::for_workload(&w, "i").spec, GaleraSpec::default());
         assert_eq!(GaleraSpec::default().isolation, Isolation::RepeatableRead);
-        let w = workload("[galera]\nisolation = \"serializable\"\nsnapshot-isolation = true\nsync-wait = 1\n")
-            .unwrap();
+        let w = workload(
+            "[galera]\nisolation = \"serializable\"\nsnapshot-isolation = true\nsync-wait = 1\n",
+        )
+        .unwrap();
         let g = w.galera.clone().unwrap();
         assert_eq!(
             (g.isolation, g.snapshot_isolation, g.sync_wait),
             (Isolation::Serializable, true, 1)
         );
-        let e = workload("[galera]\nsync-wait = 16\n").unwrap_err().to_string();
-        assert!(e.contains("galera.sync-wait") && e.contains("t.toml"), "{e}");
-        let e = workload("[galera]\nisolation = \"snapshot\"\n").unwrap_err().to_string();
-        assert!(e.contains("t.toml: line 8") && e.contains("repeatable-read"), "{e}");
-        let e = workload("[galera]\nsnapshot = true\n").unwrap_err().to_string();
+        let e = workload("[galera]\nsync-wait = 16\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("galera.sync-wait") && e.contains("t.toml"),
+            "{e}"
+        );
+        let e = workload("[galera]\nisolation = \"snapshot\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml: line 8") && e.contains("repeatable-read"),
+            "{e}"
+        );
+        let e = workload("[galera]\nsnapshot = true\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("snapshot"), "{e}");
     }
 

@@ -32,7 +32,7 @@ pub struct Row {
 }
 
 /// The rows, in order: the eight planted raftkv bugs, etcd's serializable reads, the four etcd
-/// 3.4.23 bugs, the five NATS 2.9.10 rows, then the controls.
+/// 3.4.23 bugs, the five NATS 2.9.10 rows, three MariaDB Galera rows, then the controls.
 pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv stale-read",
@@ -125,6 +125,21 @@ pub const ROWS: &[Row] = &[
         buggy: true,
     },
     Row {
+        label: "galera RR, read committed",
+        workload: "bug-galera-rr",
+        buggy: true,
+    },
+    Row {
+        label: "galera RR, kills, read committed",
+        workload: "bug-galera-rr-kill",
+        buggy: true,
+    },
+    Row {
+        label: "galera snapshot isolation",
+        workload: "bug-galera-si",
+        buggy: true,
+    },
+    Row {
         label: "raftkv correct (control)",
         workload: "matrix-raftkv-correct",
         buggy: false,
@@ -182,6 +197,16 @@ pub const ROWS: &[Row] = &[
     Row {
         label: "etcd corrupt (control)",
         workload: "matrix-etcd-corrupt",
+        buggy: false,
+    },
+    Row {
+        label: "galera serializable (control)",
+        workload: "matrix-galera-serializable",
+        buggy: false,
+    },
+    Row {
+        label: "galera serializable, kills (control)",
+        workload: "matrix-galera-serializable-kill",
         buggy: false,
     },
     Row {

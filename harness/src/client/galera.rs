@@ -232,7 +232,9 @@ enum Micro {
 
 /// The micro-ops of a `txn` value, or why it is malformed; each checked against `kind`.
 fn parse_txn(value: &Value, kind: TxnKind) -> Result<Vec<Micro>, String> {
-    let ops = value.as_array().ok_or("a txn's value is a list of micro-ops")?;
+    let ops = value
+        .as_array()
+        .ok_or("a txn's value is a list of micro-ops")?;
     ops.iter()
         .map(|m| {
             let f = m.get(0).and_then(Value::as_str);
@@ -499,8 +501,7 @@ async fn txn(
                         Err(e) => return Ok(Err(format!("unreadable list: {e}"))),
                     }
                 } else {
-                    let row: Option<Option<i64>> =
-                        conn.exec_first(READ_REGISTER_SQL, (k,)).await?;
+                    let row: Option<Option<i64>> = conn.exec_first(READ_REGISTER_SQL, (k,)).await?;
                     json!(row.flatten())
                 };
                 done[i] = json!(["r", k, result]);
@@ -650,10 +651,19 @@ mod tests {
             key: String::new(),
             value,
         };
-        assert!(read_only(&op(F::Txn, json!([["r", 1, null], ["r", 2, null]]))));
-        assert!(!read_only(&op(F::Txn, json!([["r", 1, null], ["append", 2, 1]]))));
+        assert!(read_only(&op(
+            F::Txn,
+            json!([["r", 1, null], ["r", 2, null]])
+        )));
+        assert!(!read_only(&op(
+            F::Txn,
+            json!([["r", 1, null], ["append", 2, 1]])
+        )));
         assert!(read_only(&op(F::BankRead, Value::Null)));
-        assert!(!read_only(&op(F::Transfer, json!({"from": 0, "to": 1, "amount": 1}))));
+        assert!(!read_only(&op(
+            F::Transfer,
+            json!({"from": 0, "to": 1, "amount": 1})
+        )));
     }
 
     #[test]
@@ -669,7 +679,10 @@ mod tests {
             ]
         };
         let s = status_of(1, &rows("Synced", "Primary")).unwrap();
-        assert_eq!((s.role.as_str(), s.term, s.leader, s.commit), ("leader", 7, Some(1), 42));
+        assert_eq!(
+            (s.role.as_str(), s.term, s.leader, s.commit),
+            ("leader", 7, Some(1), 42)
+        );
         let s = status_of(2, &rows("Synced", "Primary")).unwrap();
         assert_eq!((s.role.as_str(), s.leader), ("follower", None));
         assert!(status_of(2, &rows("Joiner", "Primary")).is_err());

@@ -21,10 +21,9 @@ async fn galera_list_append_transactions_from_every_node_are_checked_and_leave_n
         w.op_timeout = 5.0;
     })
     .await;
-    let run: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(outcome.dir.path.join("run.json")).unwrap(),
-    )
-    .unwrap();
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(outcome.dir.path.join("run.json")).unwrap())
+            .unwrap();
     assert!(
         run["node"]["origin"]
             .as_str()
@@ -52,7 +51,10 @@ async fn galera_list_append_transactions_from_every_node_are_checked_and_leave_n
     assert_eq!(ok_per_node.len(), 3, "every node committed transactions");
     let total: usize = ok_per_node.values().sum();
     assert!(total > 300, "only {total} transactions committed");
-    assert!(nonempty_reads > 50, "reads saw appends {nonempty_reads} times");
+    assert!(
+        nonempty_reads > 50,
+        "reads saw appends {nonempty_reads} times"
+    );
     let txn = outcome
         .checked
         .results
@@ -67,5 +69,60 @@ async fn galera_list_append_transactions_from_every_node_are_checked_and_leave_n
         txn.valid,
         txn.anomalies,
         outcome.dir.path.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn galera_bank_with_snapshot_isolation_reads_every_account_and_rejects_changed_records() {
+    let _slot = crate::util::docker_slot().await;
+    let (outcome, _keep) = run_workload("txn-append", 2, |w| {
+        w.target = Target::Galera;
+        w.description = "Galera bank, snapshot isolation (test)".into();
+        w.nemesis = None;
+        w.txn = None;
+        w.bank = Some(faultline::txn::BankSpec::default());
+        w.galera = Some(faultline::galera::GaleraSpec {
+            snapshot_isolation: true,
+            ..Default::default()
+        });
+        w.time_limit = 8.0;
+        w.recovery = 1.0;
+        w.rate = 0.0;
+        w.concurrency = 6;
+        w.op_timeout = 5.0;
+    })
+    .await;
+    let history = std::fs::read_to_string(outcome.dir.history()).unwrap();
+    let count = |kind: &str, what: &str| {
+        history
+            .lines()
+            .filter(|l| l.contains(&format!("\"type\":\"{kind}\"")) && l.contains(what))
+            .count()
+    };
+    let reads = count("ok", "\"f\":\"read\"");
+    let transfers = count("ok", "\"f\":\"transfer\"");
+    // innodb_snapshot_isolation reached the sessions: conflicting read-modify-writes fail
+    // with 1020 instead of overwriting.
+    let changed = count("fail", "record-changed");
+    println!("{reads} reads, {transfers} transfers, {changed} record-changed");
+    assert!(
+        reads > 100 && transfers > 100,
+        "{reads} reads, {transfers} transfers"
+    );
+    assert!(
+        changed > 0,
+        "no transfer failed with record-changed (error 1020)"
+    );
+    let bank = outcome
+        .checked
+        .results
+        .bank
+        .as_ref()
+        .expect("the bank checker read the history");
+    println!(
+        "bank verdict {:?} ({}): {:?}",
+        bank.valid,
+        outcome.dir.path.display(),
+        outcome.checked.results.anomaly_lines()
     );
 }

@@ -235,7 +235,9 @@ impl Images {
         };
         let (mariadb_version, galera_version) =
             (version_of("mariadb-server")?, version_of("galera-4")?);
-        let sha256 = mariadbd_sha256(&files, scratch.path()).await.map_err(fail)?;
+        let sha256 = mariadbd_sha256(&files, scratch.path())
+            .await
+            .map_err(fail)?;
         let mut sorted = wanted.clone();
         sorted.sort();
         let mut h = Sha256::new();
@@ -261,7 +263,12 @@ impl Images {
         );
         let names: Vec<String> = files
             .iter()
-            .map(|f| format!("debs/{}", f.file_name().unwrap_or_default().to_string_lossy()))
+            .map(|f| {
+                format!(
+                    "debs/{}",
+                    f.file_name().unwrap_or_default().to_string_lossy()
+                )
+            })
             .collect();
         let mut context_files: Vec<(&str, &Path)> = names
             .iter()
@@ -397,16 +404,16 @@ impl Images {
             source,
         };
         let mut archive = tar::Archive::new(&tar_bytes[..]);
-        for entry in archive.entries().map_err(io)? {
-            let mut entry = entry.map_err(io)?;
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut text).map_err(io)?;
-            return Ok(text);
-        }
-        Err(ControlError::Build {
-            tag: format!("{GALERA_REPO}:*"),
-            reason: format!("{base} has no /var/lib/dpkg/status"),
-        })
+        // The archive holds the one file asked for.
+        let Some(entry) = archive.entries().map_err(io)?.next() else {
+            return Err(ControlError::Build {
+                tag: format!("{GALERA_REPO}:*"),
+                reason: format!("{base} has no /var/lib/dpkg/status"),
+            });
+        };
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry.map_err(io)?, &mut text).map_err(io)?;
+        Ok(text)
     }
 }
 
@@ -523,7 +530,10 @@ Inst mariadb-server (1:10.11.19-0+deb12u1 Debian-Security:12/oldstable-security 
             vec![
                 ("perl-base".to_string(), "5.36.0-7+deb12u4".to_string()),
                 ("galera-4".to_string(), "26.4.23-0+deb12u1".to_string()),
-                ("mariadb-server".to_string(), "1:10.11.19-0+deb12u1".to_string()),
+                (
+                    "mariadb-server".to_string(),
+                    "1:10.11.19-0+deb12u1".to_string()
+                ),
             ]
         );
     }
