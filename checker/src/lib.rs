@@ -411,6 +411,7 @@ pub fn check_history(history: &History, opts: &CheckOptions) -> Result<Results, 
     if txn::is_elle_txn_history(history) {
         let txn_opts = TxnOptions {
             model: opts.txn_model.unwrap_or_default(),
+            search: opts.txn_search,
             ..TxnOptions::default()
         };
         return Ok(Results::from_txn(check_txn(history, &txn_opts), stats));

@@ -72,6 +72,9 @@ pub struct CheckOptions {
     /// The consistency model a transactional (Elle list-append or rw-register) history must
     /// satisfy when `check_history` picks the txn checker; `None`: strict serializable.
     pub txn_model: Option<crate::txn::ConsistencyModel>,
+    /// A stronger model whose anomalies the txn checker also looks for and reports, without
+    /// counting them against `txn_model` ([`crate::TxnOptions::search`]).
+    pub txn_search: Option<crate::txn::ConsistencyModel>,
 }
 
 impl Default for CheckOptions {
@@ -85,6 +88,7 @@ impl Default for CheckOptions {
             stop_on_invalid: true,
             threads: None,
             txn_model: None,
+            txn_search: None,
         }
     }
 }

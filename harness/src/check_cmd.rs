@@ -42,6 +42,10 @@ pub struct CheckArgs {
     /// default strict-serializable). Exit 1 when the history breaks it.
     #[arg(long)]
     pub consistency_model: Option<String>,
+    /// Transactions: also look for the anomalies this stronger model forbids and report them,
+    /// without counting them against `--consistency-model` (to show documented anomalies).
+    #[arg(long)]
+    pub search_model: Option<String>,
     /// Bank: negative balances are allowed (Jepsen's `:negative-balances?`).
     #[arg(long)]
     pub negative_balances: bool,
@@ -169,6 +173,14 @@ fn options(args: &CheckArgs) -> Result<CheckOptions, String> {
     {
         return Err("--consistency-model applies to transactional histories only".into());
     }
+    let txn_search = args
+        .search_model
+        .as_deref()
+        .map(ConsistencyModel::parse)
+        .transpose()?;
+    if txn_search.is_some() && model.is_some() {
+        return Err("--search-model applies to transactional histories only".into());
+    }
     if args.no_partition && model.is_some_and(|m| m != ModelKind::Kv) {
         return Err("--no-partition is supported by the kv model only".into());
     }
@@ -181,6 +193,7 @@ fn options(args: &CheckArgs) -> Result<CheckOptions, String> {
         stop_on_invalid: !args.all_keys,
         threads: args.threads,
         txn_model,
+        txn_search,
     })
 }
 
@@ -202,6 +215,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         let txn = TxnOptions {
             kind,
             model: opts.txn_model.unwrap_or_default(),
+            search: opts.txn_search,
             ..TxnOptions::default()
         };
         let read = std::fs::File::open(&file)
@@ -284,6 +298,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             let txn = TxnOptions {
                 kind: Some(kind),
                 model: opts.txn_model.unwrap_or_default(),
+                search: opts.txn_search,
                 ..TxnOptions::default()
             };
             Ok(Results::from_txn(
@@ -680,6 +695,7 @@ mod tests {
             total: None,
             group_size: None,
             consistency_model: None,
+            search_model: None,
             time_limit: None,
             memory_limit_mib: 1024,
             no_partition: false,

@@ -506,16 +506,22 @@ pub fn summary_line(checked: &Checked) -> String {
 pub fn check_run(dir: &RunDir) -> anyhow::Result<Checked> {
     let history = faultline_checker::read_history(&dir.history())?;
     // A transactional workload names the consistency model its history is checked against.
-    let txn_model = std::fs::read(dir.path.join("run.json"))
+    let run: Value = std::fs::read(dir.path.join("run.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|r| r["workload"]["txn"]["model"].as_str().map(str::to_string))
-        .map(|m| faultline_checker::ConsistencyModel::parse(&m))
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("run.json: workload.txn.model: {e}"))?;
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let txn_field = |field: &str| {
+        run["workload"]["txn"][field]
+            .as_str()
+            .map(faultline_checker::ConsistencyModel::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("run.json: workload.txn.{field}: {e}"))
+    };
+    let (txn_model, txn_search) = (txn_field("model")?, txn_field("search")?);
     let options = CheckOptions {
         time_limit: Some(Duration::from_secs(60)),
         txn_model,
+        txn_search,
         ..CheckOptions::default()
     };
     // Watch and lease histories go to their own checkers; registers to linearizability.

@@ -54,6 +54,11 @@ pub struct TxnSpec {
     /// read-uncommitted, read-committed, repeatable-read, snapshot-isolation, serializable or
     /// strict-serializable. Default strict-serializable.
     pub model: String,
+    /// A stronger model whose anomalies are also looked for and reported, without making the
+    /// run invalid unless `model` forbids them (to show a system's documented anomalies beside
+    /// a check aimed at what it promises). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
 }
 
 impl Default for TxnSpec {
@@ -65,6 +70,7 @@ impl Default for TxnSpec {
             min_ops: 1,
             max_ops: 4,
             model: "strict-serializable".into(),
+            search: None,
         }
     }
 }

@@ -732,6 +732,19 @@ impl Workload {
                     ),
                 );
             }
+            if let Some(m) = t
+                .search
+                .as_deref()
+                .filter(|m| !crate::txn::MODELS.contains(m))
+            {
+                return bad(
+                    "txn.search",
+                    format!(
+                        "unknown consistency model '{m}' (known: {})",
+                        crate::txn::MODELS.join(", ")
+                    ),
+                );
+            }
             if !crate::txn::MODELS.contains(&t.model.as_str()) {
                 return bad(
                     "txn.model",

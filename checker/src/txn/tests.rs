@@ -216,6 +216,48 @@ fn g2_item_write_skew_is_allowed_by_snapshot_isolation() {
 }
 
 #[test]
+fn a_stronger_search_reports_what_the_model_allows_without_failing_it() {
+    let h = concurrent(&[
+        (
+            "ok",
+            json!([["r", "x", []], ["r", "y", []], ["append", "x", 1]]),
+        ),
+        (
+            "ok",
+            json!([["r", "x", []], ["r", "y", []], ["append", "y", 1]]),
+        ),
+    ]);
+    let opts = |search| TxnOptions {
+        model: ReadCommitted,
+        search,
+        ..TxnOptions::default()
+    };
+    // Checked for read committed alone, write skew is not even looked for.
+    let plain = check_txn(&h, &opts(None));
+    assert!(
+        !plain.anomalies.contains_key("G2-item"),
+        "{:?}",
+        plain.anomaly_lines()
+    );
+    // Searched as serializable, it is reported, but read committed allows it.
+    let r = check_txn(&h, &opts(Some(Serializable)));
+    assert_eq!(names(&r), ["G2-item"], "{:?}", r.anomaly_lines());
+    assert!(r.forbidden.is_empty());
+    assert_eq!(r.valid, Validity::Valid);
+    assert_eq!(r.not, vec![RepeatableRead]);
+    // A weaker search than the model changes nothing.
+    let r = check_txn(
+        &h,
+        &TxnOptions {
+            model: Serializable,
+            search: Some(ReadCommitted),
+            ..TxnOptions::default()
+        },
+    );
+    assert_eq!(r.valid, Validity::Invalid);
+}
+
+#[test]
 fn internal_inconsistency() {
     let h = serial(&[("ok", json!([["append", "x", 1], ["r", "x", []]]))]);
     let r = check(&h, Serializable);
