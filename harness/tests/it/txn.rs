@@ -39,7 +39,10 @@ async fn txn_split_bug_breaks_serializability_with_a_cycle() {
     println!("{}: {}", cycle.name, cycle.message);
     assert!(cycle.svg.as_deref().is_some_and(|s| s.starts_with("<svg")));
     assert!(
-        txn.not.iter().chain(&txn.also_not).any(|m| m.name() == "serializable"),
+        txn.not
+            .iter()
+            .chain(&txn.also_not)
+            .any(|m| m.name() == "serializable"),
         "{:?} {:?}",
         txn.not,
         txn.also_not

@@ -238,7 +238,7 @@ fn txn_split_bug_leaves_half_a_failed_transaction_applied() {
         let addr = c.node(leader).client();
         let t = Duration::from_secs(10);
         let put = retry(
-            &[addr.clone()],
+            std::slice::from_ref(&addr),
             "PUT",
             "/kv/s",
             Some(&put_body(json!(5))),
@@ -247,9 +247,14 @@ fn txn_split_bug_leaves_half_a_failed_transaction_applied() {
         );
         assert_eq!(put.body, json!({}));
         let ok = json!({"ops": [["append", "l", 1], ["r", "l", null], ["w", "x", 2]]});
-        let r = retry(&[addr.clone()], "POST", "/txn", Some(&ok), t, |r| {
-            r.status == 200
-        });
+        let r = retry(
+            std::slice::from_ref(&addr),
+            "POST",
+            "/txn",
+            Some(&ok),
+            t,
+            |r| r.status == 200,
+        );
         assert_eq!(
             r.body,
             json!({"ops": [["append", "l", 1], ["r", "l", [1]], ["w", "x", 2]]}),
