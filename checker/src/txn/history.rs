@@ -193,7 +193,76 @@ impl Interner {
     }
 }
 
-fn int(v: &Value) -> Option<u64> {
+/// Decodes one txn's micro-ops (the value of the op at `line`) into `out.mops` and
+/// `out.elems`, keys through `key`, and marks its intermediate writes. `ok`: the txn committed
+/// and its reads are known (otherwise they are not reads of anything).
+///
+/// # Errors
+/// A malformed micro-op, or one that does not belong in a `kind` history, naming the line.
+pub(crate) fn decode_mops(
+    mops: &[Value],
+    kind: TxnKind,
+    ok: bool,
+    line: usize,
+    out: &mut Txns,
+    key: &mut dyn FnMut(&Value) -> Option<u32>,
+) -> Result<(), String> {
+    let start = out.mops.len();
+    for m in mops {
+        let bad = || format!("line {line}: malformed micro-op {m}");
+        let a = m.as_array().filter(|a| a.len() == 3).ok_or_else(bad)?;
+        let f = match (a[0].as_str(), kind) {
+            (Some("append"), TxnKind::ListAppend) => MopF::Append,
+            (Some("w"), TxnKind::RwRegister) => MopF::Write,
+            (Some("r"), _) => MopF::Read,
+            (Some(f), _) => {
+                return Err(format!(
+                    "line {line}: micro-op {f:?} does not belong in a {} history",
+                    kind.name()
+                ));
+            }
+            _ => return Err(bad()),
+        };
+        let key = key(&a[1]).ok_or_else(bad)?;
+        let mut mop = Mop {
+            f,
+            intermediate: false,
+            nil: false,
+            key,
+            value: 0,
+            off: 0,
+            len: 0,
+        };
+        match (f, &a[2]) {
+            (MopF::Read, Value::Null) => mop.nil = true,
+            // An indeterminate or failed txn's reads are not known.
+            (MopF::Read, _) if !ok => mop.nil = true,
+            (MopF::Read, Value::Array(l)) if kind == TxnKind::ListAppend => {
+                mop.off = out.elems.len() as u32;
+                for e in l {
+                    out.elems.push(int(e).ok_or_else(bad)?);
+                }
+                mop.len = l.len() as u32;
+            }
+            (_, v) => mop.value = int(v).ok_or_else(bad)?,
+        }
+        out.mops.push(mop);
+    }
+    mark_intermediate(&mut out.mops[start..]);
+    Ok(())
+}
+
+/// Marks intermediate writes: a later write to the same key in the same txn.
+pub(crate) fn mark_intermediate(ms: &mut [Mop]) {
+    for i in 0..ms.len() {
+        if ms[i].f != MopF::Read {
+            let k = ms[i].key;
+            ms[i].intermediate = ms[i + 1..].iter().any(|n| n.f != MopF::Read && n.key == k);
+        }
+    }
+}
+
+pub(crate) fn int(v: &Value) -> Option<u64> {
     match v {
         Value::Number(x) => x.as_i64().map(|i| i as u64).or_else(|| x.as_u64()),
         _ => None,
@@ -235,56 +304,15 @@ pub(crate) fn parse(history: &History, kind: TxnKind) -> Result<Txns, String> {
                 src.line, src.value
             ));
         };
-        for m in mops {
-            let bad = || format!("line {}: malformed micro-op {m}", src.line);
-            let a = m.as_array().filter(|a| a.len() == 3).ok_or_else(bad)?;
-            let f = match (a[0].as_str(), kind) {
-                (Some("append"), TxnKind::ListAppend) => MopF::Append,
-                (Some("w"), TxnKind::RwRegister) => MopF::Write,
-                (Some("r"), _) => MopF::Read,
-                (Some(f), _) => {
-                    return Err(format!(
-                        "line {}: micro-op {f:?} does not belong in a {} history",
-                        src.line,
-                        kind.name()
-                    ));
-                }
-                _ => return Err(bad()),
-            };
-            let key = interner.key(&a[1]).ok_or_else(bad)?;
-            let mut mop = Mop {
-                f,
-                intermediate: false,
-                nil: false,
-                key,
-                value: 0,
-                off: 0,
-                len: 0,
-            };
-            match (f, &a[2]) {
-                (MopF::Read, Value::Null) => mop.nil = true,
-                // An indeterminate or failed txn's reads are not known.
-                (MopF::Read, _) if o.outcome != Outcome::Ok => mop.nil = true,
-                (MopF::Read, Value::Array(l)) if kind == TxnKind::ListAppend => {
-                    mop.off = out.elems.len() as u32;
-                    for e in l {
-                        out.elems.push(int(e).ok_or_else(bad)?);
-                    }
-                    mop.len = l.len() as u32;
-                }
-                (_, v) => mop.value = int(v).ok_or_else(bad)?,
-            }
-            out.mops.push(mop);
-        }
+        decode_mops(
+            mops,
+            kind,
+            o.outcome == Outcome::Ok,
+            src.line,
+            &mut out,
+            &mut |v| interner.key(v),
+        )?;
         let mop_len = out.mops.len() as u32 - mop_start;
-        // Mark intermediate writes: a later write to the same key in the same txn.
-        let ms = &mut out.mops[mop_start as usize..];
-        for i in 0..ms.len() {
-            if ms[i].f != MopF::Read {
-                let k = ms[i].key;
-                ms[i].intermediate = ms[i + 1..].iter().any(|n| n.f != MopF::Read && n.key == k);
-            }
-        }
         let time = comp.and_then(|c| c.time).or(inv.time);
         out.at_pos[o.invoke] = t;
         if let Some(c) = o.complete {

@@ -22,7 +22,7 @@ use ahash::HashMap;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::history::{KeyName, Mop, MopF, NONE, Txn, Txns};
+use super::history::{KeyName, Mop, MopF, NONE, Txn, Txns, decode_mops, mark_intermediate};
 use super::{TxnKind, TxnOptions, TxnResult};
 use crate::history::{OpType, Outcome, Process};
 use crate::{Counts, Error, Stats, Validity};
@@ -956,23 +956,6 @@ fn does_not_belong(line: usize, f: &str) -> String {
     )
 }
 
-/// Marks intermediate writes: a later write to the same key in the same txn.
-fn mark_intermediate(ms: &mut [Mop]) {
-    for i in 0..ms.len() {
-        if ms[i].f != MopF::Read {
-            let k = ms[i].key;
-            ms[i].intermediate = ms[i + 1..].iter().any(|n| n.f != MopF::Read && n.key == k);
-        }
-    }
-}
-
-fn int(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(x) => x.as_i64().map(|i| i as u64).or_else(|| x.as_u64()),
-        _ => None,
-    }
-}
-
 /// One txn's value read exactly as `history::parse` reads it (for values the fast reader did
 /// not understand).
 fn exact(
@@ -988,48 +971,7 @@ fn exact(
             "line {line}: a txn's value must be a list of micro-ops, got {v}"
         ));
     };
-    let start = out.mops.len();
-    for m in mops {
-        let bad = || format!("line {line}: malformed micro-op {m}");
-        let a = m.as_array().filter(|a| a.len() == 3).ok_or_else(bad)?;
-        let f = match (a[0].as_str(), kind) {
-            (Some("append"), TxnKind::ListAppend) => MopF::Append,
-            (Some("w"), TxnKind::RwRegister) => MopF::Write,
-            (Some("r"), _) => MopF::Read,
-            (Some(f), _) => {
-                return Err(format!(
-                    "line {line}: micro-op {f:?} does not belong in a {} history",
-                    kind.name()
-                ));
-            }
-            _ => return Err(bad()),
-        };
-        let key = keys.value(&a[1]).ok_or_else(bad)?;
-        let mut mop = Mop {
-            f,
-            intermediate: false,
-            nil: false,
-            key,
-            value: 0,
-            off: 0,
-            len: 0,
-        };
-        match (f, &a[2]) {
-            (MopF::Read, Value::Null) => mop.nil = true,
-            (MopF::Read, _) if !ok => mop.nil = true,
-            (MopF::Read, Value::Array(l)) if kind == TxnKind::ListAppend => {
-                mop.off = out.elems.len() as u32;
-                for e in l {
-                    out.elems.push(int(e).ok_or_else(bad)?);
-                }
-                mop.len = l.len() as u32;
-            }
-            (_, v) => mop.value = int(v).ok_or_else(bad)?,
-        }
-        out.mops.push(mop);
-    }
-    mark_intermediate(&mut out.mops[start..]);
-    Ok(())
+    decode_mops(mops, kind, ok, line, out, &mut |k| keys.value(k))
 }
 
 fn short(v: &Value) -> String {
