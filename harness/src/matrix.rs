@@ -32,7 +32,7 @@ pub struct Row {
 }
 
 /// The rows, in order: the eight planted raftkv bugs, etcd's serializable reads, the four etcd
-/// 3.4.23 bugs, the five NATS 2.9.10 rows, three MariaDB Galera rows, then the controls.
+/// 3.4.23 bugs, the five NATS 2.9.10 rows, four MariaDB Galera rows, then the controls.
 pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv stale-read",
@@ -137,6 +137,11 @@ pub const ROWS: &[Row] = &[
     Row {
         label: "galera snapshot isolation",
         workload: "bug-galera-si",
+        buggy: true,
+    },
+    Row {
+        label: "galera SI, prepared statements",
+        workload: "bug-galera-prepared",
         buggy: true,
     },
     Row {
