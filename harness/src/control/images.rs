@@ -523,14 +523,27 @@ impl Images {
         base: &str,
         faultfs_sha: &str,
     ) -> Result<Option<PackagedImage>, ControlError> {
-        let filters = std::collections::HashMap::from([(
-            "label".to_string(),
-            vec![
-                format!("faultline.image={}", what.name),
-                format!("faultline.base={base}"),
-                format!("faultline.faultfs={faultfs_sha}"),
-            ],
-        )]);
+        let labels = [
+            format!("faultline.image={}", what.name),
+            format!("faultline.base={base}"),
+            format!("faultline.faultfs={faultfs_sha}"),
+        ];
+        let found = self.find_labelled(what.repo, &labels).await?;
+        Ok(found.map(|(name, label)| PackagedImage {
+            name,
+            version: label("faultline.package.version"),
+            sha256: label("faultline.package.sha256"),
+        }))
+    }
+
+    /// The first image tagged in `repo` that carries every `key=value` of `labels`: its tag and
+    /// a reader of its labels (a missing one reads as empty).
+    pub(super) async fn find_labelled(
+        &self,
+        repo: &str,
+        labels: &[String],
+    ) -> Result<Option<(String, impl Fn(&str) -> String + use<>)>, ControlError> {
+        let filters = std::collections::HashMap::from([("label".to_string(), labels.to_vec())]);
         let images = self
             .docker
             .list_images(Some(
@@ -539,19 +552,13 @@ impl Images {
                     .build(),
             ))
             .await
-            .ctx(|| format!("listing {} images", what.name))?;
+            .ctx(|| format!("listing {repo} images"))?;
         Ok(images.into_iter().find_map(|img| {
-            let name = img
-                .repo_tags
-                .iter()
-                .find(|t| t.starts_with(what.repo))?
-                .clone();
-            let label = |k: &str| img.labels.get(k).cloned().unwrap_or_default();
-            Some(PackagedImage {
-                name,
-                version: label("faultline.package.version"),
-                sha256: label("faultline.package.sha256"),
-            })
+            let name = img.repo_tags.iter().find(|t| t.starts_with(repo))?.clone();
+            let labels = img.labels;
+            Some((name, move |k: &str| {
+                labels.get(k).cloned().unwrap_or_default()
+            }))
         }))
     }
 

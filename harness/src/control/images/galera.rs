@@ -301,42 +301,22 @@ impl Images {
         faultfs_sha: &str,
         recipe: &str,
     ) -> Result<Option<GaleraImage>, ControlError> {
-        use bollard::query_parameters::ListImagesOptionsBuilder;
-        let filters = std::collections::HashMap::from([(
-            "label".to_string(),
-            vec![
-                "faultline.image=galera".to_string(),
-                format!("faultline.base={base}"),
-                format!("faultline.faultfs={faultfs_sha}"),
-                format!("faultline.recipe={recipe}"),
-            ],
-        )]);
-        let images = self
-            .docker
-            .list_images(Some(
-                ListImagesOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .ctx(|| "listing galera images".into())?;
-        Ok(images.into_iter().find_map(|img| {
-            let name = img
-                .repo_tags
-                .iter()
-                .find(|t| t.starts_with(GALERA_REPO))?
-                .clone();
-            let label = |k: &str| img.labels.get(k).cloned().unwrap_or_default();
-            Some(GaleraImage {
-                name,
-                mariadb_version: label("faultline.package.version"),
-                galera_version: label("faultline.galera.version"),
-                sha256: label("faultline.package.sha256"),
-                packages: label("faultline.packages")
-                    .split_whitespace()
-                    .map(String::from)
-                    .collect(),
-            })
+        let labels = [
+            "faultline.image=galera".to_string(),
+            format!("faultline.base={base}"),
+            format!("faultline.faultfs={faultfs_sha}"),
+            format!("faultline.recipe={recipe}"),
+        ];
+        let found = self.find_labelled(GALERA_REPO, &labels).await?;
+        Ok(found.map(|(name, label)| GaleraImage {
+            name,
+            mariadb_version: label("faultline.package.version"),
+            galera_version: label("faultline.galera.version"),
+            sha256: label("faultline.package.sha256"),
+            packages: label("faultline.packages")
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
         }))
     }
 
