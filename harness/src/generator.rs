@@ -62,6 +62,21 @@ pub struct Op {
     pub value: Value,
 }
 
+impl Op {
+    /// Whether the operation cannot change anything: a read, a bank read, or a transaction of
+    /// reads only. Not knowing its outcome is then the same as it not having happened.
+    pub fn read_only(&self) -> bool {
+        match self.f {
+            F::Read | F::BankRead => true,
+            F::Txn => self
+                .value
+                .as_array()
+                .is_some_and(|ops| ops.iter().all(|m| m[0] == "r")),
+            F::Write | F::Cas | F::Append | F::Transfer => false,
+        }
+    }
+}
+
 /// Relative weights of the functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

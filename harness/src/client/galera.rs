@@ -60,6 +60,8 @@ pub const GALERA_DATABASE: &str = "faultline";
 
 const APPEND_SQL: &str =
     "INSERT INTO txn_append (id, v) VALUES (?, ?) ON DUPLICATE KEY UPDATE v = CONCAT(v, ',', ?)";
+/// [`APPEND_SQL`] for text statements: the list column is text, so its values are quoted.
+const APPEND_TEXT_SQL: &str = "INSERT INTO txn_append (id, v) VALUES (?, '?') ON DUPLICATE KEY UPDATE v = CONCAT(v, ',', '?')";
 const READ_LIST_SQL: &str = "SELECT v FROM txn_append WHERE id = ?";
 const WRITE_SQL: &str =
     "INSERT INTO txn_register (id, v) VALUES (?, ?) ON DUPLICATE KEY UPDATE v = ?";
@@ -276,18 +278,6 @@ pub fn parse_list(v: Option<&str>) -> Result<Vec<i64>, String> {
     }
 }
 
-/// Whether an operation cannot change anything.
-fn read_only(op: &Op) -> bool {
-    match op.f {
-        F::BankRead | F::Read => true,
-        F::Txn => op
-            .value
-            .as_array()
-            .is_some_and(|ops| ops.iter().all(|m| m.get(0) == Some(&json!("r")))),
-        _ => false,
-    }
-}
-
 /// What `run` ends with when the server did not fail: `Ok(value)` or a definite failure that
 /// the client chose (`insufficient-funds`: rolled back, the connection stays).
 type Outcome = Result<Value, String>;
@@ -361,7 +351,7 @@ impl GaleraClient {
         };
         // The session is in an unknown state: start over with a new connection.
         *slot = None;
-        classify(&failure, stage, read_only(op))
+        classify(&failure, stage, op.read_only())
     }
 
     /// Creates the tables if absent and, for a bank, the accounts (`total` split evenly, the
@@ -504,7 +494,7 @@ async fn txn(
                 let v = v.to_string();
                 conn.exec_drop(APPEND_SQL, (k, v.clone(), v)).await?;
             }
-            Micro::Append(k, v) => conn.query_drop(inline(APPEND_SQL, &[k, v, v])).await?,
+            Micro::Append(k, v) => conn.query_drop(inline(APPEND_TEXT_SQL, &[k, v, v])).await?,
             Micro::Write(k, v) if prepared => conn.exec_drop(WRITE_SQL, (k, v, v)).await?,
             Micro::Write(k, v) => conn.query_drop(inline(WRITE_SQL, &[k, v, v])).await?,
             Micro::Read(k) => {
@@ -537,19 +527,14 @@ async fn txn(
     Ok(Ok(Value::Array(done)))
 }
 
-/// `sql` with each `?` replaced by the next integer (appends store them as text: `'v'`).
+/// `sql` with each `?` replaced by the next integer (a template quotes what its column needs).
 fn inline(sql: &str, args: &[i64]) -> String {
-    let mut out = String::with_capacity(sql.len() + 8 * args.len());
     let mut args = args.iter();
+    let mut out = String::with_capacity(sql.len() + 8 * args.len());
     for (i, part) in sql.split('?').enumerate() {
         if i > 0 {
             let a = args.next().expect("one argument per placeholder");
-            // The list column is text: its appended values are quoted.
-            if sql.contains("txn_append") && sql.starts_with("INSERT") && i > 1 {
-                out.push_str(&format!("'{a}'"));
-            } else {
-                out.push_str(&a.to_string());
-            }
+            out.push_str(&a.to_string());
         }
         out.push_str(part);
     }
@@ -711,19 +696,10 @@ mod tests {
             key: String::new(),
             value,
         };
-        assert!(read_only(&op(
-            F::Txn,
-            json!([["r", 1, null], ["r", 2, null]])
-        )));
-        assert!(!read_only(&op(
-            F::Txn,
-            json!([["r", 1, null], ["append", 2, 1]])
-        )));
-        assert!(read_only(&op(F::BankRead, Value::Null)));
-        assert!(!read_only(&op(
-            F::Transfer,
-            json!({"from": 0, "to": 1, "amount": 1})
-        )));
+        assert!(op(F::Txn, json!([["r", 1, null], ["r", 2, null]])).read_only());
+        assert!(!op(F::Txn, json!([["r", 1, null], ["append", 2, 1]])).read_only());
+        assert!(op(F::BankRead, Value::Null).read_only());
+        assert!(!op(F::Transfer, json!({"from": 0, "to": 1, "amount": 1})).read_only());
     }
 
     #[test]
@@ -767,7 +743,7 @@ mod inline_tests {
     #[test]
     fn text_statements_carry_their_integers_inline() {
         assert_eq!(
-            inline(APPEND_SQL, &[3, 7, 7]),
+            inline(APPEND_TEXT_SQL, &[3, 7, 7]),
             "INSERT INTO txn_append (id, v) VALUES (3, '7') ON DUPLICATE KEY UPDATE v = CONCAT(v, ',', '7')"
         );
         assert_eq!(

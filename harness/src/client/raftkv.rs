@@ -182,10 +182,9 @@ impl RaftkvClient {
         let answer = self.http.request(method, &url, body.as_ref()).await;
         let completion = classify(op, answer);
         // A read has no effect, so not knowing its outcome is the same as it not having happened.
-        match (op.f, completion) {
-            (F::Read, Completion::Info(reason)) => Completion::Fail(reason),
-            (F::Txn, Completion::Info(reason)) if read_only(&op.value) => Completion::Fail(reason),
-            (_, c) => c,
+        match completion {
+            Completion::Info(reason) if op.read_only() => Completion::Fail(reason),
+            c => c,
         }
     }
 }
@@ -204,12 +203,6 @@ fn txn_request(mops: &Value) -> Value {
             })
             .collect(),
     )
-}
-
-/// Whether every micro-op of a transaction is a read (an unknown outcome then changed nothing).
-pub(crate) fn read_only(mops: &Value) -> bool {
-    mops.as_array()
-        .is_some_and(|ops| ops.iter().all(|m| m[0] == "r"))
 }
 
 /// The invoked micro-ops with each read's result taken from the answer's `ops` (same order).
@@ -374,7 +367,12 @@ mod txn_tests {
             txn_completed(&asked, &json!({"ops": []})),
             Completion::Info(_)
         ));
-        assert!(read_only(&json!([["r", 1, null], ["r", 2, null]])));
-        assert!(!read_only(&asked));
+        let txn = |value| Op {
+            f: F::Txn,
+            key: String::new(),
+            value,
+        };
+        assert!(txn(json!([["r", 1, null], ["r", 2, null]])).read_only());
+        assert!(!txn(asked).read_only());
     }
 }
