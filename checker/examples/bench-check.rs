@@ -1,17 +1,25 @@
-//! Benchmarks of the linearizability checker against Porcupine's reference timings.
+//! Benchmarks of the linearizability checker, with the reference timings of Porcupine (Go,
+//! v1.3.0) and porcupine-rs 0.2.0 (1 thread) measured on this machine class (2026-12-03, issue
+//! 25) printed beside each case in brackets; neither is a dependency.
 //!
 //! `cargo run --release -p faultline-checker --example bench-check` runs every case, each in a
 //! fresh process so that its peak memory (VmHWM) is its own; `... -- CASE` runs one case:
-//! `etcd`, `c50-ok`, `c50-bad`, `c10-unpartitioned`, `gen:N` (a generated register history of N
-//! operations over 1,000 keys, 20 processes per key, 5% indeterminate). Times exclude parsing
-//! (reported separately); each case reports single-threaded and parallel (all cores) times.
+//! `etcd`, `c50-ok`, `c50-bad`, `c10-unpartitioned`, `c10-bad-unpartitioned`, `gen:N[:KEYS]`
+//! (a generated register history of N operations over KEYS keys, default 1,000, 20 processes
+//! per key, 5% indeterminate, generated straight into compact form), `jsonl:N` (the same
+//! written as JSONL, then streamed and checked by a fresh process, as `faultline check` does),
+//! `hard:N:PROCS:SECONDS` (one key, N operations from PROCS processes, 5% indeterminate, with
+//! a time budget). Check times exclude parsing (reported separately). "verdict only" is a
+//! check that stops at the first invalid key without a counterexample (what Porcupine's
+//! `CheckOperations` answers); "with counterexample" is `faultline run`'s default.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use faultline_checker::{
-    CheckOptions, History, ModelKind, Op, OpType, Process, Validity, check, read_history,
+    CheckOptions, Compact, FailReading, History, ModelKind, Op, OpType, Process, Validity, check,
+    check_compact, read_compact, read_history,
 };
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -41,13 +49,19 @@ fn opts(model: ModelKind, threads: Option<usize>, partition: bool) -> CheckOptio
     }
 }
 
-/// CPU time of the calling thread, in ns (`/proc/thread-self/schedstat`): unlike wall time, it
-/// does not count the time other processes on this shared machine hold the cores.
+/// CPU time of the calling thread, in ns: unlike wall time, it does not count the time other
+/// processes on this shared machine hold the cores.
 fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
-        .unwrap_or(0)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Best of `reps` runs: (wall ms, calling thread's CPU ms, verdict). The CPU time is the whole
@@ -74,81 +88,108 @@ fn etcd() {
         .collect();
     files.sort();
     let t = Instant::now();
-    let hs: Vec<(String, History)> = files
+    let hs: Vec<(String, Compact)> = files
         .iter()
         .map(|f| {
             (
                 f.file_name().unwrap().to_string_lossy().into_owned(),
-                read_history(f).unwrap(),
+                Compact::from_history(&read_history(f).unwrap()),
             )
         })
         .collect();
     let parse = t.elapsed().as_secs_f64() * 1e3;
-    for (label, threads) in [("1 thread", Some(1)), ("parallel", None)] {
-        let mut per: Vec<(f64, f64, &str)> = Vec::new();
-        let mut wrong = 0;
-        for (name, h) in &hs {
-            let (ms, cpu, v) = time(5, || {
-                check(h, &opts(ModelKind::CasRegister, threads, true))
-                    .unwrap()
-                    .valid
-            });
-            let want = if name.contains(".valid.") {
-                Validity::Valid
-            } else {
-                Validity::Invalid
-            };
-            wrong += usize::from(v != want);
-            per.push((ms, cpu, name));
+    let failed = hs
+        .iter()
+        .flat_map(|(_, h)| h.ops.iter())
+        .filter(|o| o.outcome == faultline_checker::Outcome::Fail)
+        .count();
+    let ops: usize = hs.iter().map(|(_, h)| h.ops.len()).sum();
+    for reading in [FailReading::Porcupine, FailReading::Knossos] {
+        for (label, threads) in [("1 thread", Some(1)), ("parallel", None)] {
+            let mut per: Vec<(f64, f64, &str)> = Vec::new();
+            let mut wrong = Vec::new();
+            for (name, h) in &hs {
+                let mut o = opts(ModelKind::CasRegister, threads, true);
+                o.fail_reading = reading;
+                o.counterexample = false;
+                let (ms, cpu, v) = time(5, || check_compact(h, &o).unwrap().valid);
+                let want = if name.contains(".valid.") {
+                    Validity::Valid
+                } else {
+                    Validity::Invalid
+                };
+                if v != want {
+                    wrong.push(name.as_str());
+                }
+                per.push((ms, cpu, name));
+            }
+            let total: f64 = per.iter().map(|p| p.0).sum();
+            let total_cpu: f64 = per.iter().map(|p| p.1).sum();
+            per.sort_by(|a, b| b.0.total_cmp(&a.0));
+            println!(
+                "etcd corpus, {} reading ({label}): {} files, total wall {total:.1} ms{} (best of 5 each), verdicts unlike Porcupine's {wrong:?}; slowest (wall): {}{}",
+                reading.name(),
+                hs.len(),
+                if threads == Some(1) {
+                    format!(", CPU {total_cpu:.1} ms")
+                } else {
+                    String::new()
+                },
+                per.iter()
+                    .take(3)
+                    .map(|(ms, _, n)| format!("{n} {ms:.2} ms"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if reading == FailReading::Porcupine && threads == Some(1) {
+                    "  [Porcupine 812 ms, porcupine-rs 963 ms; goal >= 20x porcupine-rs: <= 48 ms]"
+                } else {
+                    ""
+                }
+            );
         }
-        let total: f64 = per.iter().map(|p| p.0).sum();
-        let total_cpu: f64 = per.iter().map(|p| p.1).sum();
-        per.sort_by(|a, b| b.0.total_cmp(&a.0));
-        println!(
-            "etcd corpus ({label}): {} files, total wall {total:.1} ms{} (best of 5 each), wrong verdicts {wrong}; slowest (wall): {}",
-            hs.len(),
-            if threads == Some(1) {
-                format!(", CPU {total_cpu:.1} ms")
-            } else {
-                String::new()
-            },
-            per.iter()
-                .take(3)
-                .map(|(ms, _, n)| format!("{n} {ms:.2} ms"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
     }
     println!(
-        "etcd corpus: parse {parse:.1} ms; peak memory {:.1} MiB",
+        "etcd corpus: {ops} operations, {failed} failed (CAS observations under Porcupine's reading); parse {parse:.1} ms; peak memory {:.1} MiB",
         peak_mib()
     );
 }
 
-fn kv(name: &str, partition: bool, reps: usize) {
+fn kv(name: &str, partition: bool, reps: usize, anchor: &str) {
     let t = Instant::now();
-    let h = read_history(&testdata().join(format!("porcupine/kv/{name}.edn"))).unwrap();
+    let h = Compact::from_history(
+        &read_history(&testdata().join(format!("porcupine/kv/{name}.edn"))).unwrap(),
+    );
     let parse = t.elapsed().as_secs_f64() * 1e3;
     for (label, threads) in [("1 thread", Some(1)), ("parallel", None)] {
-        let (ms, cpu, v) = time(reps, || {
-            check(&h, &opts(ModelKind::Kv, threads, partition))
-                .unwrap()
-                .valid
-        });
-        println!(
-            "kv {name} {} ({label}): wall {ms:.2} ms{} (best of {reps}), verdict {v}, {} ops",
-            if partition {
-                "per key"
-            } else {
-                "unpartitioned"
-            },
-            if threads == Some(1) {
-                format!(", CPU {cpu:.2} ms")
-            } else {
-                String::new()
-            },
-            h.operations.len()
-        );
+        for counterexample in [false, true] {
+            let mut o = opts(ModelKind::Kv, threads, partition);
+            o.counterexample = counterexample;
+            let (ms, cpu, v) = time(reps, || check_compact(&h, &o).unwrap().valid);
+            println!(
+                "kv {name} {} ({label}, {}): wall {ms:.2} ms{} (best of {reps}), verdict {v}, {} ops{}",
+                if partition {
+                    "per key"
+                } else {
+                    "unpartitioned"
+                },
+                if counterexample {
+                    "with counterexample"
+                } else {
+                    "verdict only"
+                },
+                if threads == Some(1) {
+                    format!(", CPU {cpu:.2} ms")
+                } else {
+                    String::new()
+                },
+                h.ops.len(),
+                if threads == Some(1) && !counterexample {
+                    anchor
+                } else {
+                    ""
+                }
+            );
+        }
     }
     println!(
         "kv {name}: parse {parse:.1} ms; peak memory {:.1} MiB",
@@ -156,18 +197,54 @@ fn kv(name: &str, partition: bool, reps: usize) {
     );
 }
 
+/// One event of a generated history, compactly (the generator of 10,000,000 operations holds
+/// 20,000,000 of them).
+#[derive(Clone, Copy)]
+struct Ev {
+    t: u64,
+    seq: u64,
+    key: u32,
+    p: u64,
+    kind: OpType,
+    /// 0 read, 1 write, 2 cas
+    f: u8,
+    a: u8,
+    b: u8,
+    /// A read's result: the value, or `u8::MAX` for nil.
+    read: u8,
+}
+
 /// A register history from a simulated linearizable register per key: each operation takes
-/// effect at a random point between its invocation and completion; 5% are indeterminate
-/// (taking effect or not, at random) and their process is replaced by a fresh one.
-pub fn generate(n: usize, keys: usize, procs_per_key: usize, seed: u64) -> History {
+/// effect at a random point between its invocation and completion; `info_pct`% are
+/// indeterminate (taking effect or not, at random) and their process is replaced by a fresh
+/// one. A CAS that finds another value fails with `cas-mismatch`, as Faultline's clients
+/// record it, so the checker reads it as an observation.
+fn generate_events(
+    n: usize,
+    keys: usize,
+    procs_per_key: usize,
+    info_pct: u32,
+    seed: u64,
+) -> Vec<Ev> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let per_key = n.div_ceil(keys);
-    // (time, order, op)
-    let mut events: Vec<(u64, u64, Op)> = Vec::with_capacity(2 * n);
+    let mut events: Vec<Ev> = Vec::with_capacity(2 * n);
     let mut next_proc = 0u64;
     let mut seq = 0u64;
+    struct Gen {
+        p: u64,
+        inv: u64,
+        ret: u64,
+        lin: u64,
+        f: u8,
+        a: u8,
+        b: u8,
+        info: bool,
+        effect: bool,
+    }
+    let mut ops: Vec<Gen> = Vec::with_capacity(per_key);
     for k in 0..keys {
-        let key = format!("r{k}");
+        ops.clear();
         // Each process slot runs ops back to back.
         let mut slots: Vec<(u64, u64)> = (0..procs_per_key)
             .map(|_| {
@@ -175,25 +252,13 @@ pub fn generate(n: usize, keys: usize, procs_per_key: usize, seed: u64) -> Histo
                 (next_proc - 1, rng.random_range(0..50))
             })
             .collect();
-        struct Gen {
-            p: u64,
-            inv: u64,
-            ret: u64,
-            lin: u64,
-            f: u8,
-            a: u64,
-            b: u64,
-            info: bool,
-            effect: bool,
-        }
-        let mut ops: Vec<Gen> = Vec::with_capacity(per_key);
         for i in 0..per_key {
             let s = i % procs_per_key;
             let (p, t) = slots[s];
             let inv = t + rng.random_range(1..20);
             let ret = inv + rng.random_range(1..100);
             let lin = rng.random_range(inv..=ret);
-            let info = rng.random_range(0..100) < 5;
+            let info = rng.random_range(0..100) < info_pct;
             ops.push(Gen {
                 p,
                 inv,
@@ -214,112 +279,174 @@ pub fn generate(n: usize, keys: usize, procs_per_key: usize, seed: u64) -> Histo
         }
         let mut order: Vec<usize> = (0..ops.len()).collect();
         order.sort_by_key(|&i| ops[i].lin);
-        let mut reg: Option<u64> = None;
-        let mut results: Vec<(OpType, serde_json::Value)> =
-            vec![(OpType::Ok, json!(null)); ops.len()];
+        let mut reg: Option<u8> = None;
+        let mut results: Vec<(OpType, u8)> = vec![(OpType::Ok, u8::MAX); ops.len()];
         for i in order {
             let g = &ops[i];
-            let (ty, val) = match g.f {
-                0 => (OpType::Ok, json!(reg)),
+            let (ty, read) = match g.f {
+                0 => (OpType::Ok, reg.unwrap_or(u8::MAX)),
                 1 => {
                     if g.effect {
                         reg = Some(g.a);
                     }
-                    (OpType::Ok, json!(g.a))
+                    (OpType::Ok, u8::MAX)
                 }
-                _ => {
-                    if reg == Some(g.a) {
-                        if g.effect {
-                            reg = Some(g.b);
-                        }
-                        (OpType::Ok, json!([g.a, g.b]))
-                    } else {
-                        (OpType::Fail, json!([g.a, g.b]))
+                _ if reg == Some(g.a) => {
+                    if g.effect {
+                        reg = Some(g.b);
                     }
+                    (OpType::Ok, u8::MAX)
                 }
+                _ => (OpType::Fail, u8::MAX),
             };
             results[i] = if g.info {
-                (OpType::Info, if g.f == 0 { json!(null) } else { val })
+                (OpType::Info, u8::MAX)
             } else {
-                (ty, val)
+                (ty, read)
             };
         }
-        for (g, (ty, val)) in ops.iter().zip(results) {
-            let f = ["read", "write", "cas"][g.f as usize];
-            let input = match g.f {
-                0 => json!(null),
-                1 => json!(g.a),
-                _ => json!([g.a, g.b]),
-            };
-            let mk = |kind, value| Op {
-                index: 0,
-                time: None,
-                process: Process::Client(g.p),
+        for (g, (ty, read)) in ops.iter().zip(results) {
+            let ev = |t, seq, kind, read| Ev {
+                t,
+                seq,
+                key: k as u32,
+                p: g.p,
                 kind,
-                f: f.to_string(),
-                key: Some(key.clone()),
-                value,
-                node: None,
-                error: None,
-                line: 0,
+                f: g.f,
+                a: g.a,
+                b: g.b,
+                read,
             };
-            events.push((g.inv, seq, mk(OpType::Invoke, input)));
-            events.push((g.ret, seq + 1, mk(ty, val)));
+            events.push(ev(g.inv, seq, OpType::Invoke, u8::MAX));
+            events.push(ev(g.ret, seq + 1, ty, read));
             seq += 2;
         }
     }
-    events.sort_unstable_by_key(|e| (e.0, e.1));
-    let ops: Vec<Op> = events
-        .into_iter()
+    events.sort_unstable_by_key(|e| (e.t, e.seq));
+    events
+}
+
+/// The op of an event at position `i`.
+fn event_op(e: &Ev, i: usize) -> Op {
+    let f = ["read", "write", "cas"][e.f as usize];
+    let value = match (e.kind, e.f) {
+        (OpType::Invoke, 0) | (OpType::Info, 0) => json!(null),
+        (_, 0) if e.read == u8::MAX => json!(null),
+        (_, 0) => json!(e.read),
+        (_, 1) => json!(e.a),
+        _ => json!([e.a, e.b]),
+    };
+    Op {
+        index: i as u64,
+        time: Some(e.t * 1000),
+        process: Process::Client(e.p),
+        kind: e.kind,
+        f: f.to_string(),
+        key: Some(format!("r{}", e.key)),
+        value,
+        node: None,
+        error: (e.kind == OpType::Fail).then(|| "cas-mismatch".to_string()),
+        line: i + 1,
+    }
+}
+
+/// A generated history as a [`History`] (for tests of the slower path).
+pub fn generate(n: usize, keys: usize, procs_per_key: usize, seed: u64) -> History {
+    let ops = generate_events(n, keys, procs_per_key, 5, seed)
+        .iter()
         .enumerate()
-        .map(|(i, (t, _, mut op))| {
-            op.index = i as u64;
-            op.time = Some(t * 1000);
-            op.line = i + 1;
-            op
-        })
+        .map(|(i, e)| event_op(e, i))
         .collect();
     History::from_ops(ops, Vec::new()).expect("generated history is well formed")
 }
 
-fn gen_case(n: usize) {
+/// A generated history in compact form, built one op at a time (never held as ops).
+fn generate_compact(n: usize, keys: usize, procs: usize, info_pct: u32, seed: u64) -> Compact {
+    let events = generate_events(n, keys, procs, info_pct, seed);
+    let mut c = Compact::default();
+    for (i, e) in events.iter().enumerate() {
+        c.push(&event_op(e, i))
+            .expect("generated history is well formed");
+    }
+    c
+}
+
+/// Writes a generated history as JSONL, one line at a time.
+fn write_jsonl(path: &std::path::Path, n: usize, keys: usize) -> u64 {
+    use std::io::Write as _;
+    let events = generate_events(n, keys, 20, 5, 42);
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    for (i, e) in events.iter().enumerate() {
+        serde_json::to_writer(&mut w, &event_op(e, i)).unwrap();
+        w.write_all(b"\n").unwrap();
+    }
+    w.flush().unwrap();
+    std::fs::metadata(path).unwrap().len()
+}
+
+fn gen_case(n: usize, keys: usize, anchor: &str) {
     let t = Instant::now();
-    let h = generate(n, 1000, 20, 42);
+    let h = generate_compact(n, keys, 20, 5, 42);
     let gen_ms = t.elapsed().as_secs_f64() * 1e3;
+    let gen_peak = peak_mib();
     let reps = if n >= 1_000_000 { 1 } else { 3 };
     for (label, threads) in [("parallel", None), ("1 thread", Some(1))] {
-        let t = Instant::now();
-        let r = check(&h, &opts(ModelKind::CasRegister, threads, true)).unwrap();
-        let mut ms = t.elapsed().as_secs_f64() * 1e3;
-        for _ in 1..reps {
+        let mut ms = f64::MAX;
+        let mut r = None;
+        for _ in 0..reps {
             let t = Instant::now();
-            check(&h, &opts(ModelKind::CasRegister, threads, true)).unwrap();
+            r = Some(check_compact(&h, &opts(ModelKind::CasRegister, threads, true)).unwrap());
             ms = ms.min(t.elapsed().as_secs_f64() * 1e3);
         }
+        let r = r.unwrap();
         let (v, u, i) = r.key_counts();
         println!(
-            "generated {n} ops ({label}): check {ms:.0} ms, verdict {} (keys valid/unknown/invalid {v}/{u}/{i}), {} client operations",
+            "generated {n} ops over {keys} keys ({label}): check {ms:.0} ms, verdict {} (keys valid/unknown/invalid {v}/{u}/{i})",
             r.valid,
-            h.operations.len()
         );
     }
     println!(
-        "generated {n} ops: generate {gen_ms:.0} ms; peak memory (history + checks) {:.0} MiB",
+        "generated {n} ops over {keys} keys: generated in compact form in {gen_ms:.0} ms ({gen_peak:.0} MiB peak while generating); peak memory with the checks {:.0} MiB{anchor}",
         peak_mib()
     );
-    // Then the cost of reading the same history from history.jsonl.
-    let jsonl: String = h
-        .ops
-        .iter()
-        .map(|o| serde_json::to_string(o).unwrap() + "\n")
-        .collect();
+}
+
+/// The hard shape for the Wing-Gong search: one key, many operations from few processes,
+/// 5% indeterminate; with a budget, a verdict or an honest `unknown`.
+fn hard_case(n: usize, procs: usize, limit_s: u64) {
+    let h = generate_compact(n, 1, procs, 5, 7);
+    let mut o = opts(ModelKind::CasRegister, Some(1), true);
+    o.time_limit = Some(Duration::from_secs(limit_s));
     let t = Instant::now();
-    let parsed = faultline_checker::parse_history(&jsonl, false).unwrap();
-    let parse_ms = t.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(parsed.operations.len(), h.operations.len());
+    let r = check_compact(&h, &o).unwrap();
+    let k = &r.keys[0];
     println!(
-        "generated {n} ops: JSONL {} MiB parsed in {parse_ms:.0} ms; peak memory with text and both copies {:.0} MiB",
-        jsonl.len() >> 20,
+        "1 key, {n} ops, {procs} processes, 5% indeterminate: {} in {:.0} ms ({} configurations{}), budget {limit_s} s; peak memory {:.0} MiB",
+        r.valid,
+        t.elapsed().as_secs_f64() * 1e3,
+        k.configurations,
+        k.reason
+            .as_ref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default(),
+        peak_mib()
+    );
+}
+
+/// Streams a JSONL file into compact form and checks it: the path `faultline check` takes.
+fn read_jsonl_case(path: &str, n: usize) {
+    let t = Instant::now();
+    let f = std::fs::File::open(path).unwrap();
+    let h = read_compact(std::io::BufReader::with_capacity(1 << 16, f)).unwrap();
+    let read_ms = t.elapsed().as_secs_f64() * 1e3;
+    let read_peak = peak_mib();
+    let t = Instant::now();
+    let r = check_compact(&h, &opts(ModelKind::CasRegister, None, true)).unwrap();
+    let check_ms = t.elapsed().as_secs_f64() * 1e3;
+    println!(
+        "JSONL of {n} ops ({} MiB): streamed into compact form in {read_ms:.0} ms ({read_peak:.0} MiB peak), checked in {check_ms:.0} ms (parallel), verdict {}; peak memory {:.0} MiB",
+        std::fs::metadata(path).map_or(0, |m| m.len() >> 20),
+        r.valid,
         peak_mib()
     );
 }
@@ -328,9 +455,30 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("etcd") => etcd(),
-        Some("c50-ok") => kv("c50-ok", true, 10),
-        Some("c50-bad") => kv("c50-bad", true, 10),
-        Some("c10-unpartitioned") => kv("c10-ok", false, 3),
+        Some("c50-ok") => kv(
+            "c50-ok",
+            true,
+            10,
+            "  [Porcupine 291 ms, porcupine-rs 329 ms; goal <= 32.9 ms]",
+        ),
+        Some("c50-bad") => kv(
+            "c50-bad",
+            true,
+            10,
+            "  [Porcupine 8.2 ms, porcupine-rs 8.9 ms; goal <= 0.9 ms]",
+        ),
+        Some("c10-unpartitioned") => kv(
+            "c10-ok",
+            false,
+            3,
+            "  [Porcupine 3,783 ms, porcupine-rs 3,971 ms; goal <= 397 ms]",
+        ),
+        Some("c10-bad-unpartitioned") => kv(
+            "c10-bad",
+            false,
+            3,
+            "  [porcupine-rs 4,346 ms; goal <= 435 ms]",
+        ),
         Some(k) if k.starts_with("keys:") => {
             let h =
                 read_history(&testdata().join(format!("porcupine/kv/{}.edn", &k[5..]))).unwrap();
@@ -363,7 +511,49 @@ fn main() {
                 );
             }
         }
-        Some(g) if g.starts_with("gen:") => gen_case(g[4..].parse().expect("gen:N")),
+        Some(g) if g.starts_with("gen:") => {
+            let mut it = g[4..]
+                .split(':')
+                .map(|x| x.parse::<usize>().expect("gen:N[:KEYS]"));
+            let n = it.next().unwrap();
+            let keys = it.next().unwrap_or(1000);
+            let anchor = match n {
+                1_000_000 => {
+                    "  [before this change: 2.2-4.8 s, 1.2 GiB peak; goal <= 1 s, <= 512 MiB]"
+                }
+                10_000_000 => "  [goal <= 15 s, <= 4 GiB]",
+                _ => "",
+            };
+            gen_case(n, keys, anchor)
+        }
+        Some(g) if g.starts_with("hard:") => {
+            let mut it = g[5..]
+                .split(':')
+                .map(|x| x.parse::<usize>().expect("hard:N:PROCS:S"));
+            let (n, procs, s) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+            hard_case(n, procs, s as u64)
+        }
+        Some(g) if g.starts_with("jsonl:") => {
+            let n: usize = g[6..].parse().expect("jsonl:N");
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("history.jsonl");
+            let t = Instant::now();
+            write_jsonl(&path, n, 1000);
+            println!(
+                "JSONL of {n} ops written in {:.0} ms",
+                t.elapsed().as_secs_f64() * 1e3
+            );
+            let exe = std::env::current_exe().unwrap();
+            let st = Command::new(&exe)
+                .arg(format!("readjsonl:{n}:{}", path.display()))
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        Some(g) if g.starts_with("readjsonl:") => {
+            let (n, path) = g[10..].split_once(':').unwrap();
+            read_jsonl_case(path, n.parse().unwrap())
+        }
         Some(other) => panic!("unknown case {other}"),
         None => {
             let exe = std::env::current_exe().unwrap();
@@ -372,9 +562,13 @@ fn main() {
                 "c50-ok",
                 "c50-bad",
                 "c10-unpartitioned",
+                "c10-bad-unpartitioned",
                 "gen:10000",
                 "gen:100000",
                 "gen:1000000",
+                "jsonl:1000000",
+                "gen:10000000:10000",
+                "hard:100000:10:60",
             ] {
                 let st = Command::new(&exe).arg(case).status().unwrap();
                 assert!(st.success(), "{case} failed");

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::compact::{COp, Compact, NONE};
 use crate::history::{History, Operation, Outcome};
 
 /// Most operations of the linearized prefix kept in a counterexample (the last ones).
@@ -34,6 +35,9 @@ pub struct OpSummary {
     /// The completion's value (absent when indeterminate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// The error the completion recorded (a failed CAS's `cas-mismatch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// `index` of the invocation.
     pub invoke_index: u64,
     /// `index` of the completion.
@@ -70,6 +74,7 @@ impl OpSummary {
             output: done
                 .filter(|_| o.outcome == Outcome::Ok)
                 .map(|d| d.value.clone()),
+            error: done.and_then(|d| d.error.clone()),
             invoke_index: inv.index,
             complete_index: done.map(|d| d.index),
             invoke_line: inv.line,
@@ -81,7 +86,33 @@ impl OpSummary {
         }
     }
 
-    /// A short text form: `p3 cas [1,2] ok`, `p1 read -> 4`.
+    /// Summarizes `o` of a compact history.
+    pub fn from_compact(history: &Compact, o: &COp) -> OpSummary {
+        let some = |x: u64| (x != u64::MAX).then_some(x);
+        let done = o.complete != NONE;
+        OpSummary {
+            process: o.process,
+            f: history.f(o).to_string(),
+            key: history.key(o).map(str::to_string),
+            outcome: o.outcome,
+            input: history.values.value(o.input).clone(),
+            output: history
+                .output(o)
+                .filter(|_| o.outcome == Outcome::Ok)
+                .cloned(),
+            error: history.error(o).map(str::to_string),
+            invoke_index: o.invoke_index,
+            complete_index: some(o.complete_index),
+            invoke_line: o.invoke_line as usize,
+            complete_line: done.then_some(o.complete_line as usize),
+            invoke_time: some(o.invoke_time),
+            complete_time: some(o.complete_time),
+            invoke_pos: o.call as usize,
+            return_pos: o.return_position(),
+        }
+    }
+
+    /// A short text form: `p3 cas [1,2] ok`, `p1 read -> 4`, `cas [1,2] (fail: cas-mismatch)`.
     pub fn label(&self) -> String {
         let mut s = format!("{} {}", self.f, compact(&self.input));
         if let Some(o) = self.output.as_ref().filter(|o| **o != self.input) {
@@ -89,7 +120,12 @@ impl OpSummary {
         }
         match self.outcome {
             Outcome::Info => s.push_str(" ?"),
-            Outcome::Fail => s.push_str(" (fail)"),
+            Outcome::Fail => match &self.error {
+                Some(e) => {
+                    let _ = write!(s, " (fail: {e})");
+                }
+                None => s.push_str(" (fail)"),
+            },
             Outcome::Ok => {}
         }
         s

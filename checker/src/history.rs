@@ -176,6 +176,60 @@ impl Operation {
     }
 }
 
+fn invalid(op: &Op, message: String) -> Error {
+    Error::Invalid {
+        file: None,
+        line: op.line,
+        message,
+    }
+}
+
+/// `op` invokes while process `p`'s `prev_f` invoked at `prev_line` is outstanding.
+pub(crate) fn already_outstanding(op: &Op, p: u64, prev_f: &str, prev_line: usize) -> Error {
+    invalid(
+        op,
+        format!(
+            "process {p} invokes {:?} while its {prev_f:?} invoked at line {prev_line} is still \
+             outstanding",
+            op.f
+        ),
+    )
+}
+
+/// `op` completes with no invocation of process `p` outstanding.
+pub(crate) fn no_invocation(op: &Op, p: u64) -> Error {
+    invalid(
+        op,
+        format!(
+            "{} completion of {:?} by process {p} without an invocation",
+            op.kind.as_str(),
+            op.f
+        ),
+    )
+}
+
+/// `op` completes another function than process `p` invoked.
+pub(crate) fn other_f(op: &Op, p: u64, inv_f: &str, inv_line: usize) -> Error {
+    invalid(
+        op,
+        format!(
+            "process {p} completes {:?} but invoked {inv_f:?} at line {inv_line}",
+            op.f
+        ),
+    )
+}
+
+/// `op` completes another key than process `p` invoked.
+pub(crate) fn other_key(op: &Op, p: u64, inv_key: Option<&str>, inv_line: usize) -> Error {
+    invalid(
+        op,
+        format!(
+            "process {p} completes key {:?} but invoked key {inv_key:?} at line {inv_line}",
+            op.key
+        ),
+    )
+}
+
 /// A validated history: the ops in order of occurrence and the client operations they form.
 #[derive(Debug, Clone, Default)]
 pub struct History {
@@ -197,11 +251,6 @@ impl History {
     pub fn from_ops(ops: Vec<Op>, warnings: Vec<String>) -> Result<History, Error> {
         let mut operations: Vec<Operation> = Vec::new();
         let mut outstanding: HashMap<u64, usize> = HashMap::default();
-        let invalid = |op: &Op, message: String| Error::Invalid {
-            file: None,
-            line: op.line,
-            message,
-        };
         for (pos, op) in ops.iter().enumerate() {
             // Nemesis and watch lines are events, not invocations: nothing to pair.
             let Process::Client(p) = op.process else {
@@ -211,14 +260,7 @@ impl History {
                 OpType::Invoke => {
                     if let Some(&prev) = outstanding.get(&p) {
                         let prev_op = &ops[operations[prev].invoke];
-                        return Err(invalid(
-                            op,
-                            format!(
-                                "process {p} invokes {:?} while its {:?} invoked at line {} is \
-                                 still outstanding",
-                                op.f, prev_op.f, prev_op.line
-                            ),
-                        ));
+                        return Err(already_outstanding(op, p, &prev_op.f, prev_op.line));
                     }
                     outstanding.insert(p, operations.len());
                     operations.push(Operation {
@@ -230,33 +272,14 @@ impl History {
                 }
                 kind => {
                     let Some(o) = outstanding.remove(&p) else {
-                        return Err(invalid(
-                            op,
-                            format!(
-                                "{} completion of {:?} by process {p} without an invocation",
-                                kind.as_str(),
-                                op.f
-                            ),
-                        ));
+                        return Err(no_invocation(op, p));
                     };
                     let inv = &ops[operations[o].invoke];
                     if inv.f != op.f {
-                        return Err(invalid(
-                            op,
-                            format!(
-                                "process {p} completes {:?} but invoked {:?} at line {}",
-                                op.f, inv.f, inv.line
-                            ),
-                        ));
+                        return Err(other_f(op, p, &inv.f, inv.line));
                     }
                     if inv.key != op.key && op.key.is_some() {
-                        return Err(invalid(
-                            op,
-                            format!(
-                                "process {p} completes key {:?} but invoked key {:?} at line {}",
-                                op.key, inv.key, inv.line
-                            ),
-                        ));
+                        return Err(other_key(op, p, inv.key.as_deref(), inv.line));
                     }
                     operations[o].complete = Some(pos);
                     operations[o].outcome = match kind {

@@ -5,6 +5,9 @@
 //! - `format`: readers for Faultline's `history.jsonl` and Jepsen's EDN ([`read_history`]).
 //! - [`model`]: sequential specifications (CAS register, kv, list-append, mutex,
 //!   multi-register) behind the small [`Model`] trait.
+//! - [`compact`]: a history as fixed-size records with interned values, built from a
+//!   [`History`] or streamed from a JSONL file ([`read_compact`]), for the linearizability
+//!   checker.
 //! - `linearizable`: the memoized, partitioned Wing-Gong/Lowe search ([`check`]).
 //! - `counterexample`: what an `invalid` verdict shows, as JSON and SVG ([`Counterexample`]).
 //! - `stats`: counts per function, outcome and key ([`stats()`]).
@@ -48,6 +51,7 @@
 #![deny(missing_docs)]
 
 pub mod availability;
+pub mod compact;
 mod counterexample;
 mod error;
 mod format;
@@ -65,6 +69,7 @@ pub mod txn;
 pub mod watch;
 
 pub use availability::{StatusSample, parse_status};
+pub use compact::{COp, Compact, read_compact};
 pub use counterexample::{Counterexample, OpSummary};
 pub use error::Error;
 pub use format::{parse_edn, parse_edn_value, parse_history, parse_jsonl, read_history};
@@ -85,7 +90,10 @@ pub use lease::{
     LeaseCounts, LeaseOpView, LeaseOptions, LeaseResult, LeaseViolation, LeaseViolationKind,
     check_lease,
 };
-pub use linearizable::{CheckOptions, CheckResult, KeyResult, check, check_with};
+pub use linearizable::{
+    CheckOptions, CheckResult, FailReading, KeyResult, OBSERVING_ERRORS, check, check_compact,
+    check_with,
+};
 pub use model::{Model, ModelKind};
 pub use perf::Perf;
 pub use queue::{

@@ -11,7 +11,10 @@
 //!
 //! - `info` operations have no return entry: they may take effect at any point after their
 //!   invocation, or never. The search succeeds as soon as every `ok` operation is linearized.
-//! - `fail` operations never took effect and are dropped before the search.
+//! - A `fail` operation is read as [`FailReading`] says: one whose reason is a precondition that
+//!   did not hold (`cas-mismatch`) took effect as a "no" between its call and its return (the
+//!   register did not hold `from`: [`Model::encode_failed`]); any other never took effect and
+//!   is dropped before the search.
 //! - P-compositionality (Herlihy & Wing): a history is linearizable iff each key's
 //!   sub-history is, so keys are checked separately and in parallel (rayon).
 //! - The linearized set is a bitset hashed incrementally (Zobrist: XOR of one random word per
@@ -26,13 +29,15 @@
 //!   nearest the head of the list that must still be linearized, with no resetting operation
 //!   able to come before them, must remain reachable (kv: a get must see an extension of the
 //!   current string unless a put may intervene). This cuts kv searches by 10-100x.
-//! - Keys are searched in two passes: first each with a small configuration budget, then the
-//!   hard ones resume where they stopped. So a cheap violation on one key is found (and, with
-//!   `stop_on_invalid`, ends the check) before a hard key is searched to the end.
+//! - Keys are searched in rounds of growing configuration budgets, smallest keys first in each
+//!   round; a key that needs more resumes where it stopped in the next round. So a cheap
+//!   violation on one key is found (and, with `stop_on_invalid`, ends the check) before a hard
+//!   key is searched to the end.
+//! - The history is read in compact form ([`Compact`]: a fixed-size record per operation,
+//!   values interned), from a [`History`] or streamed from a file ([`crate::read_compact`]).
 //!
 //! This module must never read files or print: it is called from the harness and from tests.
 
-use ahash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -40,8 +45,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::compact::{COp, Compact};
 use crate::counterexample::{Counterexample, OpSummary};
-use crate::history::{History, Operation, Outcome};
+use crate::history::{History, Outcome};
 use crate::model::{
     Call, CasRegister, Interner, KvModel, ListAppend, Model, ModelKind, MultiRegister, Mutex, mix64,
 };
@@ -75,7 +81,81 @@ pub struct CheckOptions {
     /// A stronger model whose anomalies the txn checker also looks for and reports, without
     /// counting them against `txn_model` ([`crate::TxnOptions::search`]).
     pub txn_search: Option<crate::txn::ConsistencyModel>,
+    /// How `fail` completions are read (default [`FailReading::Recorded`]).
+    pub fail_reading: FailReading,
+    /// Compute a counterexample for an invalid key (default `true`). Without, the check stops
+    /// at the verdict.
+    pub counterexample: bool,
 }
+
+/// How a `fail` completion is read by the linearizability checker.
+///
+/// A fail whose reason is a precondition that did not hold is an observation: a CAS refused
+/// with `cas-mismatch` saw, at some point between its call and its return, a value other than
+/// its `from`. Dropping it (Knossos) throws that away, and a node that refuses a CAS by
+/// comparing against stale state goes unseen; reading every failed CAS so (Porcupine) is
+/// wrong when a fail has another cause (no leader, refused before execution). Faultline's
+/// clients record the cause (`error`), so by default the record decides; Jepsen's EDN
+/// histories do not, and there the reading is a choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailReading {
+    /// A fail whose recorded error is a failed precondition ([`OBSERVING_ERRORS`]) is an
+    /// observation; any other fail, with another error or none, never happened. Never reads an
+    /// observation the client did not record, so it cannot invent a violation.
+    #[default]
+    Recorded,
+    /// Knossos's reading: a fail never happened, whatever its error.
+    Knossos,
+    /// Porcupine's reading: a failed CAS observed a mismatch unless its recorded error says
+    /// otherwise (a fail with no error is read as `cas-mismatch`).
+    Porcupine,
+}
+
+impl FailReading {
+    /// Every reading, in the order the CLI lists them.
+    pub const ALL: [FailReading; 3] = [
+        FailReading::Recorded,
+        FailReading::Knossos,
+        FailReading::Porcupine,
+    ];
+
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailReading::Recorded => "recorded",
+            FailReading::Knossos => "knossos",
+            FailReading::Porcupine => "porcupine",
+        }
+    }
+
+    /// Looks a reading up by its CLI name.
+    ///
+    /// # Errors
+    /// A message naming the known readings.
+    pub fn parse(name: &str) -> Result<FailReading, String> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| {
+                format!("unknown fail reading {name:?} (known: recorded, knossos, porcupine)")
+            })
+    }
+
+    /// Whether a `fail` with this recorded error observed its precondition failing.
+    pub fn observes(self, error: Option<&str>) -> bool {
+        match (self, error) {
+            (FailReading::Knossos, _) => false,
+            (_, Some(e)) => OBSERVING_ERRORS.contains(&e),
+            (FailReading::Recorded, None) => false,
+            (FailReading::Porcupine, None) => true,
+        }
+    }
+}
+
+/// Errors of `fail` completions that mean the operation ran and its precondition did not hold
+/// (the value it compared was not there).
+pub const OBSERVING_ERRORS: &[&str] = &["cas-mismatch"];
 
 impl Default for CheckOptions {
     fn default() -> Self {
@@ -89,6 +169,8 @@ impl Default for CheckOptions {
             threads: None,
             txn_model: None,
             txn_search: None,
+            fail_reading: FailReading::Recorded,
+            counterexample: true,
         }
     }
 }
@@ -100,7 +182,8 @@ pub struct KeyResult {
     pub key: Option<String>,
     /// The verdict.
     pub valid: Validity,
-    /// Client operations checked (after dropping failed ones and unknown reads).
+    /// Client operations checked (after dropping failed ones that observed nothing and
+    /// unknown reads).
     pub ops: usize,
     /// Why the verdict is `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,6 +208,11 @@ pub struct CheckResult {
     pub partitioned: bool,
     /// Client operations in the history.
     pub ops: usize,
+    /// How `fail` completions were read.
+    pub fail_reading: FailReading,
+    /// Failed operations checked as observations (a CAS refused with `cas-mismatch`); the
+    /// other failed operations were dropped.
+    pub observed_fails: usize,
     /// Why the verdict is `unknown`, if it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -165,8 +253,18 @@ impl CheckResult {
 /// # Errors
 /// [`Error::Model`] (naming the line) when an operation does not fit the model.
 pub fn check(history: &History, opts: &CheckOptions) -> Result<CheckResult, Error> {
-    let kind = opts.model.unwrap_or_else(|| ModelKind::infer(history));
-    let mut v = Interner::default();
+    check_compact(&Compact::from_history(history), opts)
+}
+
+/// Checks a history in compact form for linearizability (as [`check`]).
+///
+/// # Errors
+/// As [`check`].
+pub fn check_compact(history: &Compact, opts: &CheckOptions) -> Result<CheckResult, Error> {
+    let kind = opts
+        .model
+        .unwrap_or_else(|| ModelKind::infer_fs(history.fs.names().iter().map(String::as_str)));
+    let mut v = history.values.clone();
     let init = opts.initial.as_ref();
     match kind {
         ModelKind::CasRegister => {
@@ -177,10 +275,7 @@ pub fn check(history: &History, opts: &CheckOptions) -> Result<CheckResult, Erro
             run_check(&KvModel::per_key(), v, kind, history, opts, true)
         }
         ModelKind::Kv => {
-            let keys = history
-                .operations
-                .iter()
-                .map(|o| history.key(o).unwrap_or(""));
+            let keys = history.ops.iter().map(|o| history.key(o).unwrap_or(""));
             run_check(&KvModel::all_keys(keys), v, kind, history, opts, false)
         }
         ModelKind::ListAppend => run_check(&ListAppend, v, kind, history, opts, true),
@@ -209,36 +304,51 @@ pub fn check_with<M: Model>(
     opts: &CheckOptions,
     partition: bool,
 ) -> Result<CheckResult, Error> {
-    run_check(model, Interner::default(), kind, history, opts, partition)
+    let c = Compact::from_history(history);
+    let values = c.values.clone();
+    run_check(model, values, kind, &c, opts, partition)
 }
 
 fn run_check<M: Model>(
     model: &M,
     mut values: Interner,
     kind: ModelKind,
-    history: &History,
+    history: &Compact,
     opts: &CheckOptions,
     partition: bool,
 ) -> Result<CheckResult, Error> {
     let start = Instant::now();
     let mut parts: Vec<Part<M::Op>> = Vec::new();
-    let mut by_key: HashMap<Option<&str>, usize> = HashMap::default();
-    for (id, o) in history.operations.iter().enumerate() {
-        let key = if partition { history.key(o) } else { None };
-        let pi = *by_key.entry(key).or_insert_with(|| {
+    // Part index by key id (+1; 0: no part yet); the last slot is for operations without a key.
+    let mut by_key: Vec<u32> = vec![0; history.keys.names().len() + 1];
+    let mut observed_fails = 0;
+    for (id, o) in history.ops.iter().enumerate() {
+        let slot = if partition && o.key != crate::compact::NONE {
+            o.key as usize
+        } else {
+            by_key.len() - 1
+        };
+        if by_key[slot] == 0 {
             parts.push(Part {
-                key: key.map(str::to_string),
+                key: if partition {
+                    history.key(o).map(str::to_string)
+                } else {
+                    None
+                },
                 ops: Vec::new(),
             });
-            parts.len() - 1
-        });
-        if o.outcome == Outcome::Fail {
+            by_key[slot] = parts.len() as u32;
+        }
+        let pi = by_key[slot] as usize - 1;
+        let observing = o.outcome == Outcome::Fail && opts.fail_reading.observes(history.error(o));
+        if o.outcome == Outcome::Fail && !observing {
             continue;
         }
-        if let Some(op) = encode(model, history, o, &mut values)? {
+        if let Some(op) = encode(model, history, o, observing, &mut values)? {
+            observed_fails += usize::from(observing);
             parts[pi].ops.push(Entry {
                 op,
-                call: o.invoke,
+                call: o.call as usize,
                 ret: o.return_position(),
                 id,
             });
@@ -256,10 +366,12 @@ fn run_check<M: Model>(
         memory_used: AtomicUsize::new(0),
         cancelled: AtomicBool::new(false),
         counterexample_deadline: Instant::now() + Duration::from_secs(2),
+        suspended: AtomicUsize::new(0),
     };
+    // Rounds of growing budgets, smallest keys first: a cheap violation is found before an
+    // expensive key is searched to the end.
     let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(parts[i].ops.len()));
-    // Phase 1: every key with a small budget; phase 2: the rest resume, to the end.
+    order.sort_by_key(|&i| parts[i].ops.len());
     let ctx = Ctx {
         model,
         parts: &parts,
@@ -268,17 +380,25 @@ fn run_check<M: Model>(
         budget: &budget,
         opts,
     };
-    let slots: Vec<Slot<'_, M>> = order.iter().map(|&i| (i, None, None)).collect();
-    let first_limit = if parts.len() > 1 {
-        FIRST_PASS_CONFIGURATIONS
-    } else {
-        usize::MAX
-    };
-    let (mut results, deferred): (Vec<_>, Vec<_>) = ctx
-        .map(slots, first_limit)
-        .into_iter()
-        .partition(|s| s.1.is_some());
-    results.extend(ctx.map(deferred, usize::MAX));
+    let mut pending: Vec<Slot<'_, M>> = order.iter().map(|&i| (i, None, None)).collect();
+    let mut results: Vec<Slot<'_, M>> = Vec::with_capacity(parts.len());
+    for (round, &limit) in ROUNDS.iter().enumerate() {
+        let limit = if parts.len() > 1 && round + 1 < ROUNDS.len() {
+            limit
+        } else {
+            usize::MAX
+        };
+        budget.suspended.store(0, Ordering::Relaxed);
+        let (done, rest): (Vec<_>, Vec<_>) = ctx
+            .map(std::mem::take(&mut pending), limit)
+            .into_iter()
+            .partition(|s| s.1.is_some());
+        results.extend(done);
+        pending = rest;
+        if pending.is_empty() {
+            break;
+        }
+    }
     let results: Vec<(usize, Option<KeyResult>)> =
         results.into_iter().map(|(i, r, _)| (i, r)).collect();
     let first_invalid = results
@@ -287,15 +407,7 @@ fn run_check<M: Model>(
         .find(|r| r.valid == Validity::Invalid)
         .map(|r| r.key.clone().unwrap_or_default());
     let results = results.into_iter().map(|(i, r)| {
-        let mut r = r.unwrap_or_else(|| KeyResult {
-            key: parts[i].key.clone(),
-            valid: Validity::Unknown,
-            ops: parts[i].ops.len(),
-            reason: Some("cancelled".into()),
-            configurations: 0,
-            elapsed_ms: 0.0,
-            counterexample: None,
-        });
+        let mut r = r.unwrap_or_else(|| cancelled(&parts[i]));
         if r.reason.as_deref() == Some("cancelled") {
             r.reason = Some(format!(
                 "not checked to the end: key {:?} is already not linearizable",
@@ -322,7 +434,9 @@ fn run_check<M: Model>(
         valid,
         model: kind,
         partitioned: partition,
-        ops: history.operations.len(),
+        ops: history.ops.len(),
+        fail_reading: opts.fail_reading,
+        observed_fails,
         reason,
         keys,
         warnings: history.warnings.clone(),
@@ -330,28 +444,55 @@ fn run_check<M: Model>(
     })
 }
 
+/// Most bytes of memo that searches waiting for the next round may hold together.
+const SUSPENDED_BYTES: usize = 128 << 20;
+
+/// The result of a key whose search was cancelled (another key is not linearizable).
+fn cancelled<O>(p: &Part<O>) -> KeyResult {
+    KeyResult {
+        key: p.key.clone(),
+        valid: Validity::Unknown,
+        ops: p.ops.len(),
+        reason: Some("cancelled".into()),
+        configurations: 0,
+        elapsed_ms: 0.0,
+        counterexample: None,
+    }
+}
+
+/// Configurations each key may visit by the end of each round; the last round has no limit.
+const ROUNDS: [usize; 4] = [1_000, 20_000, 400_000, usize::MAX];
+
 fn encode<M: Model>(
     model: &M,
-    history: &History,
-    o: &Operation,
+    history: &Compact,
+    o: &COp,
+    observing: bool,
     values: &mut Interner,
 ) -> Result<Option<M::Op>, Error> {
-    let inv = history.invocation(o);
-    let done = history.completion(o);
     let output = match o.outcome {
-        Outcome::Ok => Some(done.map_or(&Value::Null, |d| &d.value)),
+        Outcome::Ok => Some(history.output(o).unwrap_or(&Value::Null)),
         _ => None,
     };
     let call = Call {
-        f: &inv.f,
+        f: history.f(o),
         key: history.key(o),
-        input: &inv.value,
+        input: history.values.value(o.input),
         output,
         outcome: o.outcome,
     };
-    model.encode(&call, values).map_err(|message| Error::Model {
+    let encoded = if observing {
+        model.encode_failed(&call, values)
+    } else {
+        model.encode(&call, values)
+    };
+    encoded.map_err(|message| Error::Model {
         file: None,
-        line: done.filter(|_| output.is_some()).unwrap_or(inv).line,
+        line: if output.is_some() || observing {
+            o.complete_line as usize
+        } else {
+            o.invoke_line as usize
+        },
         message,
     })
 }
@@ -380,6 +521,8 @@ pub(crate) struct Budget {
     pub(crate) cancelled: AtomicBool,
     /// After this, counterexamples get only a few milliseconds each to enumerate states.
     pub(crate) counterexample_deadline: Instant,
+    /// Memo bytes of searches suspended until the next round (reset at each round).
+    pub(crate) suspended: AtomicUsize,
 }
 
 impl Budget {
@@ -391,6 +534,7 @@ impl Budget {
             memory_used: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
             counterexample_deadline: Instant::now(),
+            suspended: AtomicUsize::new(0),
         }
     }
 }
@@ -402,7 +546,7 @@ type Slot<'a, M> = (usize, Option<KeyResult>, Option<Search<'a, M>>);
 struct Ctx<'a, M: Model> {
     model: &'a M,
     parts: &'a [Part<M::Op>],
-    history: &'a History,
+    history: &'a Compact,
     values: &'a Interner,
     budget: &'a Budget,
     opts: &'a CheckOptions,
@@ -410,6 +554,9 @@ struct Ctx<'a, M: Model> {
 
 impl<'a, M: Model> Ctx<'a, M> {
     fn step(&self, (i, _, search): Slot<'a, M>, limit: usize) -> Slot<'a, M> {
+        if self.budget.cancelled.load(Ordering::Relaxed) {
+            return (i, Some(cancelled(&self.parts[i])), None);
+        }
         let p = &self.parts[i];
         let mut search = search.unwrap_or_else(|| Search::new(self.model, &p.ops));
         let r = check_part(
@@ -419,11 +566,19 @@ impl<'a, M: Model> Ctx<'a, M> {
             p,
             self.budget,
             limit,
+            self.opts.counterexample,
         );
         if self.opts.stop_on_invalid && r.as_ref().is_some_and(|r| r.valid == Validity::Invalid) {
             self.budget.cancelled.store(true, Ordering::Relaxed);
         }
-        let keep = r.is_none().then_some(search);
+        // A key over its round's limit resumes in the next round; its memo stays meanwhile,
+        // unless the suspended memos would exceed SUSPENDED_BYTES: then it starts over (the
+        // rounds grow 20-fold, so starting over repeats at most a twentieth of the work).
+        let keep = r.is_none().then_some(search).filter(|s| {
+            let bytes = s.memo.len() * s.memo.bytes_per_entry();
+            let before = self.budget.suspended.fetch_add(bytes, Ordering::Relaxed);
+            before + bytes <= SUSPENDED_BYTES
+        });
         (i, r, keep)
     }
 
@@ -441,17 +596,15 @@ impl<'a, M: Model> Ctx<'a, M> {
     }
 }
 
-/// Configurations each key may visit in the first pass, before the keys that need more.
-const FIRST_PASS_CONFIGURATIONS: usize = 20_000;
-
 /// Runs (or resumes) one key's search; `None` if it needs more than `limit` configurations.
 fn check_part<M: Model>(
     search: &mut Search<'_, M>,
-    history: &History,
+    history: &Compact,
     values: &Interner,
     p: &Part<M::Op>,
     budget: &Budget,
     limit: usize,
+    with_counterexample: bool,
 ) -> Option<KeyResult> {
     let end = search.run(budget, None, limit);
     let mut r = KeyResult {
@@ -470,6 +623,7 @@ fn check_part<M: Model>(
             r.valid = Validity::Unknown;
             r.reason = Some(reason);
         }
+        End::Exhausted { .. } if !with_counterexample => r.valid = Validity::Invalid,
         End::Exhausted { cut } => {
             r.valid = Validity::Invalid;
             let start = Instant::now();
@@ -487,7 +641,7 @@ const MAX_STATES: usize = 32;
 
 fn counterexample<M: Model>(
     model: &M,
-    history: &History,
+    history: &Compact,
     values: &Interner,
     p: &Part<M::Op>,
     failing: usize,
@@ -519,6 +673,7 @@ fn counterexample<M: Model>(
         memory_used: AtomicUsize::new(0),
         cancelled: AtomicBool::new(false),
         counterexample_deadline: deadline,
+        suspended: AtomicUsize::new(0),
     };
     let mut collect = Collect {
         linearization: Vec::new(),
@@ -527,7 +682,7 @@ fn counterexample<M: Model>(
         truncated: false,
     };
     let end = Search::new(model, &prefix).run(&sub_budget, Some(&mut collect), usize::MAX);
-    let summarize = |e: &Entry<M::Op>| OpSummary::new(history, &history.operations[e.id]);
+    let summarize = |e: &Entry<M::Op>| OpSummary::from_compact(history, &history.ops[e.id]);
     let concurrent: Vec<OpSummary> = p
         .ops
         .iter()
@@ -583,12 +738,38 @@ struct Memo<S> {
     states: Vec<S>,
 }
 
+type MemoBuffers = (Vec<(u64, u32)>, Vec<u64>);
+
+thread_local! {
+    /// Memo tables of finished searches, reused by the next search on this thread: allocating
+    /// them afresh for every key made the kernel zero pages for a fifth of a check's time.
+    static MEMO_POOL: std::cell::RefCell<Vec<MemoBuffers>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl<S> Drop for Memo<S> {
+    fn drop(&mut self) {
+        let slots = std::mem::take(&mut self.slots);
+        let bits = std::mem::take(&mut self.bits);
+        MEMO_POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < 2 {
+                p.push((slots, bits));
+            }
+        });
+    }
+}
+
 impl<S: Eq + Clone> Memo<S> {
     fn new(words: usize) -> Self {
+        let (mut slots, mut bits) = MEMO_POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+        let n = slots.len().max(64);
+        slots.clear();
+        slots.resize(n, (0, 0));
+        bits.clear();
         Memo {
             words,
-            slots: vec![(0, 0); 64],
-            bits: Vec::new(),
+            slots,
+            bits,
             states: Vec::new(),
         }
     }

@@ -57,26 +57,48 @@ fn is_zero(n: &usize) -> bool {
 
 /// Counts the operations of `history`.
 pub fn stats(history: &History) -> Stats {
-    let mut s = Stats::default();
+    let mut s = StatsBuilder::default();
     for o in &history.operations {
-        let f = &history.invocation(o).f;
-        s.total.add(o.outcome);
-        s.by_f.entry(f.clone()).or_default().add(o.outcome);
-        if let Some(k) = history.key(o) {
-            s.by_key
-                .entry(k.to_string())
-                .or_default()
-                .entry(f.clone())
-                .or_default()
-                .add(o.outcome);
+        s.add(&history.invocation(o).f, history.key(o), o.outcome);
+    }
+    s.finish(history.nemesis_ops().count(), history.watch_ops().count())
+}
+
+/// Builds [`Stats`] one operation at a time (for [`stats`] and the compact history).
+#[derive(Debug, Default)]
+pub(crate) struct StatsBuilder(Stats);
+
+impl StatsBuilder {
+    /// Counts one client operation.
+    pub(crate) fn add(&mut self, f: &str, key: Option<&str>, outcome: Outcome) {
+        let s = &mut self.0;
+        s.total.add(outcome);
+        match s.by_f.get_mut(f) {
+            Some(c) => c.add(outcome),
+            None => s.by_f.entry(f.to_string()).or_default().add(outcome),
+        }
+        if let Some(k) = key {
+            let per = match s.by_key.get_mut(k) {
+                Some(per) => per,
+                None => s.by_key.entry(k.to_string()).or_default(),
+            };
+            match per.get_mut(f) {
+                Some(c) => c.add(outcome),
+                None => per.entry(f.to_string()).or_default().add(outcome),
+            }
         }
     }
-    s.nemesis_ops = history.nemesis_ops().count();
-    s.watch_ops = history.watch_ops().count();
-    s.valid = if s.by_f.values().all(|c| c.ok > 0) {
-        Validity::Valid
-    } else {
-        Validity::Unknown
-    };
-    s
+
+    /// The stats, with the nemesis and watch lines counted elsewhere.
+    pub(crate) fn finish(self, nemesis_ops: usize, watch_ops: usize) -> Stats {
+        let mut s = self.0;
+        s.nemesis_ops = nemesis_ops;
+        s.watch_ops = watch_ops;
+        s.valid = if s.by_f.values().all(|c| c.ok > 0) {
+            Validity::Valid
+        } else {
+            Validity::Unknown
+        };
+        s
+    }
 }

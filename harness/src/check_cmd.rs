@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use faultline_checker::{
-    BankOptions, CheckOptions, CheckResult, CounterOptions, History, LeaseOptions, LongForkOptions,
-    ModelKind, QueueOptions, Results, SetFullOptions, SetOptions, Validity, check, check_bank,
-    check_counter, check_history, check_lease, check_long_fork, check_queue, check_set,
+    BankOptions, CheckOptions, CheckResult, CounterOptions, FailReading, History, LeaseOptions,
+    LongForkOptions, ModelKind, QueueOptions, Results, SetFullOptions, SetOptions, Validity, check,
+    check_bank, check_counter, check_history, check_lease, check_long_fork, check_queue, check_set,
     check_set_full, check_watch, read_history, stats,
 };
 use faultline_checker::{
-    ConsistencyModel, TxnJsonl, TxnKind, TxnOptions, check_txn, check_txn_jsonl,
+    Compact, ConsistencyModel, TxnJsonl, TxnKind, TxnOptions, check_compact, check_txn,
+    check_txn_jsonl, read_compact,
 };
 
 /// Exit code for input the checker cannot read.
@@ -74,6 +75,17 @@ pub struct CheckArgs {
     /// Keep checking the other keys after one is found not linearizable.
     #[arg(long)]
     pub all_keys: bool,
+    /// How a `fail` completion is read (linearizability): `recorded` (default: a failed CAS
+    /// whose recorded error is `cas-mismatch` observed a value other than its `from`; any
+    /// other fail never happened), `knossos` (no fail ever happened: Knossos's reading, and
+    /// this checker's before fails were evidence) or `porcupine` (a failed CAS without a
+    /// recorded error also observed a mismatch: Porcupine's reading of Jepsen's EDN).
+    #[arg(long, default_value = "recorded")]
+    pub fail_reading: String,
+    /// Answer the verdict only: stop at the first key found not linearizable, without
+    /// computing a counterexample.
+    #[arg(long)]
+    pub verdict_only: bool,
     /// Worker threads for checking keys in parallel (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -184,6 +196,13 @@ fn options(args: &CheckArgs) -> Result<CheckOptions, String> {
     if args.no_partition && model.is_some_and(|m| m != ModelKind::Kv) {
         return Err("--no-partition is supported by the kv model only".into());
     }
+    let fail_reading =
+        FailReading::parse(&args.fail_reading).map_err(|e| format!("--fail-reading: {e}"))?;
+    if args.verdict_only && args.all_keys {
+        return Err(
+            "--verdict-only stops at the first invalid key; --all-keys checks them all".into(),
+        );
+    }
     Ok(CheckOptions {
         model,
         partition: !args.no_partition,
@@ -194,6 +213,8 @@ fn options(args: &CheckArgs) -> Result<CheckOptions, String> {
         threads: args.threads,
         txn_model,
         txn_search,
+        fail_reading,
+        counterexample: !args.verdict_only,
     })
 }
 
@@ -240,76 +261,39 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         }
         return Ok(results.valid.exit_code());
     }
-    let history = match read_history(&file) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(EXIT_BAD_INPUT);
+    // Plain linearizability histories in JSONL are streamed into compact form; the others
+    // (watch lines, queues, leases, transactions, Jepsen workloads, EDN) are read whole.
+    let compact = if checker(args) == Checker::Auto && !is_edn_file(&file) {
+        match read_compact_file(&file) {
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(EXIT_BAD_INPUT);
+            }
+            Ok(c) => (opts.model.is_some() || compact_is_linearizability(&c)).then_some(c),
         }
+    } else {
+        None
     };
-    let checked = match checker(args) {
-        Checker::Watch => Ok(Results::from_watch(check_watch(&history), stats(&history))),
-        Checker::Lease => Ok(Results::from_lease(
-            check_lease(&history, &LeaseOptions::default()),
-            stats(&history),
-        )),
-        Checker::Queue => Ok(Results::from_queue(
-            check_queue(
-                &history,
-                &QueueOptions {
-                    exactly_once: args.exactly_once,
-                },
-            ),
-            stats(&history),
-        )),
-        Checker::Bank => {
-            let bank = BankOptions {
-                total: args.total,
-                negative_balances_allowed: args.negative_balances,
-                ..BankOptions::default()
+    let (checked, history) = match compact {
+        Some(c) => {
+            let counts = HistoryCounts {
+                ops: c.events,
+                operations: c.ops.len(),
+                nemesis: c.nemesis_ops,
             };
-            Ok(Results::from_bank(
-                check_bank(&history, &bank),
-                stats(&history),
-            ))
+            let checked = check_compact(&c, &opts).map(|r| Results::new(r, c.stats()));
+            (checked, Err(counts))
         }
-        Checker::Counter => Ok(Results::from_counter(
-            check_counter(&history, &CounterOptions::default()),
-            stats(&history),
-        )),
-        Checker::Set => Ok(Results::from_set(
-            check_set(&history, &SetOptions::default()),
-            stats(&history),
-        )),
-        Checker::SetFull => Ok(Results::from_set_full(
-            check_set_full(&history, &SetFullOptions::default()),
-            stats(&history),
-        )),
-        Checker::LongFork => {
-            let long_fork = LongForkOptions {
-                group_size: args.group_size,
+        None => {
+            let history = match read_history(&file) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(EXIT_BAD_INPUT);
+                }
             };
-            Ok(Results::from_long_fork(
-                check_long_fork(&history, &long_fork),
-                stats(&history),
-            ))
+            (check_whole(args, &opts, &history), Ok(history))
         }
-        Checker::Txn(kind) => {
-            let txn = TxnOptions {
-                kind: Some(kind),
-                model: opts.txn_model.unwrap_or_default(),
-                search: opts.txn_search,
-                ..TxnOptions::default()
-            };
-            Ok(Results::from_txn(
-                check_txn(&history, &txn),
-                stats(&history),
-            ))
-        }
-        Checker::Auto if opts.model.is_some() => {
-            check(&history, &opts).map(|r| Results::new(r, stats(&history)))
-        }
-        Checker::Auto => check_history(&history, &opts),
     };
     let results = match checked {
         Ok(r) => r,
@@ -319,17 +303,150 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         }
     };
     write_results(run_dir.as_deref(), &results)?;
+    let counts = history.as_ref().map_or_else(|c| *c, HistoryCounts::of);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else if let Some(linearizable) = &results.linearizable {
         print!(
             "{}",
-            summary(&file, &history, linearizable, run_dir.as_deref())
+            summary(&file, counts, linearizable, run_dir.as_deref())
         );
-    } else {
-        print!("{}", stream_summary(&file, &history, &results));
+    } else if let Ok(history) = &history {
+        print!("{}", stream_summary(&file, history, &results));
     }
     Ok(results.valid.exit_code())
+}
+
+/// Checks a history read whole with the checker the arguments (or its content) pick.
+fn check_whole(
+    args: &CheckArgs,
+    opts: &CheckOptions,
+    history: &History,
+) -> Result<Results, faultline_checker::Error> {
+    match checker(args) {
+        Checker::Watch => Ok(Results::from_watch(check_watch(history), stats(history))),
+        Checker::Lease => Ok(Results::from_lease(
+            check_lease(history, &LeaseOptions::default()),
+            stats(history),
+        )),
+        Checker::Queue => Ok(Results::from_queue(
+            check_queue(
+                history,
+                &QueueOptions {
+                    exactly_once: args.exactly_once,
+                },
+            ),
+            stats(history),
+        )),
+        Checker::Bank => {
+            let bank = BankOptions {
+                total: args.total,
+                negative_balances_allowed: args.negative_balances,
+                ..BankOptions::default()
+            };
+            Ok(Results::from_bank(
+                check_bank(history, &bank),
+                stats(history),
+            ))
+        }
+        Checker::Counter => Ok(Results::from_counter(
+            check_counter(history, &CounterOptions::default()),
+            stats(history),
+        )),
+        Checker::Set => Ok(Results::from_set(
+            check_set(history, &SetOptions::default()),
+            stats(history),
+        )),
+        Checker::SetFull => Ok(Results::from_set_full(
+            check_set_full(history, &SetFullOptions::default()),
+            stats(history),
+        )),
+        Checker::LongFork => {
+            let long_fork = LongForkOptions {
+                group_size: args.group_size,
+            };
+            Ok(Results::from_long_fork(
+                check_long_fork(history, &long_fork),
+                stats(history),
+            ))
+        }
+        Checker::Txn(kind) => {
+            let txn = TxnOptions {
+                kind: Some(kind),
+                model: opts.txn_model.unwrap_or_default(),
+                search: opts.txn_search,
+                ..TxnOptions::default()
+            };
+            Ok(Results::from_txn(check_txn(history, &txn), stats(history)))
+        }
+        Checker::Auto if opts.model.is_some() => {
+            check(history, opts).map(|r| Results::new(r, stats(history)))
+        }
+        Checker::Auto => check_history(history, opts),
+    }
+}
+
+/// What the summary's first line counts of a history.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryCounts {
+    /// Lines (ops), nemesis and watch lines included.
+    pub ops: usize,
+    /// Client operations.
+    pub operations: usize,
+    /// Nemesis ops.
+    pub nemesis: usize,
+}
+
+impl HistoryCounts {
+    /// The counts of a history read whole.
+    pub fn of(h: &History) -> HistoryCounts {
+        HistoryCounts {
+            ops: h.ops.len(),
+            operations: h.operations.len(),
+            nemesis: h.nemesis_ops().count(),
+        }
+    }
+}
+
+fn is_edn_file(file: &Path) -> bool {
+    use std::io::Read as _;
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("edn") => true,
+        Some("jsonl") | Some("json") => false,
+        _ => {
+            // As read_history tells EDN from JSONL by content.
+            let mut head = [0u8; 512];
+            let n = std::fs::File::open(file)
+                .and_then(|mut f| f.read(&mut head))
+                .unwrap_or(0);
+            let t = String::from_utf8_lossy(&head[..n]);
+            let t = t.trim_start();
+            t.starts_with('[') || t.starts_with('(') || t.starts_with("{:") || t.starts_with(';')
+        }
+    }
+}
+
+/// Streams a JSONL file into compact form.
+fn read_compact_file(file: &Path) -> Result<Compact, faultline_checker::Error> {
+    let f = std::fs::File::open(file).map_err(|source| faultline_checker::Error::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    read_compact(std::io::BufReader::with_capacity(1 << 16, f)).map_err(|e| e.with_file(file))
+}
+
+/// Whether `check_history` would check this history for linearizability: no watch lines, and
+/// only the functions of the linearizability models (no drains, leases, transfers, adds or
+/// transactions, which pick other checkers).
+fn compact_is_linearizability(c: &Compact) -> bool {
+    const LINEARIZABILITY: &[&str] = &[
+        "read", "r", "write", "w", "cas", "get", "put", "append", "acquire", "release",
+    ];
+    c.watch_ops == 0
+        && c.fs
+            .names()
+            .iter()
+            .all(|f| LINEARIZABILITY.contains(&f.as_str()))
 }
 
 /// Writes `results.json` (and `counterexample.svg` when there is one) into the run directory.
@@ -546,17 +663,21 @@ fn summary_body(r: &Results) -> String {
 const MAX_KEYS_LISTED: usize = 20;
 
 /// The human-readable summary `faultline check` prints.
-pub fn summary(file: &Path, history: &History, r: &CheckResult, run_dir: Option<&Path>) -> String {
+pub fn summary(
+    file: &Path,
+    history: HistoryCounts,
+    r: &CheckResult,
+    run_dir: Option<&Path>,
+) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let nemesis = history.nemesis_ops().count();
     let _ = writeln!(
         s,
         "history: {} ({} ops: {} client operations, {} nemesis ops)",
         file.display(),
-        history.ops.len(),
-        history.operations.len(),
-        nemesis
+        history.ops,
+        history.operations,
+        history.nemesis
     );
     for w in &r.warnings {
         let _ = writeln!(s, "warning: {w}");
@@ -574,6 +695,14 @@ pub fn summary(file: &Path, history: &History, r: &CheckResult, run_dir: Option<
         "all keys in one state".to_string()
     };
     let _ = writeln!(s, "model: {}, {how}", r.model);
+    if r.observed_fails > 0 {
+        let _ = writeln!(
+            s,
+            "failed operations: {} checked as observations (a CAS refused on comparison: the value was not its `from`), the others dropped (--fail-reading {})",
+            r.observed_fails,
+            r.fail_reading.name()
+        );
+    }
     let _ = writeln!(
         s,
         "verdict: {} ({:.1} ms)",
@@ -702,6 +831,8 @@ mod tests {
             exactly_once: false,
             initial: None,
             all_keys: false,
+            fail_reading: "recorded".into(),
+            verdict_only: false,
             threads: Some(1),
             json: false,
         }
@@ -728,6 +859,83 @@ mod tests {
         assert_eq!(results["valid"], "invalid");
         assert_eq!(results["linearizable"]["keys"][0]["key"], "a");
         assert!(std::fs::read_to_string(dir.path().join("counterexample.svg")).unwrap().starts_with("<svg"));
+    }
+
+    /// A CAS refused with `cas-mismatch` while the register held its `from` (issue 25).
+    #[rustfmt::skip]
+    const REFUSED_CAS: [&str; 4] = [
+        r#"{"index":0,"time":1,"process":1,"type":"invoke","f":"write","key":"a","value":1}"#,
+        r#"{"index":1,"time":2,"process":1,"type":"ok","f":"write","key":"a","value":1}"#,
+        r#"{"index":2,"time":3,"process":2,"type":"invoke","f":"cas","key":"a","value":[1,2]}"#,
+        r#"{"index":3,"time":4,"process":2,"type":"fail","f":"cas","key":"a","value":[1,2],"error":"cas-mismatch"}"#,
+    ];
+
+    fn results(dir: &Path) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_refused_cas_is_evidence_unless_fails_are_read_as_knossos_reads_them() {
+        let dir = write_run(&REFUSED_CAS);
+        assert_eq!(run(&args(dir.path())).unwrap(), 1);
+        let r = results(dir.path());
+        assert_eq!(r["linearizable"]["observed_fails"], 1);
+        assert_eq!(r["linearizable"]["fail_reading"], "recorded");
+        assert_eq!(
+            r["linearizable"]["keys"][0]["counterexample"]["op"]["error"],
+            "cas-mismatch"
+        );
+        assert!(dir.path().join("counterexample.svg").exists());
+        let knossos = CheckArgs {
+            fail_reading: "knossos".into(),
+            ..args(dir.path())
+        };
+        assert_eq!(run(&knossos).unwrap(), 0);
+        assert_eq!(results(dir.path())["linearizable"]["observed_fails"], 0);
+        let bad = CheckArgs {
+            fail_reading: "jepsen".into(),
+            ..args(dir.path())
+        };
+        assert_eq!(run(&bad).unwrap(), EXIT_BAD_INPUT);
+    }
+
+    #[test]
+    fn verdict_only_writes_no_counterexample() {
+        let dir = write_run(&REFUSED_CAS);
+        let quick = CheckArgs {
+            verdict_only: true,
+            ..args(dir.path())
+        };
+        assert_eq!(run(&quick).unwrap(), 1);
+        assert!(results(dir.path())["linearizable"]["keys"][0]["counterexample"].is_null());
+        assert!(!dir.path().join("counterexample.svg").exists());
+    }
+
+    #[test]
+    fn the_streaming_path_and_the_whole_history_path_agree() {
+        // A history that stays on the streaming path (registers) and one that leaves it (a
+        // watch line sends it to the watch checker, which needs the whole history).
+        let dir = write_run(&REFUSED_CAS);
+        let file = dir.path().join("history.jsonl");
+        let c = read_compact_file(&file).unwrap();
+        assert!(compact_is_linearizability(&c));
+        let whole = check(
+            &read_history(&file).unwrap(),
+            &options(&args(&file)).unwrap(),
+        )
+        .unwrap();
+        let streamed = check_compact(&c, &options(&args(&file)).unwrap()).unwrap();
+        assert_eq!((whole.valid, whole.ops), (streamed.valid, streamed.ops));
+        assert_eq!(whole.observed_fails, streamed.observed_fails);
+        let message = |r: &CheckResult| r.counterexample().map(|c| c.message.clone());
+        assert_eq!(message(&whole), message(&streamed));
+        assert!(message(&whole).is_some());
+        let watched = write_run(&[
+            REFUSED_CAS[0],
+            r#"{"index":1,"time":2,"process":"watch","type":"info","f":"watch-events","node":"n1","value":{"watcher":"w1","stream":1,"revision":5,"events":[]}}"#,
+        ]);
+        let c = read_compact_file(&watched.path().join("history.jsonl")).unwrap();
+        assert!(!compact_is_linearizability(&c));
     }
 
     #[test]

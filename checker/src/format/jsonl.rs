@@ -63,6 +63,65 @@ fn fast(l: &str, line: usize, position: usize) -> Option<Op> {
     })
 }
 
+/// Why one line could not be read: the error, whether it is not JSON at all, and whether the
+/// JSON ended early. A last line that is not JSON because it was cut off is tolerated.
+pub(crate) struct LineError {
+    pub(crate) error: Error,
+    pub(crate) syntax: bool,
+    pub(crate) eof: bool,
+}
+
+impl LineError {
+    /// Whether this error on the last non-blank line means the line was cut off (`unterminated`:
+    /// the input does not end with a newline).
+    pub(crate) fn truncated(&self, unterminated: bool) -> bool {
+        self.syntax && (self.eof || unterminated)
+    }
+}
+
+/// Reads one non-blank, trimmed line (`line` is its 1-based number, `position` the index of
+/// the op among the ops read so far).
+pub(crate) fn parse_jsonl_line(l: &str, line: usize, position: usize) -> Result<Op, LineError> {
+    if let Some(op) = fast(l, line, position) {
+        return Ok(op);
+    }
+    let v: Value = match serde_json::from_str(l) {
+        Ok(v) => v,
+        Err(e) => {
+            // serde_json counts lines within the one line it was given: keep the column.
+            let detail = e.to_string().replace(" at line 1 column ", " at column ");
+            return Err(LineError {
+                error: Error::Parse {
+                    file: None,
+                    line,
+                    message: format!("invalid JSON: {detail}"),
+                },
+                syntax: true,
+                eof: e.is_eof(),
+            });
+        }
+    };
+    let Value::Object(map) = v else {
+        return Err(LineError {
+            error: Error::Parse {
+                file: None,
+                line,
+                message: format!("expected a JSON object, got {}", short(&v)),
+            },
+            syntax: false,
+            eof: false,
+        });
+    };
+    op_from_fields(line, position, &|k| map.get(k).cloned(), &|k| {
+        format!("\"{k}\"")
+    })
+    .map_err(|error| LineError {
+        error,
+        syntax: false,
+        eof: false,
+    })
+}
+
 /// Parses JSONL text into ops and warnings. Blank lines are skipped. A last line that is cut
 /// off (no final newline, or JSON that ends early) is dropped with a warning.
 ///
@@ -79,42 +138,21 @@ pub fn parse_jsonl(text: &str) -> Result<(Vec<Op>, Vec<String>), Error> {
         if l.is_empty() {
             continue;
         }
-        if let Some(op) = fast(l, line, ops.len()) {
-            ops.push(op);
-            continue;
-        }
-        let v: Value = match serde_json::from_str(l) {
-            Ok(v) => v,
+        match parse_jsonl_line(l, line, ops.len()) {
+            Ok(op) => ops.push(op),
             Err(e) => {
                 let is_last = Some(i) == last_nonblank;
                 let unterminated = !text.ends_with('\n');
-                if is_last && (e.is_eof() || unterminated) {
+                if is_last && e.truncated(unterminated) {
                     warnings.push(format!(
                         "line {line}: truncated last line ignored ({} bytes)",
                         raw.len()
                     ));
                     break;
                 }
-                // serde_json counts lines within the one line it was given: keep the column.
-                let detail = e.to_string().replace(" at line 1 column ", " at column ");
-                return Err(Error::Parse {
-                    file: None,
-                    line,
-                    message: format!("invalid JSON: {detail}"),
-                });
+                return Err(e.error);
             }
-        };
-        let Value::Object(map) = v else {
-            return Err(Error::Parse {
-                file: None,
-                line,
-                message: format!("expected a JSON object, got {}", short(&v)),
-            });
-        };
-        let op = op_from_fields(line, ops.len(), &|k| map.get(k).cloned(), &|k| {
-            format!("\"{k}\"")
-        })?;
-        ops.push(op);
+        }
     }
     Ok((ops, warnings))
 }

@@ -12,6 +12,7 @@ use std::path::Path;
 
 pub use edn::{parse_edn, parse_edn_value};
 pub use jsonl::parse_jsonl;
+pub(crate) use jsonl::parse_jsonl_line;
 
 use crate::Error;
 use crate::history::{History, Op, OpType, Process};

@@ -44,44 +44,67 @@ pub struct Call<'a> {
     pub input: &'a Value,
     /// The completion's value; `None` for indeterminate operations.
     pub output: Option<&'a Value>,
-    /// `Ok` or `Info` (failed operations never reach a model).
+    /// `Ok` or `Info`; `Fail` only in [`Model::encode_failed`].
     pub outcome: Outcome,
 }
 
-/// Interns JSON values to dense `u32` ids; `null` is always id 0.
+/// Interns JSON values to dense `u32` ids; `null` is always id 0. Integers and strings (the
+/// values of almost every history) are looked up without formatting them; other values by
+/// their JSON text.
 #[derive(Debug, Clone)]
 pub struct Interner {
     ids: ahash::HashMap<String, u32>,
+    ints: ahash::HashMap<i64, u32>,
+    strs: ahash::HashMap<String, u32>,
     values: Vec<Value>,
 }
 
 impl Default for Interner {
     fn default() -> Self {
-        let mut i = Interner {
+        Interner {
             ids: ahash::HashMap::default(),
-            values: Vec::new(),
-        };
-        i.intern(&Value::Null);
-        i
+            ints: ahash::HashMap::default(),
+            strs: ahash::HashMap::default(),
+            values: vec![Value::Null],
+        }
     }
 }
 
 impl Interner {
     /// The id of `v`, assigning the next one if `v` is new. Equal JSON values get equal ids.
     pub fn intern(&mut self, v: &Value) -> u32 {
-        let k = v.to_string();
-        if let Some(&id) = self.ids.get(&k) {
-            return id;
+        let next = self.values.len() as u32;
+        let id = match v {
+            Value::Null => return 0,
+            Value::Number(n) if n.is_i64() => *self
+                .ints
+                .entry(n.as_i64().unwrap_or_default())
+                .or_insert(next),
+            Value::String(s) => match self.strs.get(s.as_str()) {
+                Some(&id) => id,
+                None => *self.strs.entry(s.clone()).or_insert(next),
+            },
+            _ => *self.ids.entry(v.to_string()).or_insert(next),
+        };
+        if id == next {
+            self.values.push(v.clone());
         }
-        let id = self.values.len() as u32;
-        self.ids.insert(k, id);
-        self.values.push(v.clone());
         id
     }
 
     /// The value with id `id`.
     pub fn value(&self, id: u32) -> &Value {
         &self.values[id as usize]
+    }
+
+    /// How many distinct values (`null` included).
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Never: `null` is always there.
+    pub fn is_empty(&self) -> bool {
+        false
     }
 }
 
@@ -98,6 +121,22 @@ pub trait Model: Send + Sync {
     /// A message saying what is wrong if the model does not know the operation or its value
     /// has the wrong shape.
     fn encode(&self, call: &Call<'_>, values: &mut Interner) -> Result<Option<Self::Op>, String>;
+    /// Encodes a `fail` that observed something: its reason was a precondition that did not
+    /// hold (a CAS refused with `cas-mismatch`), so it took effect as a "no" somewhere between
+    /// its call and its return (the register did not hold `from`). `Ok(None)` (the default):
+    /// the model has no such observation, and the failed operation is dropped as one that
+    /// never happened.
+    ///
+    /// # Errors
+    /// As [`Model::encode`].
+    fn encode_failed(
+        &self,
+        call: &Call<'_>,
+        values: &mut Interner,
+    ) -> Result<Option<Self::Op>, String> {
+        let _ = (call, values);
+        Ok(None)
+    }
     /// The initial state.
     fn init(&self) -> Self::State;
     /// Applies `op` to `state`: the next state, or `None` if `op` is impossible in `state`.
@@ -200,10 +239,17 @@ impl ModelKind {
     /// `acquire`/`release` mutex, `get`/`put` kv, `append` without `get` list-append, and
     /// anything else the CAS register.
     pub fn infer(history: &crate::History) -> ModelKind {
-        let mut fs = std::collections::HashSet::new();
-        for o in &history.operations {
-            fs.insert(history.invocation(o).f.as_str());
-        }
+        Self::infer_fs(
+            history
+                .operations
+                .iter()
+                .map(|o| history.invocation(o).f.as_str()),
+        )
+    }
+
+    /// As [`ModelKind::infer`], from the functions of the client operations.
+    pub fn infer_fs<'a>(fs: impl IntoIterator<Item = &'a str>) -> ModelKind {
+        let fs: std::collections::HashSet<&str> = fs.into_iter().collect();
         if fs.contains("txn") {
             ModelKind::MultiRegister
         } else if fs.contains("acquire") || fs.contains("release") {

@@ -6,9 +6,10 @@ use super::{Call, Interner, Model, expect_known};
 use crate::history::Outcome;
 
 /// A register holding one value, initially `nil`: `read` returns it, `write v` sets it,
-/// `cas [old new]` sets it to `new` if it holds `old` (a failed cas is a `fail` op and never
-/// reaches the model). A read whose result is unknown (`info`) constrains nothing and is
-/// dropped. The initial value is `nil` unless built with [`CasRegister::with_initial`].
+/// `cas [old new]` sets it to `new` if it holds `old`. A cas that failed because the register
+/// did not hold `old` (`cas-mismatch`, see [`crate::FailReading`]) observed a value other than
+/// `old`: it is a read that matches every value but one. A read whose result is unknown
+/// (`info`) constrains nothing and is dropped. The initial value is `nil` unless built with [`CasRegister::with_initial`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CasRegister {
     initial: u32,
@@ -30,6 +31,8 @@ pub enum RegisterOp {
     Write(u32),
     /// Set `.1` if the value was `.0`.
     Cas(u32, u32),
+    /// A failed cas: the value was not `.0`.
+    CasMismatch(u32),
 }
 
 pub(crate) fn cas_pair(v: &Value) -> Option<(&Value, &Value)> {
@@ -70,6 +73,19 @@ impl Model for CasRegister {
         }))
     }
 
+    fn encode_failed(
+        &self,
+        c: &Call<'_>,
+        values: &mut Interner,
+    ) -> Result<Option<RegisterOp>, String> {
+        if c.f != "cas" {
+            return Ok(None);
+        }
+        let (from, _) = cas_pair(c.input)
+            .ok_or_else(|| format!("field value: cas expects [old new], got {}", c.input))?;
+        Ok(Some(RegisterOp::CasMismatch(values.intern(from))))
+    }
+
     fn init(&self) -> u32 {
         self.initial
     }
@@ -79,11 +95,12 @@ impl Model for CasRegister {
             RegisterOp::Read(v) => (v == *s).then_some(*s),
             RegisterOp::Write(v) => Some(v),
             RegisterOp::Cas(a, b) => (a == *s).then_some(b),
+            RegisterOp::CasMismatch(a) => (a != *s).then_some(*s),
         }
     }
 
     fn is_read_only(&self, op: &RegisterOp) -> bool {
-        matches!(op, RegisterOp::Read(_))
+        matches!(op, RegisterOp::Read(_) | RegisterOp::CasMismatch(_))
     }
 
     fn describe(&self, s: &u32, values: &Interner) -> Value {

@@ -15,6 +15,7 @@ pub fn testdata() -> PathBuf {
 mod budget;
 mod counterexample;
 mod elle_cli;
+mod fails;
 mod format;
 mod models;
 mod random;

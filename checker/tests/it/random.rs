@@ -11,6 +11,23 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
+/// Why a completion failed: half the failed CASes were refused on comparison (an observation),
+/// the other fails before they ran.
+fn fail_error(rng: &mut ChaCha8Rng, kind: OpType, f: &str) -> Option<String> {
+    if kind != OpType::Fail {
+        return None;
+    }
+    let mismatch = f == "cas" && rng.random_bool(0.5);
+    Some(
+        if mismatch {
+            "cas-mismatch"
+        } else {
+            "no-leader"
+        }
+        .into(),
+    )
+}
+
 /// A random history: `procs` processes issue ops on `keys` keys; results are random, so that
 /// both linearizable and non-linearizable histories come out. About 15% of completions are
 /// `info` and 10% `fail`; a process whose op ended in `info` never issues again.
@@ -82,7 +99,9 @@ fn random_history(rng: &mut ChaCha8Rng, list: bool, n_ops: usize, keys: usize) -
                 }
                 _ => input,
             };
-            ops.push(mk(p, kind, &f, &key, value));
+            let mut done = mk(p, kind, &f, &key, value);
+            done.error = fail_error(rng, kind, &f);
+            ops.push(done);
             if kind == OpType::Info {
                 free.push(next_proc);
                 next_proc += 1;
@@ -99,12 +118,15 @@ fn random_history(rng: &mut ChaCha8Rng, list: bool, n_ops: usize, keys: usize) -
 }
 
 /// Tries every order of the operations consistent with real time: all `ok` operations must be
-/// placed, `info` ones may be placed or not, `fail` ones never.
+/// placed, `info` ones may be placed or not, `fail` ones never, except a CAS refused with
+/// `cas-mismatch`, which must be placed where the value was not its `from`.
 fn brute_force<M: Model>(model: &M, h: &History, ops: &[&Operation]) -> bool {
     let mut values = Interner::default();
     let mut enc = Vec::new();
     for o in ops {
-        if o.outcome == Outcome::Fail {
+        let observing = o.outcome == Outcome::Fail
+            && h.completion(o).and_then(|c| c.error.as_deref()) == Some("cas-mismatch");
+        if o.outcome == Outcome::Fail && !observing {
             continue;
         }
         let inv = h.invocation(o);
@@ -117,7 +139,12 @@ fn brute_force<M: Model>(model: &M, h: &History, ops: &[&Operation]) -> bool {
             outcome: o.outcome,
         };
         // Brute force keeps even droppable ops: as optional no-ops they change nothing.
-        if let Some(e) = model.encode(&call, &mut values).unwrap() {
+        let e = if observing {
+            model.encode_failed(&call, &mut values).unwrap()
+        } else {
+            model.encode(&call, &mut values).unwrap()
+        };
+        if let Some(e) = e {
             enc.push((o.invoke, o.return_position(), e));
         }
     }
@@ -322,7 +349,9 @@ fn random_kv_history(rng: &mut ChaCha8Rng, n_ops: usize, keys: usize) -> History
                 }
                 _ => input,
             };
-            ops.push(mk(p, kind, &f, &key, value));
+            let mut done = mk(p, kind, &f, &key, value);
+            done.error = fail_error(rng, kind, &f);
+            ops.push(done);
             if kind == OpType::Info {
                 free.push(next_proc);
                 next_proc += 1;
