@@ -391,17 +391,22 @@ fn gen_case(n: usize, keys: usize, anchor: &str) {
     let gen_peak = peak_mib();
     let reps = if n >= 1_000_000 { 1 } else { 3 };
     for (label, threads) in [("parallel", None), ("1 thread", Some(1))] {
-        let mut ms = f64::MAX;
         let mut r = None;
-        for _ in 0..reps {
-            let t = Instant::now();
-            r = Some(check_compact(&h, &opts(ModelKind::CasRegister, threads, true)).unwrap());
-            ms = ms.min(t.elapsed().as_secs_f64() * 1e3);
-        }
+        let (ms, cpu, _) = time(reps, || {
+            let c = check_compact(&h, &opts(ModelKind::CasRegister, threads, true)).unwrap();
+            let v = c.valid;
+            r = Some(c);
+            v
+        });
         let r = r.unwrap();
         let (v, u, i) = r.key_counts();
         println!(
-            "generated {n} ops over {keys} keys ({label}): check {ms:.0} ms, verdict {} (keys valid/unknown/invalid {v}/{u}/{i})",
+            "generated {n} ops over {keys} keys ({label}): check {ms:.0} ms{}, verdict {} (keys valid/unknown/invalid {v}/{u}/{i})",
+            if threads == Some(1) {
+                format!(" (CPU {cpu:.0} ms)")
+            } else {
+                String::new()
+            },
             r.valid,
         );
     }
@@ -449,6 +454,69 @@ fn read_jsonl_case(path: &str, n: usize) {
         r.valid,
         peak_mib()
     );
+}
+
+/// `faultline check` on small files, whole processes: the wall time measured from here, and
+/// the phases the binary reports with `--timings` (median of 30 runs each). What happens
+/// before `main` (exec, loading the binary) and after it is the difference.
+fn startup() {
+    let bin = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/faultline"));
+    if !bin.exists() {
+        println!("startup: {} not built (cargo build --release -p faultline)", bin.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("history.jsonl");
+    write_jsonl(&jsonl, 1000, 10);
+    let files = [
+        ("etcd_000 (EDN, 87 ops)", testdata().join("porcupine/etcd/etcd_000.invalid.edn")),
+        ("1,000 ops over 10 keys (JSONL)", jsonl),
+    ];
+    for (label, file) in files {
+        let mut walls = Vec::new();
+        let mut phases: Vec<(String, Vec<f64>)> = Vec::new();
+        for _ in 0..30 {
+            let t = Instant::now();
+            let out = Command::new(&bin)
+                .args(["check", "--timings"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            walls.push(t.elapsed().as_secs_f64() * 1e3);
+            let err = String::from_utf8_lossy(&out.stderr);
+            let line = err.lines().find(|l| l.starts_with("timings (ms): ")).unwrap_or("");
+            let body = line.trim_start_matches("timings (ms): ").replace("; in main", ", in main");
+            for part in body.split(", ").filter(|p| !p.is_empty()) {
+                let (name, ms) = part.rsplit_once(' ').unwrap();
+                let ms: f64 = ms.parse().unwrap();
+                match phases.iter_mut().find(|p| p.0 == name) {
+                    Some(p) => p.1.push(ms),
+                    None => phases.push((name.to_string(), vec![ms])),
+                }
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let wall = median(&mut walls);
+        let mut main_ms = 0.0;
+        let text: Vec<String> = phases
+            .iter_mut()
+            .map(|(n, v)| {
+                let m = median(v);
+                if n == "in main" {
+                    main_ms = m;
+                }
+                format!("{n} {m:.2}")
+            })
+            .collect();
+        println!(
+            "startup, faultline check {label}: whole process {wall:.2} ms (median of 30); before and after main {:.2} ms; {} (ms)",
+            wall - main_ms,
+            text.join(", ")
+        );
+    }
 }
 
 fn main() {
@@ -504,12 +572,20 @@ fn main() {
                 t.elapsed().as_secs_f64() * 1e3,
                 r.valid
             );
-            for k in r.keys.iter().take(10) {
-                println!(
-                    "  {:?} ops={} configurations={} {:.1} ms",
-                    k.key, k.ops, k.configurations, k.elapsed_ms
-                );
-            }
+            let mut conf: Vec<(usize, f64)> =
+                r.keys.iter().map(|k| (k.configurations, k.elapsed_ms)).collect();
+            conf.sort_by_key(|c| c.0);
+            let total: usize = conf.iter().map(|c| c.0).sum();
+            let q = |p: f64| conf[((conf.len() - 1) as f64 * p) as usize];
+            println!(
+                "  configurations: total {total}, median {:?}, p90 {:?}, p99 {:?}, max {:?} (configurations, ms)",
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                q(1.0)
+            );
+            let slow: f64 = conf.iter().rev().take(conf.len() / 10).map(|c| c.1).sum();
+            println!("  the slowest 10% of keys take {slow:.0} ms");
         }
         Some(g) if g.starts_with("gen:") => {
             let mut it = g[4..]
@@ -550,6 +626,7 @@ fn main() {
                 .unwrap();
             assert!(st.success());
         }
+        Some("startup") => startup(),
         Some(g) if g.starts_with("readjsonl:") => {
             let (n, path) = g[10..].split_once(':').unwrap();
             read_jsonl_case(path, n.parse().unwrap())
@@ -569,6 +646,7 @@ fn main() {
                 "jsonl:1000000",
                 "gen:10000000:10000",
                 "hard:100000:10:60",
+                "startup",
             ] {
                 let st = Command::new(&exe).arg(case).status().unwrap();
                 assert!(st.success(), "{case} failed");

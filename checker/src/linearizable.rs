@@ -348,9 +348,9 @@ fn run_check<M: Model>(
             observed_fails += usize::from(observing);
             parts[pi].ops.push(Entry {
                 op,
-                call: o.call as usize,
-                ret: o.return_position(),
-                id,
+                call: o.call,
+                ret: o.return_position().map(|r| r as u32),
+                id: id as u32,
             });
         }
     }
@@ -444,6 +444,9 @@ fn run_check<M: Model>(
     })
 }
 
+/// Histories (or rounds) with fewer operations than this are checked on the calling thread.
+const SEQUENTIAL_BELOW: usize = 2_000;
+
 /// Most bytes of memo that searches waiting for the next round may hold together.
 const SUSPENDED_BYTES: usize = 128 << 20;
 
@@ -507,11 +510,11 @@ struct Part<O> {
 pub(crate) struct Entry<O> {
     pub(crate) op: O,
     /// Position of the invocation in the history.
-    pub(crate) call: usize,
+    pub(crate) call: u32,
     /// Position of the return; `None` for indeterminate operations.
-    pub(crate) ret: Option<usize>,
-    /// Index into `History::operations`.
-    pub(crate) id: usize,
+    pub(crate) ret: Option<u32>,
+    /// Index into [`Compact::ops`].
+    pub(crate) id: u32,
 }
 
 pub(crate) struct Budget {
@@ -583,7 +586,14 @@ impl<'a, M: Model> Ctx<'a, M> {
     }
 
     fn map(&self, slots: Vec<Slot<'a, M>>, limit: usize) -> Vec<Slot<'a, M>> {
-        match self.opts.threads {
+        // Starting the thread pool costs more than checking a small history.
+        let ops: usize = slots.iter().map(|s| self.parts[s.0].ops.len()).sum();
+        let threads = if slots.len() < 2 || ops < SEQUENTIAL_BELOW {
+            Some(1)
+        } else {
+            self.opts.threads
+        };
+        match threads {
             Some(1) => slots.into_iter().map(|s| self.step(s, limit)).collect(),
             Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
                 Ok(pool) => {
@@ -648,7 +658,7 @@ fn counterexample<M: Model>(
     budget: &Budget,
 ) -> Counterexample {
     let f = &p.ops[failing];
-    let f_ret = f.ret.unwrap_or(usize::MAX);
+    let f_ret = f.ret.unwrap_or(u32::MAX);
     // The prefix before the failing operation's return: operations that returned earlier must be
     // linearized; those still running then may or may not have taken effect.
     let prefix: Vec<Entry<M::Op>> = p
@@ -682,7 +692,7 @@ fn counterexample<M: Model>(
         truncated: false,
     };
     let end = Search::new(model, &prefix).run(&sub_budget, Some(&mut collect), usize::MAX);
-    let summarize = |e: &Entry<M::Op>| OpSummary::from_compact(history, &history.ops[e.id]);
+    let summarize = |e: &Entry<M::Op>| OpSummary::from_compact(history, &history.ops[e.id as usize]);
     let concurrent: Vec<OpSummary> = p
         .ops
         .iter()
@@ -729,16 +739,30 @@ enum End {
     OverLimit,
 }
 
-/// The memo: a set of (linearized bitset, state), open addressing over an arena.
+/// The memo: the set of configurations (linearized bitset, state) seen, open addressing.
+///
+/// Exact (every bitset and state kept in an arena and compared on a hash match) for small
+/// searches and for models whose state hash does not cover the state ([`Model::STRONG_HASH`]
+/// false). Otherwise a configuration is kept as a 128-bit fingerprint: two independent Zobrist
+/// hashes of the bitset, each mixed with its own hash of the state. A false "seen" (which could
+/// only make a linearizable history look invalid) then needs two configurations of one search
+/// with equal 128-bit fingerprints: below 10^-20 for 10^9 configurations. It saves the arena
+/// (a 1,000-operation key's bitset is 128 bytes a configuration) and the comparisons.
 struct Memo<S> {
     words: usize,
-    /// (hash | 1, entry) per slot; hash 0 marks an empty slot.
-    slots: Vec<(u64, u32)>,
+    exact: bool,
+    count: usize,
+    /// Exact: (hash | 1, entry) per slot. Fingerprint: (first half | 1, second half). A first
+    /// word of 0 marks an empty slot.
+    slots: Vec<(u64, u64)>,
     bits: Vec<u64>,
     states: Vec<S>,
 }
 
-type MemoBuffers = (Vec<(u64, u32)>, Vec<u64>);
+type MemoBuffers = (Vec<(u64, u64)>, Vec<u64>);
+
+/// Searches over more operations than this use fingerprints (when the model allows).
+const EXACT_UP_TO: usize = 128;
 
 thread_local! {
     /// Memo tables of finished searches, reused by the next search on this thread: allocating
@@ -760,7 +784,7 @@ impl<S> Drop for Memo<S> {
 }
 
 impl<S: Eq + Clone> Memo<S> {
-    fn new(words: usize) -> Self {
+    fn new(words: usize, exact: bool) -> Self {
         let (mut slots, mut bits) = MEMO_POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
         let n = slots.len().max(64);
         slots.clear();
@@ -768,6 +792,8 @@ impl<S: Eq + Clone> Memo<S> {
         bits.clear();
         Memo {
             words,
+            exact,
+            count: 0,
             slots,
             bits,
             states: Vec::new(),
@@ -775,27 +801,46 @@ impl<S: Eq + Clone> Memo<S> {
     }
 
     fn len(&self) -> usize {
-        self.states.len()
+        self.count
     }
 
     fn bytes_per_entry(&self) -> usize {
-        self.words * 8 + std::mem::size_of::<S>() + 2 * 16
+        if self.exact {
+            self.words * 8 + std::mem::size_of::<S>() + 2 * 16
+        } else {
+            2 * 16
+        }
     }
 
-    /// Inserts; false if already present.
-    fn insert(&mut self, hash: u64, bits: &[u64], state: &S) -> bool {
+    /// Inserts; false if already present. `hash2` is used only by fingerprints.
+    fn insert(&mut self, hash: u64, hash2: u64, bits: &[u64], state: &S) -> bool {
         let h = hash | 1;
-        if (self.states.len() + 1) * 2 > self.slots.len() {
+        if (self.count + 1) * 2 > self.slots.len() {
             self.grow();
         }
         let mask = self.slots.len() - 1;
         let mut p = (h >> 7) as usize & mask;
+        if !self.exact {
+            loop {
+                let (sh, s2) = self.slots[p];
+                if sh == 0 {
+                    self.slots[p] = (h, hash2);
+                    self.count += 1;
+                    return true;
+                }
+                if sh == h && s2 == hash2 {
+                    return false;
+                }
+                p = (p + 1) & mask;
+            }
+        }
         loop {
             let (sh, e) = self.slots[p];
             if sh == 0 {
-                self.slots[p] = (h, self.states.len() as u32);
+                self.slots[p] = (h, self.states.len() as u64);
                 self.bits.extend_from_slice(bits);
                 self.states.push(state.clone());
+                self.count += 1;
                 return true;
             }
             if sh == h {
@@ -812,7 +857,7 @@ impl<S: Eq + Clone> Memo<S> {
 
     fn grow(&mut self) {
         let n = self.slots.len() * 2;
-        let mut slots = vec![(0u64, 0u32); n];
+        let mut slots = vec![(0u64, 0u64); n];
         for &(h, e) in &self.slots {
             if h == 0 {
                 continue;
@@ -853,7 +898,11 @@ struct Search<'a, M: Model> {
     prev_b: Vec<u32>,
     in_b: Vec<bool>,
     zob: Vec<u64>,
+    /// A second, independent Zobrist table and state hasher, for fingerprints.
+    zob2: Vec<u64>,
     hasher: ahash::RandomState,
+    hasher2: ahash::RandomState,
+    zhash2: u64,
     bits: Vec<u64>,
     zhash: u64,
     memo: Memo<M::State>,
@@ -890,8 +939,8 @@ impl<'a, M: Model> Search<'a, M> {
         let mut prev = vec![0u32; 2 * n + 2];
         let mut next_b = vec![0u32; 2 * n + 2];
         let mut prev_b = vec![0u32; 2 * n + 2];
-        let mut events: Vec<(usize, usize)> = Vec::with_capacity(2 * n);
-        let mut optional: Vec<(usize, usize)> = Vec::new();
+        let mut events: Vec<(u32, usize)> = Vec::with_capacity(2 * n);
+        let mut optional: Vec<(u32, usize)> = Vec::new();
         for (i, e) in ops.iter().enumerate() {
             match e.ret {
                 Some(r) => {
@@ -931,10 +980,15 @@ impl<'a, M: Model> Search<'a, M> {
             zob: (0..n as u64)
                 .map(|i| mix64(i ^ 0x2545_f491_4f6c_dd1d))
                 .collect(),
+            zob2: (0..n as u64)
+                .map(|i| mix64(i ^ 0x9e6c_63d0_676a_9a99).rotate_left(17) ^ 0x5851_f42d_4c95_7f2d)
+                .collect(),
             hasher: ahash::RandomState::with_seeds(7, 11, 13, 17),
+            hasher2: ahash::RandomState::with_seeds(19, 23, 29, 31),
+            zhash2: 0,
             bits: vec![0u64; words],
             zhash: 0,
-            memo: Memo::new(words),
+            memo: Memo::new(words, n <= EXACT_UP_TO || !M::STRONG_HASH),
             state: model.init(),
             stack: Vec::new(),
             required: ops.iter().filter(|e| e.ret.is_some()).count(),
@@ -987,7 +1041,10 @@ impl<'a, M: Model> Search<'a, M> {
             prev_b,
             in_b,
             zob,
+            zob2,
             hasher,
+            hasher2,
+            zhash2,
             bits,
             zhash,
             memo,
@@ -1079,7 +1136,7 @@ impl<'a, M: Model> Search<'a, M> {
                 // A return entry (an operation that must have been linearized by now) or the end
                 // of list A: the required candidates are exhausted; now the optional ones.
                 if *cur != tail {
-                    let pos = ops[*cur >> 1].ret.unwrap_or(0);
+                    let pos = ops[*cur >> 1].ret.unwrap_or(0) as usize;
                     if pos >= max_cut.0 {
                         *max_cut = (pos, *cur >> 1);
                     }
@@ -1091,7 +1148,7 @@ impl<'a, M: Model> Search<'a, M> {
                 *cur = next_b[head] as usize;
                 continue;
             }
-            if *pass_b && (*cur == tail || ops[*cur >> 1].call >= *bound) {
+            if *pass_b && (*cur == tail || ops[*cur >> 1].call as usize >= *bound) {
                 backtrack = true;
             } else {
                 // A call entry: try to linearize the operation now.
@@ -1106,9 +1163,15 @@ impl<'a, M: Model> Search<'a, M> {
                 if let Some(s2) = s2 {
                     bits[i >> 6] |= 1 << (i & 63);
                     *zhash ^= zob[i];
+                    *zhash2 ^= zob2[i];
                     let h = mix64(*zhash ^ hasher.hash_one(&s2));
+                    let h2 = if memo.exact {
+                        0
+                    } else {
+                        mix64(*zhash2 ^ hasher2.hash_one(&s2))
+                    };
                     let read_only = model.is_read_only(&ops[i].op);
-                    if memo.insert(h, bits, &s2) {
+                    if memo.insert(h, h2, bits, &s2) {
                         stack.push((i as u32, std::mem::replace(state, s2), read_only, *bound));
                         let c = *cur;
                         if *pass_b {
@@ -1132,6 +1195,7 @@ impl<'a, M: Model> Search<'a, M> {
                     } else {
                         bits[i >> 6] &= !(1 << (i & 63));
                         *zhash ^= zob[i];
+                        *zhash2 ^= zob2[i];
                         // This configuration plus the read was explored and failed, and a read
                         // commutes with everything: so this configuration fails too.
                         backtrack = read_only;
@@ -1149,6 +1213,7 @@ impl<'a, M: Model> Search<'a, M> {
                 *state = old;
                 bits[i >> 6] &= !(1 << (i & 63));
                 *zhash ^= zob[i];
+                *zhash2 ^= zob2[i];
                 let c = 2 * i;
                 if !in_b[i] {
                     // Unlift in reverse order: the return entry, then the call entry.

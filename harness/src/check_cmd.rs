@@ -92,6 +92,50 @@ pub struct CheckArgs {
     /// Print the result as JSON (the contents of results.json) instead of a summary.
     #[arg(long)]
     pub json: bool,
+    /// Print on stderr where the time went: before the command ran (argument parsing, logging
+    /// set-up), reading the history, checking it, writing results, printing.
+    #[arg(long)]
+    pub timings: bool,
+}
+
+/// Phases of `faultline check`, for `--timings`.
+struct Timings {
+    on: bool,
+    last: std::time::Instant,
+    phases: Vec<(&'static str, f64)>,
+}
+
+impl Timings {
+    fn new(on: bool) -> Timings {
+        let mut t = Timings {
+            on,
+            last: crate::cli::started(),
+            phases: Vec::new(),
+        };
+        t.phase("main to check command");
+        t
+    }
+
+    /// Ends the phase `name` now.
+    fn phase(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.phases
+            .push((name, (now - self.last).as_secs_f64() * 1e3));
+        self.last = now;
+    }
+
+    fn print(&mut self) {
+        self.phase("print");
+        if self.on {
+            let total: f64 = self.phases.iter().map(|p| p.1).sum();
+            let parts: Vec<String> = self
+                .phases
+                .iter()
+                .map(|(n, ms)| format!("{n} {ms:.3}"))
+                .collect();
+            eprintln!("timings (ms): {}; in main {total:.3}", parts.join(", "));
+        }
+    }
 }
 
 /// Where the history is, and the run directory to write results into, if any.
@@ -224,6 +268,7 @@ fn options(args: &CheckArgs) -> Result<CheckOptions, String> {
 /// Only when results cannot be written into the run directory; bad input is reported on
 /// stderr and yields exit code 3.
 pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
+    let mut timings = Timings::new(args.timings);
     let opts = match options(args) {
         Ok(o) => o,
         Err(e) => {
@@ -252,13 +297,16 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
                 return Ok(EXIT_BAD_INPUT);
             }
         };
+        timings.phase("read and check (streamed)");
         let results = Results::from_txn(checked.result.clone(), checked.stats.clone());
         write_results(run_dir.as_deref(), &results)?;
+        timings.phase("results");
         if args.json {
             println!("{}", serde_json::to_string_pretty(&results)?);
         } else {
             print!("{}", txn_stream_summary(&file, &checked, &results));
         }
+        timings.print();
         return Ok(results.valid.exit_code());
     }
     // Plain linearizability histories in JSONL are streamed into compact form; the others
@@ -281,7 +329,9 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
                 operations: c.ops.len(),
                 nemesis: c.nemesis_ops,
             };
+            timings.phase("read (streamed into compact form)");
             let checked = check_compact(&c, &opts).map(|r| Results::new(r, c.stats()));
+            timings.phase("check");
             (checked, Err(counts))
         }
         None => {
@@ -292,7 +342,10 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
                     return Ok(EXIT_BAD_INPUT);
                 }
             };
-            (check_whole(args, &opts, &history), Ok(history))
+            timings.phase("read");
+            let checked = check_whole(args, &opts, &history);
+            timings.phase("check");
+            (checked, Ok(history))
         }
     };
     let results = match checked {
@@ -303,6 +356,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         }
     };
     write_results(run_dir.as_deref(), &results)?;
+    timings.phase("results");
     let counts = history.as_ref().map_or_else(|c| *c, HistoryCounts::of);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
@@ -314,6 +368,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
     } else if let Ok(history) = &history {
         print!("{}", stream_summary(&file, history, &results));
     }
+    timings.print();
     Ok(results.valid.exit_code())
 }
 
@@ -835,6 +890,7 @@ mod tests {
             verdict_only: false,
             threads: Some(1),
             json: false,
+            timings: false,
         }
     }
 

@@ -143,21 +143,56 @@ pub struct RunArgs {
     pub no_progress: bool,
 }
 
-/// Runs the parsed command line and returns the process exit code.
-pub async fn main(cli: Cli) -> ExitCode {
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Records when `main` started, for `faultline check --timings`.
+pub fn mark_start() {
+    let _ = START.set(std::time::Instant::now());
+}
+
+/// When `main` started (or the first call, if [`mark_start`] was not called).
+pub fn started() -> std::time::Instant {
+    *START.get_or_init(std::time::Instant::now)
+}
+
+/// Runs the commands that need no async runtime (`check`, `report`, `compare`, `list`) and
+/// returns their exit code; gives the command line back for [`main`] otherwise.
+///
+/// # Errors
+/// The command line, unchanged, when the command needs the runtime.
+pub fn main_sync(cli: Cli) -> Result<ExitCode, Cli> {
     let result = match cli.command {
-        Command::Run(args) => run(args).await,
         Command::List => list(),
         Command::Check(args) => crate::check_cmd::run(&args)
             .map(|code| u8::try_from(code).unwrap_or(EXIT_HARNESS_ERROR)),
+        Command::Report(args) => crate::report::run(&args),
+        Command::Compare(args) => crate::compare::run(&args),
+        command => return Err(Cli { command, ..cli }),
+    };
+    Ok(exit(result))
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub async fn main(cli: Cli) -> ExitCode {
+    let cli = match main_sync(cli) {
+        Ok(code) => return code,
+        Err(cli) => cli,
+    };
+    let result = match cli.command {
+        Command::Run(args) => run(args).await,
         Command::Images(args) => images(args).await,
         Command::Clean => clean().await,
         Command::Matrix(args) => crate::matrix::run(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
-        Command::Report(args) => crate::report::run(&args),
         Command::Serve(args) => crate::serve::run(&args).await,
-        Command::Compare(args) => crate::compare::run(&args),
+        Command::List | Command::Check(_) | Command::Report(_) | Command::Compare(_) => {
+            unreachable!("run by main_sync")
+        }
     };
+    exit(result)
+}
+
+fn exit(result: anyhow::Result<u8>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -1,16 +1,28 @@
 //! The `faultline` binary: parses the command line and hands it to [`faultline::cli::main`].
+//! Commands that do no I/O with Docker or the network (`check`, `report`, `compare`, `list`)
+//! run without starting tokio's runtime, which would spawn a worker thread per core first.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use faultline::cli::{Cli, main as cli_main};
+use faultline::cli::{Cli, main as cli_main, main_sync};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    faultline::cli::mark_start();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
         .init();
-    cli_main(cli).await
+    let cli = match main_sync(cli) {
+        Ok(code) => return code,
+        Err(cli) => cli,
+    };
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(cli_main(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(faultline::cli::EXIT_HARNESS_ERROR)
+        }
+    }
 }

@@ -209,6 +209,9 @@ impl KvModel {
 }
 
 impl Model for KvModel {
+    // A state hashes its strings' 64-bit polynomial digests, not their bytes.
+    const STRONG_HASH: bool = false;
+
     type Op = KvOp;
     type State = KvState;
 

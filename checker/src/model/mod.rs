@@ -152,6 +152,12 @@ pub trait Model: Send + Sync {
         false
     }
 
+    /// Whether the state's `Hash` feeds all of the state to the hasher (so that two hashes of
+    /// it with independent seeds are independent), which lets large searches keep
+    /// configurations as 128-bit fingerprints instead of whole. `false` for states that hash a
+    /// precomputed digest (the kv model's strings). Default `true`.
+    const STRONG_HASH: bool = true;
+
     /// Whether the search should prune with [`Model::may_reach`]: after each state change it
     /// checks the nearest pending operations that must still be linearized. Default `false`.
     const PRUNES: bool = false;
