@@ -516,7 +516,7 @@ impl Node {
             return None;
         }
         let current = self.sm.get(key);
-        (current != *from).then(|| Reply::Applied(Outcome::CasMismatch { current }))
+        (current != *from).then_some(Reply::Applied(Outcome::CasMismatch { current }))
     }
 
     fn propose_conf(&mut self, cc: ConfChange, reply: oneshot::Sender<Reply>) {
