@@ -31,7 +31,7 @@ pub struct Row {
     pub buggy: bool,
 }
 
-/// The rows, in order: the eight planted raftkv bugs, etcd's serializable reads, the four etcd
+/// The rows, in order: the nine planted raftkv bugs, etcd's serializable reads, the four etcd
 /// 3.4.23 bugs, the five NATS 2.9.10 rows, four MariaDB Galera rows, then the controls.
 pub const ROWS: &[Row] = &[
     Row {
@@ -72,6 +72,11 @@ pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv txn-split",
         workload: "bug-raftkv-txn-split",
+        buggy: true,
+    },
+    Row {
+        label: "raftkv cas-stale-compare",
+        workload: "bug-raftkv-cas-stale",
         buggy: true,
     },
     Row {
@@ -157,6 +162,11 @@ pub const ROWS: &[Row] = &[
     Row {
         label: "raftkv correct, transactions (control)",
         workload: "matrix-raftkv-txn",
+        buggy: false,
+    },
+    Row {
+        label: "raftkv correct, cas (control)",
+        workload: "matrix-raftkv-cas",
         buggy: false,
     },
     Row {
@@ -689,13 +699,16 @@ mod tests {
             if w.target == workload::Target::Raftkv && !row.buggy {
                 assert!(w.node.bugs.is_empty(), "{} plants a bug", row.workload);
             }
-            // raftkv's planted consensus bugs and its controls all need faults; an isolation
-            // bug (txn-split) and real systems' bugs may not (etcd-io/etcd#15220,
-            // nats-server#4320 show without any).
+            // raftkv's planted consensus bugs and their controls all need faults; an isolation
+            // bug (txn-split), a follower's ordinary replication lag (cas-stale-compare, and
+            // its control, the same workload without the bug) and real systems' bugs may not
+            // (etcd-io/etcd#15220, nats-server#4320 show without any).
             assert!(
                 w.nemesis.is_some()
                     || w.target != workload::Target::Raftkv
-                    || w.node.bugs == ["txn-split"],
+                    || w.node.bugs == ["txn-split"]
+                    || w.node.bugs == ["cas-stale-compare"]
+                    || row.workload == "matrix-raftkv-cas",
                 "{} has no faults",
                 row.workload
             );

@@ -48,7 +48,8 @@ struct Cli {
     snapshot_threshold: u64,
     /// Enable a planted bug (repeatable): stale-read, forget-vote, commit-old-term,
     /// skip-prev-check, early-ack, lease-ignores-skew, no-fsync (the WAL, snapshots and
-    /// directories are never fsynced). For testing the tester only.
+    /// directories are never fsynced), txn-split, cas-stale-compare (a follower refuses a CAS
+    /// from its own applied value instead of forwarding it). For testing the tester only.
     #[arg(long = "bug", value_name = "NAME")]
     bugs: Vec<Bug>,
     /// Start as an empty learner that waits to be added with POST /admin/members (--peers

@@ -58,11 +58,19 @@ pub enum Bug {
     /// half-way leaves the first half applied. Breaks the atomicity and isolation of `POST
     /// /txn` (the server obeys it, the core ignores it).
     TxnSplit,
+    /// A node that is not the leader answers a compare-and-set itself, with `cas-mismatch`,
+    /// when its own applied value of the key differs from the CAS's `from`, instead of
+    /// forwarding it to the leader (it forwards only when its value matches). Its applied state
+    /// may be stale, so a CAS can be refused although the register held `from` throughout the
+    /// call: a definite failure that is a lie, which breaks linearizability for a checker that
+    /// reads a `cas-mismatch` as an observation (the server's loop obeys it, the core ignores
+    /// it).
+    CasStaleCompare,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 9] = [
         Bug::StaleRead,
         Bug::ForgetVote,
         Bug::CommitOldTerm,
@@ -71,6 +79,7 @@ impl Bug {
         Bug::LeaseIgnoresSkew,
         Bug::NoFsync,
         Bug::TxnSplit,
+        Bug::CasStaleCompare,
     ];
 
     /// The kebab-case name used on command lines (`--bug stale-read`).
@@ -84,6 +93,7 @@ impl Bug {
             Bug::LeaseIgnoresSkew => "lease-ignores-skew",
             Bug::NoFsync => "no-fsync",
             Bug::TxnSplit => "txn-split",
+            Bug::CasStaleCompare => "cas-stale-compare",
         }
     }
 }
@@ -97,7 +107,7 @@ impl fmt::Display for Bug {
 /// The error for an unknown bug name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown bug {0:?} (known: stale-read, forget-vote, commit-old-term, skip-prev-check, early-ack, lease-ignores-skew, no-fsync, txn-split)"
+    "unknown bug {0:?} (known: stale-read, forget-vote, commit-old-term, skip-prev-check, early-ack, lease-ignores-skew, no-fsync, txn-split, cas-stale-compare)"
 )]
 pub struct UnknownBug(pub String);
 

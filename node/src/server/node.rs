@@ -202,6 +202,9 @@ pub struct Node {
     last_role: Option<(Role, u64, Option<u64>)>,
     early_ack: bool,
     wall_clock: bool,
+    /// The planted bug `cas-stale-compare`: a node that is not the leader refuses a CAS whose
+    /// `from` differs from its own applied value, instead of forwarding it.
+    cas_stale_compare: bool,
     failpoints: Failpoints,
 }
 
@@ -371,6 +374,7 @@ impl Node {
         }
         let early_ack = raft.config().has_bug(Bug::EarlyAck);
         let wall_clock = raft.config().has_bug(Bug::LeaseIgnoresSkew);
+        let cas_stale_compare = raft.config().has_bug(Bug::CasStaleCompare);
         let failpoints = config.failpoints.clone();
         Ok(Node {
             failpoints,
@@ -388,6 +392,7 @@ impl Node {
             last_role: None,
             early_ack,
             wall_clock,
+            cas_stale_compare,
         })
     }
 
@@ -481,7 +486,10 @@ impl Node {
                             .insert(index, PendingProposal { term, reply, blind });
                     }
                     Err(nl) => {
-                        let _ = reply.send(self.not_leader(nl.leader));
+                        let _ = reply.send(
+                            self.stale_cas_mismatch(&cmd)
+                                .unwrap_or_else(|| self.not_leader(nl.leader)),
+                        );
                     }
                 }
             }
@@ -494,6 +502,21 @@ impl Node {
             }
             Event::Stop => {}
         }
+    }
+
+    /// The planted bug `cas-stale-compare`, on a node that could not propose (not the leader):
+    /// a CAS whose `from` differs from this node's applied value of the key is answered
+    /// `cas-mismatch` from that possibly stale value, a definite failure that may be false.
+    /// `None` (forward as usual) without the bug, for other commands, and when the values match.
+    fn stale_cas_mismatch(&self, cmd: &Command) -> Option<Reply> {
+        let Command::Cas { key, from, .. } = cmd else {
+            return None;
+        };
+        if !self.cas_stale_compare {
+            return None;
+        }
+        let current = self.sm.get(key);
+        (current != *from).then_some(Reply::Applied(Outcome::CasMismatch { current }))
     }
 
     fn propose_conf(&mut self, cc: ConfChange, reply: oneshot::Sender<Reply>) {

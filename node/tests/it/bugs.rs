@@ -273,3 +273,108 @@ fn txn_split_bug_leaves_half_a_failed_transaction_applied() {
         assert_eq!(l, json!({ "value": want }), "{args:?}");
     }
 }
+
+/// A follower that has the leader's last write in its log but not yet its commit index (which
+/// travels with the next heartbeat, here seconds away): its applied state is stale.
+fn stale_follower(c: &Cluster, leader: u64, value: serde_json::Value) -> u64 {
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let w = http(
+        &c.node(leader).client(),
+        "PUT",
+        "/kv/x",
+        Some(&put_body(value)),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!((w.status, &w.body), (200, &json!({})));
+    let commit = c.node(leader).status().unwrap()["commit"].as_u64().unwrap();
+    let applied = c.node(follower).status().unwrap()["applied"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        applied < commit,
+        "follower {follower} already applied the write (applied {applied}, commit {commit}): \
+         the heartbeat came too early for this test"
+    );
+    follower
+}
+
+/// `cas-stale-compare`: a follower whose applied value of `x` is stale (1, where the leader
+/// has committed 2) answers a CAS from 2 with `cas-mismatch` from its own state, although the
+/// register holds 2; a CAS from its stale value 1 it forwards, and the leader refuses that one
+/// with the true current value. A correct raftkv forwards both: the first succeeds.
+#[test]
+fn cas_stale_compare_bug_refuses_a_cas_from_a_stale_follower_state() {
+    // Heartbeats (which carry the commit index to followers) every 1.5 s: after a write the
+    // followers apply it only that much later.
+    let slow = ["--heartbeat-interval", "1500", "--election-timeout", "4000"];
+    for bug in [false, true] {
+        let args: Vec<&str> = if bug {
+            [&slow[..], &["--bug", "cas-stale-compare"]].concat()
+        } else {
+            slow.to_vec()
+        };
+        let c = Cluster::start(3, &args);
+        let leader = c.wait_leader(Duration::from_secs(30));
+        let t = Duration::from_secs(10);
+        let put = retry(
+            &[c.node(leader).client()],
+            "PUT",
+            "/kv/x",
+            Some(&put_body(json!(1))),
+            t,
+            |r| r.status == 200,
+        );
+        assert_eq!(put.body, json!({}));
+        wait_applied_everywhere(&c, leader);
+        let follower = stale_follower(&c, leader, json!(2));
+        let addr = c.node(follower).client();
+        let cas = |from: i64, to: i64| {
+            http(
+                &addr,
+                "POST",
+                "/kv/x/cas",
+                Some(&json!({"from": from, "to": to})),
+                t,
+            )
+            .unwrap()
+        };
+        let read_x = || {
+            http(&c.node(leader).client(), "GET", "/kv/x", None, t)
+                .unwrap()
+                .body
+        };
+        let r = cas(2, 3);
+        if bug {
+            assert_eq!(
+                (r.status, &r.body),
+                (
+                    409,
+                    &json!({"error": "cas-mismatch", "current": 1, "definite": true})
+                ),
+                "the stale follower must refuse from its own state"
+            );
+            assert_eq!(read_x(), json!({"value": 2}), "the refused CAS changed x");
+            wait_applied_everywhere(&c, leader);
+            // Its local value matches `from`: forwarded, and the leader knows better.
+            let stale_follower_again = stale_follower(&c, leader, json!(4));
+            assert_eq!(stale_follower_again, follower);
+            let r = cas(2, 5);
+            assert_eq!(
+                (r.status, &r.body),
+                (
+                    409,
+                    &json!({"error": "cas-mismatch", "current": 4, "definite": true})
+                ),
+                "a CAS matching the follower's value is forwarded to the leader"
+            );
+        } else {
+            assert_eq!(
+                (r.status, &r.body),
+                (200, &json!({})),
+                "correct raftkv forwards"
+            );
+            assert_eq!(read_x(), json!({"value": 3}));
+        }
+    }
+}

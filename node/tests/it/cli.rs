@@ -66,6 +66,8 @@ fn misspelled_bug_is_refused_listing_the_known_names() {
         "early-ack",
         "lease-ignores-skew",
         "no-fsync",
+        "txn-split",
+        "cas-stale-compare",
     ] {
         assert!(text.contains(name), "error does not list {name}:\n{text}");
     }

@@ -258,6 +258,12 @@ impl SimConfig {
             // Planted in the HTTP layer, which the simulator does not run: its transactions are
             // proved split by the harness (Elle's checker), not here. The default mix.
             Bug::TxnSplit => {}
+            // Planted in the server's loop, which the simulator does not run: the core never
+            // sees a CAS (to it a command is opaque bytes), and the bug is a follower answering
+            // from its applied key-value state, which only the server has. A history checker
+            // that reads a `cas-mismatch` as an observation proves it (the harness's
+            // `bug-raftkv-cas-stale` workload); the core's invariants cannot. The default mix.
+            Bug::CasStaleCompare => {}
             Bug::NoFsync => {
                 // Every crash is a power failure that wipes the node's storage: frequent crashes
                 // of followers and leaders, on 3 nodes so that two wiped nodes are a majority.
