@@ -460,16 +460,25 @@ fn read_jsonl_case(path: &str, n: usize) {
 /// the phases the binary reports with `--timings` (median of 30 runs each). What happens
 /// before `main` (exec, loading the binary) and after it is the difference.
 fn startup() {
-    let bin = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/faultline"));
+    let bin = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/release/faultline"
+    ));
     if !bin.exists() {
-        println!("startup: {} not built (cargo build --release -p faultline)", bin.display());
+        println!(
+            "startup: {} not built (cargo build --release -p faultline)",
+            bin.display()
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("history.jsonl");
     write_jsonl(&jsonl, 1000, 10);
     let files = [
-        ("etcd_000 (EDN, 87 ops)", testdata().join("porcupine/etcd/etcd_000.invalid.edn")),
+        (
+            "etcd_000 (EDN, 87 ops)",
+            testdata().join("porcupine/etcd/etcd_000.invalid.edn"),
+        ),
         ("1,000 ops over 10 keys (JSONL)", jsonl),
     ];
     for (label, file) in files {
@@ -484,8 +493,13 @@ fn startup() {
                 .unwrap();
             walls.push(t.elapsed().as_secs_f64() * 1e3);
             let err = String::from_utf8_lossy(&out.stderr);
-            let line = err.lines().find(|l| l.starts_with("timings (ms): ")).unwrap_or("");
-            let body = line.trim_start_matches("timings (ms): ").replace("; in main", ", in main");
+            let line = err
+                .lines()
+                .find(|l| l.starts_with("timings (ms): "))
+                .unwrap_or("");
+            let body = line
+                .trim_start_matches("timings (ms): ")
+                .replace("; in main", ", in main");
             for part in body.split(", ").filter(|p| !p.is_empty()) {
                 let (name, ms) = part.rsplit_once(' ').unwrap();
                 let ms: f64 = ms.parse().unwrap();
@@ -520,6 +534,7 @@ fn startup() {
 }
 
 fn main() {
+    faultline_checker::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("etcd") => etcd(),
@@ -572,8 +587,11 @@ fn main() {
                 t.elapsed().as_secs_f64() * 1e3,
                 r.valid
             );
-            let mut conf: Vec<(usize, f64)> =
-                r.keys.iter().map(|k| (k.configurations, k.elapsed_ms)).collect();
+            let mut conf: Vec<(usize, f64)> = r
+                .keys
+                .iter()
+                .map(|k| (k.configurations, k.elapsed_ms))
+                .collect();
             conf.sort_by_key(|c| c.0);
             let total: usize = conf.iter().map(|c| c.0).sum();
             let q = |p: f64| conf[((conf.len() - 1) as f64 * p) as usize];

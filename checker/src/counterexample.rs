@@ -55,7 +55,7 @@ pub struct OpSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub complete_time: Option<u64>,
     #[serde(skip)]
-    invoke_pos: usize,
+    pub(crate) invoke_pos: usize,
     #[serde(skip)]
     return_pos: Option<usize>,
 }

@@ -70,8 +70,11 @@ pub struct CheckOptions {
     /// and the multi-register (an object of register names to values). `None`: all `nil`.
     pub initial: Option<Value>,
     /// Once a key is found not linearizable, stop checking the others (they report `unknown`).
-    /// Keys are first tried with a small budget each, so cheap violations are found before
-    /// expensive keys are searched to the end. Default `true`.
+    /// Keys are tried in rounds of growing budgets, so cheap violations are found before
+    /// expensive keys are searched to the end. Without a counterexample the check ends at the
+    /// first invalid key; with one, the round in which it was found still checks the keys that
+    /// begin before its failing operation (which may hold an earlier one), and ends there.
+    /// Default `true`.
     pub stop_on_invalid: bool,
     /// Worker threads for partitions: `None` uses rayon's global pool; `Some(1)` is sequential.
     pub threads: Option<usize>,
@@ -367,6 +370,7 @@ fn run_check<M: Model>(
         cancelled: AtomicBool::new(false),
         counterexample_deadline: Instant::now() + Duration::from_secs(2),
         suspended: AtomicUsize::new(0),
+        first_failure: AtomicUsize::new(usize::MAX),
     };
     // Rounds of growing budgets, smallest keys first: a cheap violation is found before an
     // expensive key is searched to the end.
@@ -395,7 +399,13 @@ fn run_check<M: Model>(
             .partition(|s| s.1.is_some());
         results.extend(done);
         pending = rest;
-        if pending.is_empty() {
+        // Once a key is invalid, the keys still over their budget are not searched further:
+        // the counterexample is the earliest among the keys checked so far.
+        let invalid = results
+            .iter()
+            .any(|s| s.1.as_ref().is_some_and(|r| r.valid == Validity::Invalid));
+        if pending.is_empty() || (opts.stop_on_invalid && invalid) {
+            results.append(&mut pending);
             break;
         }
     }
@@ -448,7 +458,7 @@ fn run_check<M: Model>(
 const SEQUENTIAL_BELOW: usize = 2_000;
 
 /// Most bytes of memo that searches waiting for the next round may hold together.
-const SUSPENDED_BYTES: usize = 128 << 20;
+const SUSPENDED_BYTES: usize = 64 << 20;
 
 /// The result of a key whose search was cancelled (another key is not linearizable).
 fn cancelled<O>(p: &Part<O>) -> KeyResult {
@@ -526,6 +536,9 @@ pub(crate) struct Budget {
     pub(crate) counterexample_deadline: Instant,
     /// Memo bytes of searches suspended until the next round (reset at each round).
     pub(crate) suspended: AtomicUsize,
+    /// The history position of the earliest failing operation found so far (keys that begin
+    /// after it are not searched when stopping at the first invalid key).
+    pub(crate) first_failure: AtomicUsize,
 }
 
 impl Budget {
@@ -538,6 +551,7 @@ impl Budget {
             cancelled: AtomicBool::new(false),
             counterexample_deadline: Instant::now(),
             suspended: AtomicUsize::new(0),
+            first_failure: AtomicUsize::new(usize::MAX),
         }
     }
 }
@@ -557,10 +571,15 @@ struct Ctx<'a, M: Model> {
 
 impl<'a, M: Model> Ctx<'a, M> {
     fn step(&self, (i, _, search): Slot<'a, M>, limit: usize) -> Slot<'a, M> {
-        if self.budget.cancelled.load(Ordering::Relaxed) {
-            return (i, Some(cancelled(&self.parts[i])), None);
-        }
         let p = &self.parts[i];
+        // Once a key is invalid: for a verdict, nothing else is needed; for a counterexample,
+        // only keys that begin before its failing operation may hold an earlier one.
+        let first_call = p.ops.first().map_or(u32::MAX, |e| e.call) as usize;
+        if self.budget.cancelled.load(Ordering::Relaxed)
+            || first_call > self.budget.first_failure.load(Ordering::Relaxed)
+        {
+            return (i, Some(cancelled(p)), None);
+        }
         let mut search = search.unwrap_or_else(|| Search::new(self.model, &p.ops));
         let r = check_part(
             &mut search,
@@ -572,7 +591,14 @@ impl<'a, M: Model> Ctx<'a, M> {
             self.opts.counterexample,
         );
         if self.opts.stop_on_invalid && r.as_ref().is_some_and(|r| r.valid == Validity::Invalid) {
-            self.budget.cancelled.store(true, Ordering::Relaxed);
+            match r.as_ref().and_then(|r| r.counterexample.as_ref()) {
+                Some(c) => {
+                    self.budget
+                        .first_failure
+                        .fetch_min(c.op.invoke_pos, Ordering::Relaxed);
+                }
+                None => self.budget.cancelled.store(true, Ordering::Relaxed),
+            }
         }
         // A key over its round's limit resumes in the next round; its memo stays meanwhile,
         // unless the suspended memos would exceed SUSPENDED_BYTES: then it starts over (the
@@ -684,6 +710,7 @@ fn counterexample<M: Model>(
         cancelled: AtomicBool::new(false),
         counterexample_deadline: deadline,
         suspended: AtomicUsize::new(0),
+        first_failure: AtomicUsize::new(usize::MAX),
     };
     let mut collect = Collect {
         linearization: Vec::new(),
@@ -692,7 +719,8 @@ fn counterexample<M: Model>(
         truncated: false,
     };
     let end = Search::new(model, &prefix).run(&sub_budget, Some(&mut collect), usize::MAX);
-    let summarize = |e: &Entry<M::Op>| OpSummary::from_compact(history, &history.ops[e.id as usize]);
+    let summarize =
+        |e: &Entry<M::Op>| OpSummary::from_compact(history, &history.ops[e.id as usize]);
     let concurrent: Vec<OpSummary> = p
         .ops
         .iter()
@@ -1293,7 +1321,7 @@ mod tests {
     use super::*;
     use crate::model::RegisterOp;
 
-    fn e(op: RegisterOp, call: usize, ret: Option<usize>) -> Entry<RegisterOp> {
+    fn e(op: RegisterOp, call: u32, ret: Option<u32>) -> Entry<RegisterOp> {
         Entry {
             op,
             call,

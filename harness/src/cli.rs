@@ -160,14 +160,14 @@ pub fn started() -> std::time::Instant {
 ///
 /// # Errors
 /// The command line, unchanged, when the command needs the runtime.
-pub fn main_sync(cli: Cli) -> Result<ExitCode, Cli> {
+pub fn main_sync(cli: Cli) -> Result<ExitCode, Box<Cli>> {
     let result = match cli.command {
         Command::List => list(),
         Command::Check(args) => crate::check_cmd::run(&args)
             .map(|code| u8::try_from(code).unwrap_or(EXIT_HARNESS_ERROR)),
         Command::Report(args) => crate::report::run(&args),
         Command::Compare(args) => crate::compare::run(&args),
-        command => return Err(Cli { command, ..cli }),
+        command => return Err(Box::new(Cli { command, ..cli })),
     };
     Ok(exit(result))
 }
@@ -176,7 +176,7 @@ pub fn main_sync(cli: Cli) -> Result<ExitCode, Cli> {
 pub async fn main(cli: Cli) -> ExitCode {
     let cli = match main_sync(cli) {
         Ok(code) => return code,
-        Err(cli) => cli,
+        Err(cli) => *cli,
     };
     let result = match cli.command {
         Command::Run(args) => run(args).await,

@@ -9,6 +9,7 @@ use faultline::cli::{Cli, main as cli_main, main_sync};
 
 fn main() -> ExitCode {
     faultline::cli::mark_start();
+    faultline_checker::tune_allocator();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
@@ -16,9 +17,12 @@ fn main() -> ExitCode {
         .init();
     let cli = match main_sync(cli) {
         Ok(code) => return code,
-        Err(cli) => cli,
+        Err(cli) => *cli,
     };
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(cli_main(cli)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

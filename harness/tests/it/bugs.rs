@@ -2,7 +2,8 @@
 //! `--bug early-ack` (list appends) under isolate-leader partitions must end invalid, and so
 //! must `--bug commit-old-term` under the figure-8 script, `--bug forget-vote` under the
 //! revote script and `--bug no-fsync` under coordinated power failures on faultfs, which all
-//! leave correct raftkv valid.
+//! leave correct raftkv valid; `--bug cas-stale-compare` (followers refusing CASes from stale
+//! state) must end invalid with no faults at all, because a failed `cas-mismatch` is evidence.
 //!
 //! Set `FAULTLINE_TEST_NODE_BIN` to a raftkv binary to skip building the workspace's.
 
@@ -70,6 +71,33 @@ fn script_rounds(outcome: &runner::RunOutcome, script: &str) -> Vec<serde_json::
 /// A completed round's leader after it was the node holding the other entry.
 fn other_entry_won(round: &serde_json::Value) -> bool {
     round["new-leader"] == round["other-entry"]
+}
+
+/// A follower that refuses a CAS from its own applied value says `cas-mismatch` while the
+/// register holds `from`: invalid only because that failure is checked as an observation; the
+/// same history read as Knossos reads a fail (it never happened) is valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cas_stale_compare_bug_is_found_through_failed_cas() {
+    let (outcome, _results) =
+        bug_is_found("bug-raftkv-cas-stale", "cas-stale-compare", 10.0, 1).await;
+    let l = outcome.checked.results.linearizable.as_ref().unwrap();
+    assert!(
+        l.observed_fails > 50,
+        "{} failed CAS observed",
+        l.observed_fails
+    );
+    let history = faultline_checker::read_history(&outcome.dir.path.join("history.jsonl")).unwrap();
+    let knossos = faultline_checker::CheckOptions {
+        fail_reading: faultline_checker::FailReading::Knossos,
+        ..Default::default()
+    };
+    let dropped = faultline_checker::check(&history, &knossos).unwrap();
+    assert_eq!(
+        dropped.valid,
+        Validity::Valid,
+        "{}",
+        outcome.dir.path.display()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
