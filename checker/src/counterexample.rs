@@ -57,7 +57,7 @@ pub struct OpSummary {
     #[serde(skip)]
     pub(crate) invoke_pos: usize,
     #[serde(skip)]
-    return_pos: Option<usize>,
+    pub(crate) return_pos: Option<usize>,
 }
 
 impl OpSummary {
@@ -110,6 +110,12 @@ impl OpSummary {
             invoke_pos: o.call as usize,
             return_pos: o.return_position(),
         }
+    }
+
+    /// The history position where this operation, failing, ends linearizability: its return
+    /// (its invocation if it has none).
+    pub(crate) fn failure_pos(&self) -> usize {
+        self.return_pos.unwrap_or(self.invoke_pos)
     }
 
     /// A short text form: `p3 cas [1,2] ok`, `p1 read -> 4`, `cas [1,2] (fail: cas-mismatch)`.

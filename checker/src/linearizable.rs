@@ -72,8 +72,9 @@ pub struct CheckOptions {
     /// Once a key is found not linearizable, stop checking the others (they report `unknown`).
     /// Keys are tried in rounds of growing budgets, so cheap violations are found before
     /// expensive keys are searched to the end. Without a counterexample the check ends at the
-    /// first invalid key; with one, the round in which it was found still checks the keys that
-    /// begin before its failing operation (which may hold an earlier one), and ends there.
+    /// first invalid key; with one, the other keys of that round are checked only up to its
+    /// failing operation's return (invalid exactly when they failed earlier), so the
+    /// counterexample is the history's earliest failure, and the check ends there.
     /// Default `true`.
     pub stop_on_invalid: bool,
     /// Worker threads for partitions: `None` uses rayon's global pool; `Some(1)` is sequential.
@@ -228,13 +229,14 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    /// The counterexample of the invalid key whose failing operation comes first in the
-    /// history, if any key is invalid.
+    /// The counterexample of the invalid key whose failing operation returns first in the
+    /// history (the earliest point where the history stopped being linearizable), if any key
+    /// is invalid.
     pub fn counterexample(&self) -> Option<&Counterexample> {
         self.keys
             .iter()
             .filter_map(|k| k.counterexample.as_ref())
-            .min_by_key(|c| c.op.invoke_index)
+            .min_by_key(|c| (c.op.failure_pos(), c.op.invoke_index))
     }
 
     /// Counts of keys per verdict: `(valid, unknown, invalid)`.
@@ -573,12 +575,16 @@ impl<'a, M: Model> Ctx<'a, M> {
     fn step(&self, (i, _, search): Slot<'a, M>, limit: usize) -> Slot<'a, M> {
         let p = &self.parts[i];
         // Once a key is invalid: for a verdict, nothing else is needed; for a counterexample,
-        // only keys that begin before its failing operation may hold an earlier one.
+        // only what happened before its failing operation's return may hold an earlier one.
         let first_call = p.ops.first().map_or(u32::MAX, |e| e.call) as usize;
-        if self.budget.cancelled.load(Ordering::Relaxed)
-            || first_call > self.budget.first_failure.load(Ordering::Relaxed)
-        {
+        let failure = self.budget.first_failure.load(Ordering::Relaxed);
+        if self.budget.cancelled.load(Ordering::Relaxed) || first_call >= failure {
             return (i, Some(cancelled(p)), None);
+        }
+        if failure != usize::MAX {
+            let r = self.check_prefix(p, failure, limit);
+            self.found(r.as_ref());
+            return (i, Some(r.unwrap_or_else(|| cancelled(p))), None);
         }
         let mut search = search.unwrap_or_else(|| Search::new(self.model, &p.ops));
         let r = check_part(
@@ -590,16 +596,7 @@ impl<'a, M: Model> Ctx<'a, M> {
             limit,
             self.opts.counterexample,
         );
-        if self.opts.stop_on_invalid && r.as_ref().is_some_and(|r| r.valid == Validity::Invalid) {
-            match r.as_ref().and_then(|r| r.counterexample.as_ref()) {
-                Some(c) => {
-                    self.budget
-                        .first_failure
-                        .fetch_min(c.op.invoke_pos, Ordering::Relaxed);
-                }
-                None => self.budget.cancelled.store(true, Ordering::Relaxed),
-            }
-        }
+        self.found(r.as_ref());
         // A key over its round's limit resumes in the next round; its memo stays meanwhile,
         // unless the suspended memos would exceed SUSPENDED_BYTES: then it starts over (the
         // rounds grow 20-fold, so starting over repeats at most a twentieth of the work).
@@ -609,6 +606,56 @@ impl<'a, M: Model> Ctx<'a, M> {
             before + bytes <= SUSPENDED_BYTES
         });
         (i, r, keep)
+    }
+
+    /// Records an invalid key: the earliest failure so far, or (without counterexamples) the
+    /// end of the check.
+    fn found(&self, r: Option<&KeyResult>) {
+        if !self.opts.stop_on_invalid || r.is_none_or(|r| r.valid != Validity::Invalid) {
+            return;
+        }
+        match r.and_then(|r| r.counterexample.as_ref()) {
+            Some(c) => {
+                self.budget
+                    .first_failure
+                    .fetch_min(c.op.failure_pos(), Ordering::Relaxed);
+            }
+            None => self.budget.cancelled.store(true, Ordering::Relaxed),
+        }
+    }
+
+    /// Checks the part of a key's history before position `failure` (where another key's
+    /// earliest failure returns): the operations invoked before it, those that return after it
+    /// indeterminate. Invalid (with a counterexample) exactly when the key stops being
+    /// linearizable before `failure`; `None` when it does not (or needs more than `limit`).
+    fn check_prefix(&self, p: &Part<M::Op>, failure: usize, limit: usize) -> Option<KeyResult> {
+        let cut = u32::try_from(failure).unwrap_or(u32::MAX);
+        let prefix = Part {
+            key: p.key.clone(),
+            ops: p
+                .ops
+                .iter()
+                .filter(|e| e.call < cut)
+                .map(|e| Entry {
+                    ret: e.ret.filter(|&r| r < cut),
+                    ..e.clone()
+                })
+                .collect(),
+        };
+        let mut search = Search::new(self.model, &prefix.ops);
+        let r = check_part(
+            &mut search,
+            self.history,
+            self.values,
+            &prefix,
+            self.budget,
+            limit,
+            true,
+        )?;
+        (r.valid == Validity::Invalid).then_some(KeyResult {
+            ops: p.ops.len(),
+            ..r
+        })
     }
 
     fn map(&self, slots: Vec<Slot<'a, M>>, limit: usize) -> Vec<Slot<'a, M>> {

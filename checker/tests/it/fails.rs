@@ -165,3 +165,49 @@ fn fail_readings_parse_by_name() {
     let e = FailReading::parse("jepsen").unwrap_err();
     assert!(e.contains("recorded, knossos, porcupine"), "{e}");
 }
+
+/// Two keys, both not linearizable: `a` (the smaller key, searched first) only at the end of
+/// the history, `b` from its second operation. The counterexample is `b`'s, the earliest, found
+/// by checking `b` only up to `a`'s failure; without a counterexample the check stops at `a`.
+#[test]
+fn the_counterexample_is_the_earliest_failure_even_when_found_second() {
+    let op = |i: usize, p: u64, ty: &str, f: &str, key: &str, value: &str| {
+        format!(
+            r#"{{"index":{i},"process":{p},"type":"{ty}","f":"{f}","key":"{key}","value":{value}}}"#
+        )
+    };
+    let text = [
+        op(0, 1, "invoke", "write", "a", "1"),
+        op(1, 1, "ok", "write", "a", "1"),
+        op(2, 2, "invoke", "write", "b", "1"),
+        op(3, 2, "ok", "write", "b", "1"),
+        op(4, 2, "invoke", "read", "b", "null"),
+        op(5, 2, "ok", "read", "b", "3"),
+        op(6, 2, "invoke", "write", "b", "5"),
+        op(7, 2, "ok", "write", "b", "5"),
+        op(8, 2, "invoke", "read", "b", "null"),
+        op(9, 2, "ok", "read", "b", "5"),
+        op(10, 1, "invoke", "read", "a", "null"),
+        op(11, 1, "ok", "read", "a", "2"),
+    ]
+    .join("\n")
+        + "\n";
+    let h = parse_history(&text, false).unwrap();
+    let r = check(&h, &CheckOptions::default()).unwrap();
+    assert_eq!(r.valid, Validity::Invalid);
+    let c = r.counterexample().unwrap();
+    assert_eq!(c.key.as_deref(), Some("b"), "{}", c.message);
+    assert_eq!(c.op.complete_line, Some(6), "{}", c.message);
+    let quick = CheckOptions {
+        counterexample: false,
+        ..CheckOptions::default()
+    };
+    let r = check(&h, &quick).unwrap();
+    let (valid, unknown, invalid) = r.key_counts();
+    assert_eq!((valid, unknown, invalid), (0, 1, 1), "{:?}", r.keys);
+    assert_eq!(
+        r.keys[0].valid,
+        Validity::Invalid,
+        "a, the smaller key, first"
+    );
+}
