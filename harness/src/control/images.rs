@@ -307,6 +307,12 @@ impl Images {
             });
         }
         let started = Instant::now();
+        // Said on every terminal, progress bar or not: the first run on a machine waits here.
+        eprintln!(
+            "faultline: building the base image {name} from Debian {} with debootstrap (once per \
+             machine, about a minute)",
+            source.suite
+        );
         let bar = self.spinner(format!(
             "building {name} from {} {}",
             source.uri, source.suite
