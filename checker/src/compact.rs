@@ -271,7 +271,19 @@ impl Compact {
 /// # Errors
 /// [`Error::Io`] when reading fails (named `<input>`; the caller adds the file), and the
 /// errors of [`crate::parse_jsonl`] and [`Compact::push`], naming the line.
-pub fn read_compact<R: BufRead>(mut reader: R) -> Result<Compact, Error> {
+pub fn read_compact<R: BufRead>(reader: R) -> Result<Compact, Error> {
+    Ok(read_compact_while(reader, |_| true)?.unwrap_or_default())
+}
+
+/// As [`read_compact`], stopping with `None` at the first op `keep` refuses (a reader that
+/// only wants some kinds of history learns early that this is not one).
+///
+/// # Errors
+/// As [`read_compact`], for the lines read.
+pub fn read_compact_while<R: BufRead>(
+    mut reader: R,
+    mut keep: impl FnMut(&Op) -> bool,
+) -> Result<Option<Compact>, Error> {
     let mut c = Compact::default();
     let mut buf = String::new();
     let mut line = 0usize;
@@ -292,37 +304,26 @@ pub fn read_compact<R: BufRead>(mut reader: R) -> Result<Compact, Error> {
         }
         match crate::format::parse_jsonl_line(l, line, position) {
             Ok(op) => {
+                if !keep(&op) {
+                    return Ok(None);
+                }
                 position += 1;
                 c.push(&op)?;
             }
             Err(e) => {
                 // A cut-off last line (a killed harness) is a warning, as parse_jsonl has it.
-                let unterminated = !buf.ends_with('\n');
-                let len = buf.len();
-                let mut rest = String::new();
-                let mut only_blank = true;
-                while reader.read_line(&mut rest).map_err(|source| Error::Io {
+                let at = (line, buf.trim_end_matches('\n').len(), buf.ends_with('\n'));
+                let io = |_, source| Error::Io {
                     path: "<input>".into(),
                     source,
-                })? > 0
-                {
-                    if !rest.trim().is_empty() {
-                        only_blank = false;
-                        break;
-                    }
-                    rest.clear();
-                }
-                if only_blank && e.truncated(unterminated) {
-                    c.warnings.push(format!(
-                        "line {line}: truncated last line ignored ({len} bytes)"
-                    ));
-                    break;
-                }
-                return Err(e.error);
+                };
+                let warning = crate::format::cut_off_last_line(&mut reader, e, at, io)?;
+                c.warnings.push(warning);
+                break;
             }
         }
     }
     // Operations still outstanding at the end are indeterminate, as History has them.
     c.outstanding.clear();
-    Ok(c)
+    Ok(Some(c))
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::compact::{COp, Compact, NONE};
-use crate::history::{History, Operation, Outcome};
+use crate::history::Outcome;
 
 /// Most operations of the linearized prefix kept in a counterexample (the last ones).
 pub const PREFIX_TAIL: usize = 50;
@@ -61,31 +61,6 @@ pub struct OpSummary {
 }
 
 impl OpSummary {
-    /// Summarizes `o` of `history`.
-    pub fn new(history: &History, o: &Operation) -> OpSummary {
-        let inv = history.invocation(o);
-        let done = history.completion(o);
-        OpSummary {
-            process: o.process,
-            f: inv.f.clone(),
-            key: history.key(o).map(str::to_string),
-            outcome: o.outcome,
-            input: inv.value.clone(),
-            output: done
-                .filter(|_| o.outcome == Outcome::Ok)
-                .map(|d| d.value.clone()),
-            error: done.and_then(|d| d.error.clone()),
-            invoke_index: inv.index,
-            complete_index: done.map(|d| d.index),
-            invoke_line: inv.line,
-            complete_line: done.map(|d| d.line),
-            invoke_time: inv.time,
-            complete_time: done.and_then(|d| d.time),
-            invoke_pos: o.invoke,
-            return_pos: o.return_position(),
-        }
-    }
-
     /// Summarizes `o` of a compact history.
     pub fn from_compact(history: &Compact, o: &COp) -> OpSummary {
         let some = |x: u64| (x != u64::MAX).then_some(x);

@@ -69,10 +69,12 @@ pub mod txn;
 pub mod watch;
 
 pub use availability::{StatusSample, parse_status};
-pub use compact::{COp, Compact, read_compact};
+pub use compact::{COp, Compact, read_compact, read_compact_while};
 pub use counterexample::{Counterexample, OpSummary};
 pub use error::Error;
-pub use format::{parse_edn, parse_edn_value, parse_history, parse_jsonl, read_history};
+pub use format::{
+    is_edn_file, parse_edn, parse_edn_value, parse_history, parse_jsonl, read_history,
+};
 pub use history::{History, Op, OpType, Operation, Outcome, Process};
 pub use jepsen::Finding;
 pub use jepsen::bank::{BankCounts, BankOptions, BankResult, BankTotal, check_bank};

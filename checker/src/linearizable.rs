@@ -365,15 +365,11 @@ fn run_check<M: Model>(
         let mut keep = model.unobservable(&flags).into_iter().map(|drop| !drop);
         part.ops.retain(|_| keep.next().unwrap_or(true));
     }
-    let budget = Budget {
-        deadline: opts.time_limit.map(|d| start + d),
-        memory_limit: opts.memory_limit,
-        memory_used: AtomicUsize::new(0),
-        cancelled: AtomicBool::new(false),
-        counterexample_deadline: Instant::now() + Duration::from_secs(2),
-        suspended: AtomicUsize::new(0),
-        first_failure: AtomicUsize::new(usize::MAX),
-    };
+    let budget = Budget::new(
+        opts.time_limit.map(|d| start + d),
+        opts.memory_limit,
+        Instant::now() + Duration::from_secs(2),
+    );
     // Rounds of growing budgets, smallest keys first: a cheap violation is found before an
     // expensive key is searched to the end.
     let mut order: Vec<usize> = (0..parts.len()).collect();
@@ -544,17 +540,25 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
-    #[cfg(test)]
-    pub(crate) fn unlimited() -> Budget {
+    fn new(
+        deadline: Option<Instant>,
+        memory_limit: usize,
+        counterexample_deadline: Instant,
+    ) -> Budget {
         Budget {
-            deadline: None,
-            memory_limit: usize::MAX,
+            deadline,
+            memory_limit,
             memory_used: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
-            counterexample_deadline: Instant::now(),
+            counterexample_deadline,
             suspended: AtomicUsize::new(0),
             first_failure: AtomicUsize::new(usize::MAX),
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn unlimited() -> Budget {
+        Budget::new(None, usize::MAX, Instant::now())
     }
 }
 
@@ -632,15 +636,7 @@ impl<'a, M: Model> Ctx<'a, M> {
         let cut = u32::try_from(failure).unwrap_or(u32::MAX);
         let prefix = Part {
             key: p.key.clone(),
-            ops: p
-                .ops
-                .iter()
-                .filter(|e| e.call < cut)
-                .map(|e| Entry {
-                    ret: e.ret.filter(|&r| r < cut),
-                    ..e.clone()
-                })
-                .collect(),
+            ops: before(&p.ops, cut).map(|(_, e)| e).collect(),
         };
         let mut search = Search::new(self.model, &prefix.ops);
         let r = check_part(
@@ -719,6 +715,21 @@ fn check_part<M: Model>(
     Some(r)
 }
 
+/// The operations invoked before history position `cut`, with their index: those that return
+/// at or after it as indeterminate (they may or may not have taken effect by then).
+fn before<O: Clone>(ops: &[Entry<O>], cut: u32) -> impl Iterator<Item = (usize, Entry<O>)> + '_ {
+    ops.iter()
+        .enumerate()
+        .filter(move |(_, e)| e.call < cut)
+        .map(move |(i, e)| {
+            let e = Entry {
+                ret: e.ret.filter(|&r| r < cut),
+                ..e.clone()
+            };
+            (i, e)
+        })
+}
+
 /// Most states and configurations a counterexample search collects.
 const MAX_STATES: usize = 32;
 
@@ -734,15 +745,9 @@ fn counterexample<M: Model>(
     let f_ret = f.ret.unwrap_or(u32::MAX);
     // The prefix before the failing operation's return: operations that returned earlier must be
     // linearized; those still running then may or may not have taken effect.
-    let prefix: Vec<Entry<M::Op>> = p
-        .ops
-        .iter()
-        .enumerate()
-        .filter(|(i, e)| *i != failing && e.call < f_ret)
-        .map(|(_, e)| Entry {
-            ret: e.ret.filter(|&r| r < f_ret),
-            ..e.clone()
-        })
+    let prefix: Vec<Entry<M::Op>> = before(&p.ops, f_ret)
+        .filter(|(i, _)| *i != failing)
+        .map(|(_, e)| e)
         .collect();
     // Enumerating states is exponential in the worst case: bound it per key and overall.
     let now = Instant::now();
@@ -750,15 +755,11 @@ fn counterexample<M: Model>(
     if let Some(d) = budget.deadline {
         deadline = deadline.min(d);
     }
-    let sub_budget = Budget {
-        deadline: Some(deadline.max(now + Duration::from_millis(5))),
-        memory_limit: 64 << 20,
-        memory_used: AtomicUsize::new(0),
-        cancelled: AtomicBool::new(false),
-        counterexample_deadline: deadline,
-        suspended: AtomicUsize::new(0),
-        first_failure: AtomicUsize::new(usize::MAX),
-    };
+    let sub_budget = Budget::new(
+        Some(deadline.max(now + Duration::from_millis(5))),
+        64 << 20,
+        deadline,
+    );
     let mut collect = Collect {
         linearization: Vec::new(),
         found: false,

@@ -16,7 +16,7 @@ use faultline_checker::{
 };
 use faultline_checker::{
     Compact, ConsistencyModel, TxnJsonl, TxnKind, TxnOptions, check_compact, check_txn,
-    check_txn_jsonl, read_compact,
+    check_txn_jsonl, is_edn_file, read_compact_while,
 };
 
 /// Exit code for input the checker cannot read.
@@ -312,12 +312,13 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
     // Plain linearizability histories in JSONL are streamed into compact form; the others
     // (watch lines, queues, leases, transactions, Jepsen workloads, EDN) are read whole.
     let compact = if checker(args) == Checker::Auto && !is_edn_file(&file) {
-        match read_compact_file(&file) {
+        let any = opts.model.is_some();
+        match read_compact_file(&file, |op| any || is_linearizability_op(op)) {
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(EXIT_BAD_INPUT);
             }
-            Ok(c) => (opts.model.is_some() || compact_is_linearizability(&c)).then_some(c),
+            Ok(c) => c,
         }
     } else {
         None
@@ -463,45 +464,31 @@ impl HistoryCounts {
     }
 }
 
-fn is_edn_file(file: &Path) -> bool {
-    use std::io::Read as _;
-    match file.extension().and_then(|e| e.to_str()) {
-        Some("edn") => true,
-        Some("jsonl") | Some("json") => false,
-        _ => {
-            // As read_history tells EDN from JSONL by content.
-            let mut head = [0u8; 512];
-            let n = std::fs::File::open(file)
-                .and_then(|mut f| f.read(&mut head))
-                .unwrap_or(0);
-            let t = String::from_utf8_lossy(&head[..n]);
-            let t = t.trim_start();
-            t.starts_with('[') || t.starts_with('(') || t.starts_with("{:") || t.starts_with(';')
-        }
-    }
-}
-
-/// Streams a JSONL file into compact form.
-fn read_compact_file(file: &Path) -> Result<Compact, faultline_checker::Error> {
+/// Streams a JSONL file into compact form; `None` as soon as an op is not one `keep` wants.
+fn read_compact_file(
+    file: &Path,
+    keep: impl FnMut(&faultline_checker::Op) -> bool,
+) -> Result<Option<Compact>, faultline_checker::Error> {
     let f = std::fs::File::open(file).map_err(|source| faultline_checker::Error::Io {
         path: file.to_path_buf(),
         source,
     })?;
-    read_compact(std::io::BufReader::with_capacity(1 << 16, f)).map_err(|e| e.with_file(file))
+    read_compact_while(std::io::BufReader::with_capacity(1 << 16, f), keep)
+        .map_err(|e| e.with_file(file))
 }
 
-/// Whether `check_history` would check this history for linearizability: no watch lines, and
-/// only the functions of the linearizability models (no drains, leases, transfers, adds or
-/// transactions, which pick other checkers).
-fn compact_is_linearizability(c: &Compact) -> bool {
+/// Whether an op may belong to a history `check_history` checks for linearizability: not a
+/// watch line, and a client op only of a linearizability model's functions (no drains,
+/// leases, transfers, adds or transactions, which pick other checkers).
+fn is_linearizability_op(op: &faultline_checker::Op) -> bool {
     const LINEARIZABILITY: &[&str] = &[
         "read", "r", "write", "w", "cas", "get", "put", "append", "acquire", "release",
     ];
-    c.watch_ops == 0
-        && c.fs
-            .names()
-            .iter()
-            .all(|f| LINEARIZABILITY.contains(&f.as_str()))
+    match op.process {
+        faultline_checker::Process::Watch => false,
+        faultline_checker::Process::Nemesis => true,
+        faultline_checker::Process::Client(_) => LINEARIZABILITY.contains(&op.f.as_str()),
+    }
 }
 
 /// Writes `results.json` (and `counterexample.svg` when there is one) into the run directory.
@@ -532,25 +519,8 @@ fn streaming(args: &CheckArgs, opts: &CheckOptions, file: &Path) -> Option<Optio
         Checker::Auto if opts.model.is_none() => None,
         _ => return None,
     };
-    match file.extension().and_then(|e| e.to_str()) {
-        Some("edn") => return None,
-        Some("jsonl") | Some("json") => {}
-        _ => {
-            // As read_history tells EDN from JSONL by content.
-            let mut head = String::new();
-            let mut r = std::io::BufReader::new(std::fs::File::open(file).ok()?);
-            while head.trim().is_empty() {
-                head.clear();
-                if r.read_line(&mut head).ok()? == 0 {
-                    return None;
-                }
-            }
-            let t = head.trim_start();
-            if t.starts_with('[') || t.starts_with('(') || t.starts_with("{:") || t.starts_with(';')
-            {
-                return None;
-            }
-        }
+    if is_edn_file(file) {
+        return None;
     }
     if kind.is_some() {
         return Some(kind);
@@ -973,8 +943,9 @@ mod tests {
         // watch line sends it to the watch checker, which needs the whole history).
         let dir = write_run(&REFUSED_CAS);
         let file = dir.path().join("history.jsonl");
-        let c = read_compact_file(&file).unwrap();
-        assert!(compact_is_linearizability(&c));
+        let c = read_compact_file(&file, is_linearizability_op)
+            .unwrap()
+            .expect("a register history stays on the streaming path");
         let whole = check(
             &read_history(&file).unwrap(),
             &options(&args(&file)).unwrap(),
@@ -990,8 +961,11 @@ mod tests {
             REFUSED_CAS[0],
             r#"{"index":1,"time":2,"process":"watch","type":"info","f":"watch-events","node":"n1","value":{"watcher":"w1","stream":1,"revision":5,"events":[]}}"#,
         ]);
-        let c = read_compact_file(&watched.path().join("history.jsonl")).unwrap();
-        assert!(!compact_is_linearizability(&c));
+        let c = read_compact_file(&watched.path().join("history.jsonl"), is_linearizability_op);
+        assert!(
+            c.unwrap().is_none(),
+            "a watch line leaves the streaming path"
+        );
     }
 
     #[test]

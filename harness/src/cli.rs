@@ -174,10 +174,14 @@ pub fn main_sync(cli: Cli) -> Result<ExitCode, Box<Cli>> {
 
 /// Runs the parsed command line and returns the process exit code.
 pub async fn main(cli: Cli) -> ExitCode {
-    let cli = match main_sync(cli) {
-        Ok(code) => return code,
-        Err(cli) => *cli,
-    };
+    match main_sync(cli) {
+        Ok(code) => code,
+        Err(cli) => main_async(*cli).await,
+    }
+}
+
+/// Runs the commands [`main_sync`] gave back (those that need the async runtime).
+pub async fn main_async(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Images(args) => images(args).await,

@@ -1,11 +1,12 @@
-//! The `faultline` binary: parses the command line and hands it to [`faultline::cli::main`].
+//! The `faultline` binary: parses the command line and hands it to [`faultline::cli::main_sync`]
+//! or, for the commands that need it, [`faultline::cli::main_async`] on tokio's runtime.
 //! Commands that do no I/O with Docker or the network (`check`, `report`, `compare`, `list`)
 //! run without starting tokio's runtime, which would spawn a worker thread per core first.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use faultline::cli::{Cli, main as cli_main, main_sync};
+use faultline::cli::{Cli, main_async, main_sync};
 
 fn main() -> ExitCode {
     faultline::cli::mark_start();
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(cli_main(cli)),
+        Ok(rt) => rt.block_on(main_async(cli)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::from(faultline::cli::EXIT_HARNESS_ERROR)

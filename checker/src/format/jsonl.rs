@@ -79,6 +79,40 @@ impl LineError {
     }
 }
 
+/// For a reader that streams lines: after line `line` (its `len` bytes without the newline;
+/// `ended`: whether it had one) failed with `e`, reads the rest of `reader` to tell a cut-off
+/// last line (the warning to keep) from an error, as [`parse_jsonl`] does with the whole text.
+/// `io` maps a read error at a line to the reader's error.
+pub(crate) fn cut_off_last_line<R: std::io::BufRead>(
+    reader: &mut R,
+    e: LineError,
+    (line, len, ended): (usize, usize, bool),
+    io: impl Fn(usize, std::io::Error) -> Error,
+) -> Result<String, Error> {
+    let mut rest = Vec::new();
+    let mut terminated = ended;
+    loop {
+        rest.clear();
+        let n = reader
+            .read_until(b'\n', &mut rest)
+            .map_err(|err| io(line + 1, err))?;
+        if n == 0 {
+            break;
+        }
+        terminated = rest.ends_with(b"\n");
+        if !String::from_utf8_lossy(&rest).trim().is_empty() {
+            return Err(e.error);
+        }
+    }
+    if e.truncated(!terminated) {
+        Ok(format!(
+            "line {line}: truncated last line ignored ({len} bytes)"
+        ))
+    } else {
+        Err(e.error)
+    }
+}
+
 /// Reads one non-blank, trimmed line (`line` is its 1-based number, `position` the index of
 /// the op among the ops read so far).
 pub(crate) fn parse_jsonl_line(l: &str, line: usize, position: usize) -> Result<Op, LineError> {

@@ -12,7 +12,7 @@ use std::path::Path;
 
 pub use edn::{parse_edn, parse_edn_value};
 pub use jsonl::parse_jsonl;
-pub(crate) use jsonl::parse_jsonl_line;
+pub(crate) use jsonl::{cut_off_last_line, parse_jsonl_line};
 
 use crate::Error;
 use crate::history::{History, Op, OpType, Process};
@@ -45,14 +45,38 @@ pub fn parse_history(text: &str, edn: bool) -> Result<History, Error> {
 }
 
 fn is_edn(path: &Path, text: &str) -> bool {
+    by_extension(path).unwrap_or_else(|| looks_like_edn(text))
+}
+
+/// Whether [`read_history`] reads the file as EDN: by its extension, else by its first
+/// non-blank line (read from the file; a file that cannot be read is not EDN).
+pub fn is_edn_file(path: &Path) -> bool {
+    use std::io::BufRead as _;
+    by_extension(path).unwrap_or_else(|| {
+        let Ok(f) = std::fs::File::open(path) else {
+            return false;
+        };
+        std::io::BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| looks_like_edn(&l))
+    })
+}
+
+/// `Some(true)` for `.edn`, `Some(false)` for `.jsonl` and `.json`, `None` otherwise.
+fn by_extension(path: &Path) -> Option<bool> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("edn") => true,
-        Some("jsonl") | Some("json") => false,
-        _ => {
-            let t = text.trim_start();
-            t.starts_with('[') || t.starts_with('(') || t.starts_with("{:") || t.starts_with(';')
-        }
+        Some("edn") => Some(true),
+        Some("jsonl") | Some("json") => Some(false),
+        _ => None,
     }
+}
+
+/// Whether text starts as EDN does (a vector, a list, a map with keywords, or a comment).
+fn looks_like_edn(text: &str) -> bool {
+    let t = text.trim_start();
+    t.starts_with('[') || t.starts_with('(') || t.starts_with("{:") || t.starts_with(';')
 }
 
 /// Builds an op from already-decoded fields (shared by both formats); `field_err` names the

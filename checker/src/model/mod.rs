@@ -96,16 +96,6 @@ impl Interner {
     pub fn value(&self, id: u32) -> &Value {
         &self.values[id as usize]
     }
-
-    /// How many distinct values (`null` included).
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    /// Never: `null` is always there.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
 }
 
 /// A sequential specification (see the module docs for the contract).

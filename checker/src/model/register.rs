@@ -9,7 +9,8 @@ use crate::history::Outcome;
 /// `cas [old new]` sets it to `new` if it holds `old`. A cas that failed because the register
 /// did not hold `old` (`cas-mismatch`, see [`crate::FailReading`]) observed a value other than
 /// `old`: it is a read that matches every value but one. A read whose result is unknown
-/// (`info`) constrains nothing and is dropped. The initial value is `nil` unless built with [`CasRegister::with_initial`].
+/// (`info`) constrains nothing and is dropped. The initial value is `nil` unless built with
+/// [`CasRegister::with_initial`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CasRegister {
     initial: u32,
@@ -43,6 +44,13 @@ pub(crate) fn cas_pair(v: &Value) -> Option<(&Value, &Value)> {
     }
 }
 
+/// A cas's `[old new]`, from its invocation (or, when that has none, its completion).
+fn cas_values<'a>(c: &Call<'a>) -> Result<(&'a Value, &'a Value), String> {
+    cas_pair(c.input)
+        .or_else(|| c.output.and_then(cas_pair))
+        .ok_or_else(|| format!("field value: cas expects [old new], got {}", c.input))
+}
+
 impl Model for CasRegister {
     type Op = RegisterOp;
     type State = u32;
@@ -62,11 +70,7 @@ impl Model for CasRegister {
                 RegisterOp::Write(values.intern(v))
             }
             "cas" => {
-                let (a, b) = cas_pair(c.input)
-                    .or_else(|| c.output.and_then(cas_pair))
-                    .ok_or_else(|| {
-                        format!("field value: cas expects [old new], got {}", c.input)
-                    })?;
+                let (a, b) = cas_values(c)?;
                 RegisterOp::Cas(values.intern(a), values.intern(b))
             }
             f => return Err(expect_known(f, "cas-register", "read, write, cas")),
@@ -81,8 +85,7 @@ impl Model for CasRegister {
         if c.f != "cas" {
             return Ok(None);
         }
-        let (from, _) = cas_pair(c.input)
-            .ok_or_else(|| format!("field value: cas expects [old new], got {}", c.input))?;
+        let (from, _) = cas_values(c)?;
         Ok(Some(RegisterOp::CasMismatch(values.intern(from))))
     }
 

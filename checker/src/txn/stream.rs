@@ -25,7 +25,8 @@ use serde_json::Value;
 use super::history::{KeyName, Mop, MopF, NONE, Txn, Txns, decode_mops, mark_intermediate};
 use super::{TxnKind, TxnOptions, TxnResult};
 use crate::history::{OpType, Outcome, Process};
-use crate::{Counts, Error, Stats, Validity};
+use crate::stats::StatsBuilder;
+use crate::{Error, Stats};
 
 /// What [`check_txn_jsonl`] yields: the verdict and what a summary needs of the history.
 #[derive(Debug, Clone)]
@@ -579,7 +580,9 @@ struct Reader {
     refused: [Option<(u32, String)>; 2],
     hint: Option<TxnKind>,
     read_list: bool,
-    stats: Stats,
+    stats: StatsBuilder,
+    nemesis_ops: usize,
+    watch_ops: usize,
     ops: usize,
     operations: usize,
     /// The first pairing error; later lines are still read for syntax (as `read_history`
@@ -594,29 +597,9 @@ fn kind_slot(k: TxnKind) -> usize {
     }
 }
 
-fn add(c: &mut Counts, o: Outcome) {
-    c.count += 1;
-    match o {
-        Outcome::Ok => c.ok += 1,
-        Outcome::Fail => c.fail += 1,
-        Outcome::Info => c.info += 1,
-    }
-}
-
 impl Reader {
     fn count(&mut self, f: &str, key: Option<&str>, o: Outcome) {
-        add(&mut self.stats.total, o);
-        match self.stats.by_f.get_mut(f) {
-            Some(c) => add(c, o),
-            None => add(self.stats.by_f.entry(f.to_string()).or_default(), o),
-        }
-        if let Some(k) = key {
-            let per = match self.stats.by_key.get_mut(k) {
-                Some(p) => p,
-                None => self.stats.by_key.entry(k.to_string()).or_default(),
-            };
-            add(per.entry(f.to_string()).or_default(), o);
-        }
+        self.stats.add(f, key, o);
     }
 
     /// The scratch as a txn's source (an invocation's: reads' values dropped).
@@ -746,11 +729,11 @@ impl Reader {
         let p = match l.process {
             Process::Client(p) => p,
             Process::Nemesis => {
-                self.stats.nemesis_ops += 1;
+                self.nemesis_ops += 1;
                 return;
             }
             Process::Watch => {
-                self.stats.watch_ops += 1;
+                self.watch_ops += 1;
                 return;
             }
         };
@@ -871,11 +854,7 @@ impl Reader {
                 self.place(inv.txn, inv.line, false, inv.src);
             }
         }
-        self.stats.valid = if self.stats.by_f.values().all(|c| c.ok > 0) {
-            Validity::Valid
-        } else {
-            Validity::Unknown
-        };
+        let stats = std::mem::take(&mut self.stats).finish(self.nemesis_ops, self.watch_ops);
         let kind = kind.or(self.hint).unwrap_or(if self.read_list {
             TxnKind::ListAppend
         } else {
@@ -885,7 +864,7 @@ impl Reader {
         Ok(Read {
             txns,
             kind,
-            stats: self.stats,
+            stats,
             ops: self.ops,
             operations: self.operations,
             warnings,
@@ -974,15 +953,6 @@ fn exact(
     decode_mops(mops, kind, ok, line, out, &mut |k| keys.value(k))
 }
 
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 40 {
-        format!("{}...", s.chars().take(40).collect::<String>())
-    } else {
-        s
-    }
-}
-
 /// Reads a JSONL history into txns, line by line.
 pub(crate) fn read<R: BufRead>(mut reader: R, kind: Option<TxnKind>) -> Result<Read, Error> {
     let mut r = Reader {
@@ -995,7 +965,9 @@ pub(crate) fn read<R: BufRead>(mut reader: R, kind: Option<TxnKind>) -> Result<R
         refused: [None, None],
         hint: None,
         read_list: false,
-        stats: Stats::default(),
+        stats: StatsBuilder::default(),
+        nemesis_ops: 0,
+        watch_ops: 0,
         ops: 0,
         operations: 0,
         invalid: None,
@@ -1042,52 +1014,14 @@ pub(crate) fn read<R: BufRead>(mut reader: R, kind: Option<TxnKind>) -> Result<R
             continue;
         }
         // The slow way, as `parse_jsonl`: the line as JSON, field by field.
-        let v: Value = match serde_json::from_str(l) {
-            Ok(v) => v,
+        let op = match crate::format::parse_jsonl_line(l, lineno, r.ops) {
+            Ok(op) => op,
             Err(e) => {
-                // A cut-off last line is tolerated: look for any later non-blank line.
-                let ended = buf.ends_with(b"\n");
-                let mut rest = Vec::new();
-                let mut later = false;
-                let mut terminated = ended;
-                loop {
-                    rest.clear();
-                    let n = reader
-                        .read_until(b'\n', &mut rest)
-                        .map_err(|e| io(lineno + 1, e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    terminated = rest.ends_with(b"\n");
-                    if !String::from_utf8_lossy(&rest).trim().is_empty() {
-                        later = true;
-                        break;
-                    }
-                }
-                if !later && (e.is_eof() || !terminated) {
-                    warnings.push(format!(
-                        "line {lineno}: truncated last line ignored ({raw_len} bytes)"
-                    ));
-                    break;
-                }
-                let detail = e.to_string().replace(" at line 1 column ", " at column ");
-                return Err(Error::Parse {
-                    file: None,
-                    line: lineno,
-                    message: format!("invalid JSON: {detail}"),
-                });
+                let at = (lineno, raw_len, buf.ends_with(b"\n"));
+                warnings.push(crate::format::cut_off_last_line(&mut reader, e, at, io)?);
+                break;
             }
         };
-        let Value::Object(map) = v else {
-            return Err(Error::Parse {
-                file: None,
-                line: lineno,
-                message: format!("expected a JSON object, got {}", short(&v)),
-            });
-        };
-        let op = crate::format::op_from_fields(lineno, r.ops, &|k| map.get(k).cloned(), &|k| {
-            format!("\"{k}\"")
-        })?;
         r.scratch.clear();
         let odd = if op.f == "txn" {
             let fast = ValueSeed {
@@ -1117,6 +1051,7 @@ pub(crate) fn read<R: BufRead>(mut reader: R, kind: Option<TxnKind>) -> Result<R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Validity;
     use crate::txn::history::{infer_kind, parse};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
