@@ -12,14 +12,14 @@ use serde::Serialize;
 use crate::runner::{self, RunOptions};
 use crate::workload::{self, EtcdApi, Target};
 
-/// What can be measured: a name, the system, for etcd the client API, and whether the data
-/// directories are on faultfs.
-const SUBJECTS: [(&str, Target, EtcdApi, bool); 5] = [
-    ("raftkv", Target::Raftkv, EtcdApi::Grpc, false),
-    ("etcd", Target::Etcd, EtcdApi::Grpc, false),
-    ("etcd-gateway", Target::Etcd, EtcdApi::Gateway, false),
-    ("nats", Target::Nats, EtcdApi::Grpc, false),
-    ("raftkv-faultfs", Target::Raftkv, EtcdApi::Grpc, true),
+/// What is measured by default: a name, the target, for etcd the client API, and whether the
+/// data directories are on faultfs.
+const SUBJECTS: [(&str, &str, EtcdApi, bool); 5] = [
+    ("raftkv", "raftkv", EtcdApi::Grpc, false),
+    ("etcd", "etcd", EtcdApi::Grpc, false),
+    ("etcd-gateway", "etcd", EtcdApi::Gateway, false),
+    ("nats", "nats", EtcdApi::Grpc, false),
+    ("raftkv-faultfs", "raftkv", EtcdApi::Grpc, true),
 ];
 
 /// Arguments of `faultline bench`.
@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// Test this raftkv binary instead of building the workspace's.
     #[arg(long, value_name = "PATH")]
     pub node_bin: Option<PathBuf>,
+    /// Measure these targets (from `faultline targets`, comma-separated) instead of the default
+    /// set, e.g. `raftkv,raftkv-exec` for what the exec protocol costs.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub targets: Vec<String>,
     /// Where runs are written [default: results/ in the project folder].
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
@@ -51,7 +55,7 @@ pub struct BenchArgs {
 pub struct Measure {
     /// `raftkv`, `etcd` (gRPC), `etcd-gateway` (JSON gateway), `nats` (KV, leader reads) or
     /// `raftkv-faultfs`.
-    pub target: &'static str,
+    pub target: String,
     /// Client processes.
     pub concurrency: usize,
     /// `ok` operations per second of the main phase.
@@ -72,13 +76,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let root = crate::workspace::root();
     let results = args.results.clone().unwrap_or_else(|| root.join("results"));
     let mut rows = Vec::new();
+    let subjects: Vec<(String, String, EtcdApi, bool)> = if args.targets.is_empty() {
+        SUBJECTS
+            .iter()
+            .filter(|s| !s.3 || args.faultfs)
+            .map(|&(n, t, api, f)| (n.to_string(), t.to_string(), api, f))
+            .collect()
+    } else {
+        args.targets
+            .iter()
+            .map(|t| (t.clone(), t.clone(), EtcdApi::Grpc, false))
+            .collect()
+    };
     for &c in &args.concurrency {
-        for (name, target, api, faultfs) in SUBJECTS {
-            if faultfs && !args.faultfs {
-                continue;
-            }
+        for (name, target_name, api, faultfs) in &subjects {
+            let (api, faultfs) = (*api, *faultfs);
             let mut w = workload::load(&root.join("workloads"), "perf")?;
-            w.target = target;
+            w.target_name = target_name.clone();
+            w.resolve_target("--targets")?;
+            let target = w.target;
             w.node.etcd_client = api;
             w.node.faultfs = faultfs;
             w.concurrency = c;
@@ -89,8 +105,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 .flatten();
             let opts = RunOptions {
                 reproduce: format!(
-                    "faultline run perf --target {}{}{} --concurrency {c} --time-limit {} --seed {}",
-                    target.as_str(),
+                    "faultline run perf --target {target_name}{}{} --concurrency {c} --time-limit {} --seed {}",
                     if api == EtcdApi::Gateway && target == Target::Etcd {
                         " --etcd-client gateway"
                     } else {
@@ -129,7 +144,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 max_ms: f64::NAN,
             });
             let m = Measure {
-                target: name,
+                target: name.clone(),
                 concurrency: c,
                 ops_per_s: ok as f64 / args.time_limit,
                 p50_ms: lat.p50_ms,
@@ -152,12 +167,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
 /// ratios raftkv/etcd (gRPC), etcd gRPC/gateway, NATS/etcd (gRPC) and, when measured, raftkv on
 /// faultfs/raftkv.
 pub fn table(rows: &[Measure]) -> String {
-    let present: Vec<&str> = SUBJECTS
+    let mut present: Vec<&str> = SUBJECTS
         .iter()
         .map(|s| s.0)
         .filter(|name| rows.iter().any(|m| m.target == *name))
         .collect();
+    for m in rows {
+        if !present.contains(&m.target.as_str()) {
+            present.push(&m.target);
+        }
+    }
     let faultfs = present.contains(&"raftkv-faultfs");
+    let exec = present.contains(&"raftkv-exec");
     let mut s = format!("{:>11}", "concurrency");
     for name in &present {
         s += &format!(
@@ -173,6 +194,9 @@ pub fn table(rows: &[Measure]) -> String {
     );
     if faultfs {
         s += &format!(" {:>14}", "faultfs/raftkv");
+    }
+    if exec {
+        s += &format!(" {:>11}", "exec/raftkv");
     }
     s += "\n";
     let mut cs: Vec<usize> = rows.iter().map(|m| m.concurrency).collect();
@@ -204,6 +228,9 @@ pub fn table(rows: &[Measure]) -> String {
         if faultfs {
             s += &format!(" {:>14}", ratio("raftkv-faultfs", "raftkv"));
         }
+        if exec {
+            s += &format!(" {:>11}", ratio("raftkv-exec", "raftkv"));
+        }
         s += "\n";
     }
     s
@@ -215,8 +242,8 @@ mod tests {
 
     #[test]
     fn the_table_pairs_targets_by_concurrency_with_the_ratio() {
-        let m = |target, concurrency, ops_per_s| Measure {
-            target,
+        let m = |target: &str, concurrency, ops_per_s| Measure {
+            target: target.to_string(),
             concurrency,
             ops_per_s,
             p50_ms: 1.0,

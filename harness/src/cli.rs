@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::control::{self, Images, NodeBinary};
 use crate::runner::{self, RunOptions};
@@ -35,6 +35,8 @@ pub enum Command {
     Run(RunArgs),
     /// List the named workloads in workloads/.
     List,
+    /// List the systems under test: the target files in targets/ and the built-in ones.
+    Targets,
     /// Check a recorded history (a run folder, a history.jsonl or a Jepsen history.edn).
     Check(crate::check_cmd::CheckArgs),
     /// Show Faultline's Docker images, building the missing ones (base, raftkv, etcd and NATS).
@@ -55,32 +57,19 @@ pub enum Command {
     Compare(crate::compare::CompareArgs),
 }
 
-/// Which images to rebuild.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Rebuild {
-    /// Only the base image (debootstrap).
-    Base,
-    /// Only the raftkv node image.
-    Raftkv,
-    /// Only the etcd image (Debian's etcd-server).
-    Etcd,
-    /// Only the NATS image (Debian's nats-server).
-    Nats,
-    /// Only the Galera image (Debian's mariadb-server and galera-4).
-    Galera,
-    /// All of them.
-    All,
-}
-
 /// Arguments of `faultline images`.
 #[derive(Debug, clap::Args)]
 pub struct ImagesArgs {
-    /// Rebuild even when an image with the same content tag exists.
-    #[arg(long, value_enum)]
-    pub rebuild: Option<Rebuild>,
-    /// Put this raftkv binary into the node image instead of building the workspace's.
-    #[arg(long, value_name = "PATH")]
-    pub node_bin: Option<PathBuf>,
+    /// Rebuild even when an image with the same content tag exists: `base`, `galera`, a target
+    /// name (`raftkv`, `etcd`, ...), or `all`.
+    #[arg(long, value_name = "NAME")]
+    pub rebuild: Option<String>,
+    /// Put this build into the raftkv image instead of the workspace's raftkv.
+    #[arg(long, value_name = "PATH", alias = "node-bin")]
+    pub build: Option<PathBuf>,
+    /// Only these targets (comma-separated names from `faultline targets`).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub targets: Vec<String>,
     /// Only list what exists; build nothing.
     #[arg(long)]
     pub list: bool,
@@ -112,9 +101,10 @@ pub struct RunArgs {
     /// Seconds between fault changes (overrides `[nemesis] interval`).
     #[arg(long)]
     pub nemesis_interval: Option<f64>,
-    /// The system under test (overrides the workload's `target`).
-    #[arg(long, value_enum)]
-    pub target: Option<crate::workload::Target>,
+    /// The system under test: a target from `faultline targets`, or a path to a target file
+    /// (overrides the workload's `target`).
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
     /// etcd: serializable reads (`"serializable": true`), which may be stale (sets
     /// `[node] serializable-reads`).
     #[arg(long)]
@@ -129,9 +119,10 @@ pub struct RunArgs {
     /// Enable a planted raftkv bug (repeatable; adds to the workload's `[node] bugs`).
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
-    /// Test this raftkv binary instead of building the workspace's.
-    #[arg(long, value_name = "PATH")]
-    pub node_bin: Option<PathBuf>,
+    /// Test this build: the file replaces the target's `binary` in its image (a raftkv binary
+    /// instead of the workspace's, an etcd of your own, ...); its sha256 goes into `run.json`.
+    #[arg(long, value_name = "PATH", alias = "node-bin")]
+    pub build: Option<PathBuf>,
     /// A label for the build under test, shown in reports and comparisons.
     #[arg(long)]
     pub label: Option<String>,
@@ -163,6 +154,7 @@ pub fn started() -> std::time::Instant {
 pub fn main_sync(cli: Cli) -> Result<ExitCode, Box<Cli>> {
     let result = match cli.command {
         Command::List => list(),
+        Command::Targets => targets(),
         Command::Check(args) => crate::check_cmd::run(&args)
             .map(|code| u8::try_from(code).unwrap_or(EXIT_HARNESS_ERROR)),
         Command::Report(args) => crate::report::run(&args),
@@ -189,7 +181,11 @@ pub async fn main_async(cli: Cli) -> ExitCode {
         Command::Matrix(args) => crate::matrix::run(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Serve(args) => crate::serve::run(&args).await,
-        Command::List | Command::Check(_) | Command::Report(_) | Command::Compare(_) => {
+        Command::List
+        | Command::Targets
+        | Command::Check(_)
+        | Command::Report(_)
+        | Command::Compare(_) => {
             unreachable!("run by main_sync")
         }
     };
@@ -204,6 +200,24 @@ fn exit(result: anyhow::Result<u8>) -> ExitCode {
             ExitCode::from(EXIT_HARNESS_ERROR)
         }
     }
+}
+
+fn targets() -> anyhow::Result<u8> {
+    let dir = crate::target::dir(&crate::workspace::root());
+    let mut bad = false;
+    for name in crate::target::list(&dir) {
+        match crate::target::load(&dir, &name) {
+            Ok(t) => println!("{name:<12} {}\n{:<12} {}", t.description, "", t.summary()),
+            Err(e) => {
+                bad = true;
+                println!("{name:<12} (unreadable: {e})");
+            }
+        }
+    }
+    for (name, what) in crate::target::BUILT_IN {
+        println!("{name:<12} {what}\n{:<12} built in", "");
+    }
+    Ok(if bad { EXIT_HARNESS_ERROR } else { 0 })
 }
 
 fn list() -> anyhow::Result<u8> {
@@ -258,9 +272,10 @@ fn resolve(args: &RunArgs) -> anyhow::Result<(Workload, u64, String)> {
         }
         repro += &format!(" --nemesis-interval {i}");
     }
-    if let Some(t) = args.target {
-        w.target = t;
-        repro += &format!(" --target {}", t.as_str());
+    if let Some(t) = &args.target {
+        w.target_name = t.clone();
+        w.resolve_target("--target")?;
+        repro += &format!(" --target {t}");
     }
     if args.etcd_serializable_reads {
         w.node.serializable_reads = true;
@@ -278,8 +293,8 @@ fn resolve(args: &RunArgs) -> anyhow::Result<(Workload, u64, String)> {
         w.node.bugs.push(bug.clone());
         repro += &format!(" --bug {bug}");
     }
-    if let Some(p) = &args.node_bin {
-        repro += &format!(" --node-bin {}", p.display());
+    if let Some(p) = &args.build {
+        repro += &format!(" --build {}", p.display());
     }
     w.validate("command line")?;
     Ok((w, seed, repro))
@@ -295,7 +310,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let opts = RunOptions {
         workload,
         seed,
-        node_bin: args.node_bin.clone(),
+        node_bin: args.build.clone(),
         label: args.label.clone(),
         results,
         reproduce,
@@ -331,42 +346,47 @@ async fn images(args: ImagesArgs) -> anyhow::Result<u8> {
     let docker = control::connect().await?;
     let images = Images::new(docker, true);
     if !args.list {
-        let rebuild = args.rebuild;
-        images
-            .ensure_base(matches!(rebuild, Some(Rebuild::Base | Rebuild::All)))
-            .await?;
-        let binary = match &args.node_bin {
-            Some(p) => NodeBinary::from_path(p, &format!("--node-bin {}", p.display()))?,
-            None => NodeBinary::workspace_raftkv(&crate::workspace::root()).await?,
+        let rebuild = |name: &str| {
+            args.rebuild
+                .as_deref()
+                .is_some_and(|r| r == name || r == "all")
         };
-        let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
-        images
-            .ensure_node(
-                &binary,
-                &faultfs,
-                matches!(rebuild, Some(Rebuild::Raftkv | Rebuild::All)),
-            )
-            .await?;
-        images
-            .ensure_packaged(
-                control::ETCD,
-                &faultfs,
-                matches!(rebuild, Some(Rebuild::Etcd | Rebuild::All)),
-            )
-            .await?;
-        images
-            .ensure_packaged(
-                control::NATS,
-                &faultfs,
-                matches!(rebuild, Some(Rebuild::Nats | Rebuild::All)),
-            )
-            .await?;
-        images
-            .ensure_galera(
-                &faultfs,
-                matches!(rebuild, Some(Rebuild::Galera | Rebuild::All)),
-            )
-            .await?;
+        let root = crate::workspace::root();
+        let dir = crate::target::dir(&root);
+        let mut names = crate::target::list(&dir);
+        names.push("galera".into());
+        if !args.targets.is_empty() {
+            names.retain(|n| args.targets.contains(n));
+        }
+        if let Some(r) = &args.rebuild
+            && r != "all"
+            && r != "base"
+            && !names.contains(r)
+        {
+            anyhow::bail!(
+                "--rebuild {r}: no such image (base, all, or one of {})",
+                names.join(", ")
+            );
+        }
+        images.ensure_base(rebuild("base")).await?;
+        let faultfs = NodeBinary::workspace_faultfs(&root).await?;
+        for name in &names {
+            if name == "galera" {
+                images.ensure_galera(&faultfs, rebuild("galera")).await?;
+                continue;
+            }
+            let target = crate::target::load(&dir, name)?;
+            let build = match (&args.build, name.as_str()) {
+                (Some(p), "raftkv") => Some(NodeBinary::from_path(
+                    p,
+                    &format!("--build {}", p.display()),
+                )?),
+                _ => None,
+            };
+            images
+                .ensure_target(&target, build.as_ref(), &faultfs, rebuild(name))
+                .await?;
+        }
     }
     let rows = images.list().await.context("listing images")?;
     println!("{:<40} {:<14} {:>9}  created", "image", "id", "size");

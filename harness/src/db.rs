@@ -1,20 +1,22 @@
 //! Systems under test (Jepsen's `DB`): how to start a cluster of them in containers, when it is
-//! ready, and which node leads: raftkv, and etcd (Debian's `etcd-server`) through the same trait.
+//! ready, and which node leads. Every target file (raftkv, etcd, NATS, a user's own) is a
+//! [`TargetDb`]; Galera has its own (`crate::galera`).
 //!
 //! A `Db` only describes nodes; `control` starts and stops the containers, and the nemesis kills,
 //! pauses and partitions them without the `Db`'s help.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::client::{
-    EtcdClient, EtcdGatewayClient, HttpClient, NatsClient, NodeClient, RaftkvClient, Revisions,
-    Status,
+    EtcdClient, EtcdGatewayClient, ExecClient, HttpClient, NatsClient, NodeClient, Probe,
+    RaftkvClient, Revisions, Status,
 };
-use crate::control::{Cluster, ETCD, NATS, NodeSpec};
+use crate::control::{Cluster, NodeSpec};
 use crate::nemesis::{clock_bind, clock_env};
-use crate::workload::EtcdApi;
+use crate::target::{ProtocolName, TargetFile};
+use crate::workload::{EtcdApi, Workload};
 
 /// A system under test.
 pub trait Db: Send + Sync {
@@ -23,13 +25,18 @@ pub trait Db: Send + Sync {
     /// The container of node `i` (0-based) of `n`; `clock_dir` is the host folder whose `<node>/`
     /// subfolders hold each node's clock file.
     fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, clock_dir: &Path) -> NodeSpec;
-    /// A client of the node `node` at this address.
-    fn client(&self, http: &HttpClient, node: &str, ip: Ipv4Addr) -> NodeClient;
+    /// A client of node `i` of the cluster.
+    fn client(&self, http: &HttpClient, cluster: &Cluster, i: usize) -> NodeClient;
     /// `Ok` when clock faults reach the nodes (libfaketime), else why not.
     fn clock_supported(&self) -> Result<(), String>;
     /// The node's log and snapshot files, as globs relative to its data directory: what the
     /// `corrupt` fault damages unless the workload names others.
     fn data_files(&self) -> Vec<String>;
+    /// Whether one node leads, so readiness waits for a leader and leader-aimed faults have a
+    /// target (an exec target without a `[leader]` probe has none).
+    fn has_leader(&self) -> bool {
+        true
+    }
 }
 
 /// Node names: `n1`, `n2`, ...
@@ -37,39 +44,72 @@ pub fn node_name(i: usize) -> String {
     format!("n{}", i + 1)
 }
 
-/// raftkv in containers built from `faultline/raftkv:*`.
+/// A system under test described by a target file (`targets/<name>.toml`): raftkv, etcd, NATS,
+/// or a user's own system. The node's command comes from the file's template; the protocol (the
+/// Rust that remains) says how clients talk to it.
 #[derive(Debug, Clone)]
-pub struct Raftkv {
+pub struct TargetDb {
+    /// The target file.
+    pub target: TargetFile,
     /// The node image.
     pub image: String,
-    /// Planted bugs (`--bug`).
+    /// Planted bugs (`--bug`), passed through the file's `bug-args`.
     pub bugs: Vec<String>,
-    /// Extra arguments for every node.
+    /// Extra arguments for every node (`[node] args` of the workload).
     pub args: Vec<String>,
     /// The data directory is on faultfs (storage faults: stalled fsyncs, lost unsynced writes).
     pub faultfs: bool,
+    /// etcd: reads with `serializable: true` (served by any member, maybe stale).
+    pub serializable_reads: bool,
+    /// etcd: which client API the clients speak.
+    pub api: EtcdApi,
+    /// NATS: revisions seen by every client of the run (a cas needs its `from`'s revision).
+    pub revisions: Revisions,
+    /// exec: where each node's clients write their stderr (`clients/<node>.log`).
+    pub client_logs: Option<PathBuf>,
 }
 
-/// A node of a packaged Go binary (etcd, NATS): data in `/data` (on faultfs when asked, the
-/// binary then started by `faultfs run`), no clock file (libfaketime cannot reach a Go binary,
-/// see `clock_supported`), never restarted by the engine.
-fn packaged_node_spec(
-    name: String,
-    image: &str,
-    binary: &str,
-    cmd: Vec<String>,
-    faultfs: bool,
-) -> NodeSpec {
-    NodeSpec {
-        binds: Vec::new(),
-        env: Vec::new(),
-        name,
-        image: image.to_string(),
-        entrypoint: faultfs.then(|| faultfs_entrypoint("/data", binary)),
-        cmd,
-        data_dir: "/data".into(),
-        restart_on_failure: false,
-        fuse: faultfs,
+impl TargetDb {
+    /// A system of `target` from `image`, as the workload configures it.
+    pub fn new(target: TargetFile, image: String, w: &Workload) -> Self {
+        Self {
+            target,
+            image,
+            bugs: w.node.bugs.clone(),
+            args: w.node.args.clone(),
+            faultfs: w.uses_faultfs(),
+            serializable_reads: w.node.serializable_reads,
+            api: w.node.etcd_client,
+            revisions: Revisions::default(),
+            client_logs: None,
+        }
+    }
+
+    /// Node `i`'s command line, expanded from the target file, with bugs and extra arguments.
+    pub fn command(&self, cluster: &Cluster, i: usize, n: usize) -> Vec<String> {
+        let ips: Vec<Ipv4Addr> = (0..n).map(|j| cluster.address_of(j)).collect();
+        let vars = self.target.vars(i, &ips, cluster.run_id());
+        // Templates were checked when the file was read: every variable exists.
+        let expand = |a: &String| vars.expand(a).unwrap_or_else(|_| a.clone());
+        let mut cmd: Vec<String> = self.target.node.command.iter().map(expand).collect();
+        if let Some(bug_args) = &self.target.node.bug_args {
+            for bug in &self.bugs {
+                let mut v = vars.clone();
+                v.set("bug", bug);
+                cmd.extend(
+                    bug_args
+                        .iter()
+                        .map(|a| v.expand(a).unwrap_or_else(|_| a.clone())),
+                );
+            }
+        }
+        cmd.extend(self.args.iter().cloned());
+        cmd
+    }
+
+    /// The address the built-in clients of node `ip` talk to.
+    fn client_addr(&self, ip: Ipv4Addr) -> String {
+        format!("{ip}:{}", self.target.port(&self.target.client.port))
     }
 }
 
@@ -91,268 +131,113 @@ pub fn faultfs_entrypoint(data_dir: &str, binary: &str) -> Vec<String> {
     .to_vec()
 }
 
-/// raftkv's write-ahead log segments and snapshots under its data directory.
-pub const RAFTKV_DATA_FILES: [&str; 2] = ["wal/wal-*.log", "snap/snap-*.snap"];
-
-/// etcd's WAL, snapshots and bbolt database under its data directory (`/data/etcd`).
-pub const ETCD_DATA_FILES: [&str; 3] = [
-    "etcd/member/wal/*.wal",
-    "etcd/member/snap/*.snap",
-    "etcd/member/snap/db",
-];
-
-/// raftkv's HTTP API port inside each container.
-pub const RAFTKV_CLIENT_PORT: u16 = 2379;
-/// raftkv's peer transport port inside each container.
-pub const RAFTKV_PEER_PORT: u16 = 2380;
-
-impl Db for Raftkv {
+impl Db for TargetDb {
     fn name(&self) -> &str {
-        "raftkv"
+        &self.target.name
     }
 
     fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, clock_dir: &Path) -> NodeSpec {
-        let peers: Vec<String> = (0..n)
-            .map(|j| {
-                let ip = cluster.address_of(j);
-                format!(
-                    "{}={ip}:{RAFTKV_PEER_PORT}/{ip}:{RAFTKV_CLIENT_PORT}",
-                    j + 1
-                )
-            })
-            .collect();
-        let ip = cluster.address_of(i);
-        let mut cmd = vec![
-            "--id".into(),
-            (i + 1).to_string(),
-            "--peers".into(),
-            peers.join(","),
-            "--client-addr".into(),
-            format!("0.0.0.0:{RAFTKV_CLIENT_PORT}"),
-            "--peer-addr".into(),
-            format!("{ip}:{RAFTKV_PEER_PORT}"),
-            "--data-dir".into(),
-            "/data".into(),
-        ];
-        for bug in &self.bugs {
-            cmd.extend(["--bug".to_string(), bug.clone()]);
-        }
-        cmd.extend(self.args.iter().cloned());
+        let mut cmd = self.command(cluster, i, n);
+        let program = cmd.remove(0);
         let name = node_name(i);
+        let data_dir = self.target.node.data_dir.clone();
+        let clock = self.clock_supported().is_ok();
+        let entrypoint = if self.faultfs {
+            faultfs_entrypoint(&data_dir, &program)
+        } else {
+            vec![program]
+        };
         NodeSpec {
-            binds: vec![clock_bind(clock_dir, &name)],
-            env: clock_env(),
+            binds: if clock {
+                vec![clock_bind(clock_dir, &name)]
+            } else {
+                Vec::new()
+            },
+            env: if clock { clock_env() } else { Vec::new() },
             name,
             image: self.image.clone(),
-            entrypoint: self
-                .faultfs
-                .then(|| faultfs_entrypoint("/data", "/usr/local/bin/raftkv")),
-            restart_on_failure: arms_failpoints(&cmd),
+            entrypoint: Some(entrypoint),
+            // raftkv's failpoints exit the node on purpose; it comes back at once.
+            restart_on_failure: self.target.client.protocol == ProtocolName::Raftkv
+                && arms_failpoints(&cmd),
             cmd,
-            data_dir: "/data".into(),
+            data_dir,
             fuse: self.faultfs,
         }
     }
 
-    fn client(&self, http: &HttpClient, _node: &str, ip: Ipv4Addr) -> NodeClient {
-        NodeClient::Raftkv(RaftkvClient::new(
-            http.clone(),
-            &format!("{ip}:{RAFTKV_CLIENT_PORT}"),
-        ))
-    }
-
-    fn clock_supported(&self) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn data_files(&self) -> Vec<String> {
-        RAFTKV_DATA_FILES.map(String::from).to_vec()
-    }
-}
-
-/// etcd in containers built from `faultline/etcd:*`: a static cluster, every member named after
-/// its node (`n1`, ...) and listed in `--initial-cluster` with its fixed address.
-#[derive(Debug, Clone)]
-pub struct Etcd {
-    /// The etcd image.
-    pub image: String,
-    /// Reads with `serializable: true`: served by any member from its local state, maybe stale.
-    pub serializable_reads: bool,
-    /// Which of etcd's client APIs the clients speak.
-    pub api: EtcdApi,
-    /// The data directory is on faultfs (storage faults: stalled fsyncs, lost unsynced writes).
-    pub faultfs: bool,
-    /// Extra arguments for every member.
-    pub args: Vec<String>,
-}
-
-/// etcd's client port.
-pub const ETCD_CLIENT_PORT: u16 = 2379;
-/// etcd's peer port.
-pub const ETCD_PEER_PORT: u16 = 2380;
-
-impl Db for Etcd {
-    fn name(&self) -> &str {
-        "etcd"
-    }
-
-    fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, _clock_dir: &Path) -> NodeSpec {
-        let initial: Vec<String> = (0..n)
-            .map(|j| {
-                format!(
-                    "{}=http://{}:{ETCD_PEER_PORT}",
-                    node_name(j),
-                    cluster.address_of(j)
-                )
-            })
-            .collect();
-        let ip = cluster.address_of(i);
-        let name = node_name(i);
-        let mut cmd: Vec<String> = vec![
-            "--name".into(),
-            name.clone(),
-            // A subfolder, so etcd creates it with the 0700 mode it insists on.
-            "--data-dir".into(),
-            "/data/etcd".into(),
-            "--listen-client-urls".into(),
-            format!("http://0.0.0.0:{ETCD_CLIENT_PORT}"),
-            "--advertise-client-urls".into(),
-            format!("http://{ip}:{ETCD_CLIENT_PORT}"),
-            "--listen-peer-urls".into(),
-            format!("http://{ip}:{ETCD_PEER_PORT}"),
-            "--initial-advertise-peer-urls".into(),
-            format!("http://{ip}:{ETCD_PEER_PORT}"),
-            "--initial-cluster".into(),
-            initial.join(","),
-            "--initial-cluster-state".into(),
-            "new".into(),
-            "--initial-cluster-token".into(),
-            cluster.run_id().to_string(),
-        ];
-        cmd.extend(self.args.iter().cloned());
-        packaged_node_spec(name, &self.image, &ETCD.installed(), cmd, self.faultfs)
-    }
-
-    fn client(&self, http: &HttpClient, _node: &str, ip: Ipv4Addr) -> NodeClient {
-        let addr = format!("{ip}:{ETCD_CLIENT_PORT}");
-        match self.api {
-            EtcdApi::Grpc => NodeClient::Etcd(EtcdClient::new(
-                &addr,
-                http.timeout(),
-                self.serializable_reads,
+    fn client(&self, http: &HttpClient, cluster: &Cluster, i: usize) -> NodeClient {
+        let node = &cluster.nodes()[i];
+        let ip = node.ip;
+        let client = match self.target.client.protocol {
+            ProtocolName::Raftkv => {
+                NodeClient::Raftkv(RaftkvClient::new(http.clone(), &self.client_addr(ip)))
+            }
+            ProtocolName::Etcd => match self.api {
+                EtcdApi::Grpc => NodeClient::Etcd(EtcdClient::new(
+                    &self.client_addr(ip),
+                    http.timeout(),
+                    self.serializable_reads,
+                )),
+                EtcdApi::Gateway => NodeClient::EtcdGateway(EtcdGatewayClient::new(
+                    http.clone(),
+                    &self.client_addr(ip),
+                    self.serializable_reads,
+                )),
+            },
+            ProtocolName::Nats => NodeClient::Nats(NatsClient::new(
+                &node.name,
+                ip,
+                http,
+                NATS_BUCKET,
+                NATS_QUEUE,
+                self.revisions.clone(),
             )),
-            EtcdApi::Gateway => NodeClient::EtcdGateway(EtcdGatewayClient::new(
-                http.clone(),
-                &addr,
-                self.serializable_reads,
-            )),
+            ProtocolName::Exec => {
+                let ips: Vec<Ipv4Addr> = cluster.nodes().iter().map(|n| n.ip).collect();
+                let mut vars = self.target.vars(i, &ips, cluster.run_id());
+                vars.set("op_timeout", &http.timeout().as_secs_f64().to_string());
+                let command = self
+                    .target
+                    .client
+                    .command
+                    .iter()
+                    .map(|a| vars.expand(a).unwrap_or_else(|_| a.clone()))
+                    .collect();
+                NodeClient::Exec(ExecClient::new(
+                    command,
+                    crate::workspace::root(),
+                    http.timeout(),
+                    self.client_logs
+                        .as_ref()
+                        .map(|d| d.join(format!("{}.log", node.name))),
+                ))
+            }
+        };
+        if self.target.ready.is_none() && self.target.leader.is_none() {
+            return client;
         }
+        let probe = Probe::new(&self.target, cluster, i, http);
+        NodeClient::Probed(Box::new(client), std::sync::Arc::new(probe))
     }
 
     fn clock_supported(&self) -> Result<(), String> {
-        Err(
-            "etcd is a Go binary: it reads the clock without libc, so libfaketime cannot reach it"
-                .into(),
-        )
+        self.target.node.clock.supported(&self.target.name)
     }
 
     fn data_files(&self) -> Vec<String> {
-        ETCD_DATA_FILES.map(String::from).to_vec()
+        self.target.node.data_files.clone()
     }
-}
 
-/// NATS JetStream in containers built from `faultline/nats:*`: a static cluster, every server
-/// named after its node (`--name n1`), routes to every peer, JetStream's store in the node's
-/// volume, monitoring on 8222. The configuration is given as flags (the package's default
-/// configuration file binds 127.0.0.1 and is not used).
-#[derive(Debug, Clone)]
-pub struct Nats {
-    /// The NATS image.
-    pub image: String,
-    /// Extra arguments for every server.
-    pub args: Vec<String>,
-    /// The data directory is on faultfs.
-    pub faultfs: bool,
-    /// The KV bucket of the register workloads.
-    pub bucket: String,
-    /// The stream of the queue workload.
-    pub queue: String,
-    /// Revisions seen by every client of the run (a cas needs its `from`'s revision).
-    pub revisions: Revisions,
+    fn has_leader(&self) -> bool {
+        self.target.leader.is_some() || self.target.client.protocol != ProtocolName::Exec
+    }
 }
 
 /// The KV bucket of NATS register workloads.
 pub const NATS_BUCKET: &str = "faultline";
 /// The stream of the NATS queue workload.
 pub const NATS_QUEUE: &str = "queue";
-
-/// NATS's cluster name, shared by every server of a run.
-pub const NATS_CLUSTER: &str = "faultline";
-
-impl Db for Nats {
-    fn name(&self) -> &str {
-        "nats"
-    }
-
-    fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, _clock_dir: &Path) -> NodeSpec {
-        use crate::client::{
-            NATS_CLIENT_PORT as CLIENT_PORT, NATS_CLUSTER_PORT as CLUSTER_PORT,
-            NATS_MONITOR_PORT as MONITOR_PORT,
-        };
-        let routes: Vec<String> = (0..n)
-            .map(|j| format!("nats://{}:{CLUSTER_PORT}", cluster.address_of(j)))
-            .collect();
-        let name = node_name(i);
-        let mut cmd: Vec<String> = vec![
-            "--name".into(),
-            name.clone(),
-            "--addr".into(),
-            "0.0.0.0".into(),
-            "--port".into(),
-            CLIENT_PORT.to_string(),
-            "--http_port".into(),
-            MONITOR_PORT.to_string(),
-            "--cluster_name".into(),
-            NATS_CLUSTER.into(),
-            "--cluster".into(),
-            format!("nats://0.0.0.0:{CLUSTER_PORT}"),
-            "--cluster_advertise".into(),
-            format!("{}:{CLUSTER_PORT}", cluster.address_of(i)),
-            "--routes".into(),
-            routes.join(","),
-            "--jetstream".into(),
-            "--store_dir".into(),
-            "/data/js".into(),
-        ];
-        cmd.extend(self.args.iter().cloned());
-        packaged_node_spec(name, &self.image, &NATS.installed(), cmd, self.faultfs)
-    }
-
-    fn client(&self, http: &HttpClient, node: &str, ip: Ipv4Addr) -> NodeClient {
-        NodeClient::Nats(NatsClient::new(
-            node,
-            ip,
-            http,
-            &self.bucket,
-            &self.queue,
-            self.revisions.clone(),
-        ))
-    }
-
-    fn clock_supported(&self) -> Result<(), String> {
-        Err(
-            "nats-server is a Go binary: it reads the clock without libc, so libfaketime cannot reach it"
-                .into(),
-        )
-    }
-
-    fn data_files(&self) -> Vec<String> {
-        NATS_DATA_FILES.map(String::from).to_vec()
-    }
-}
-
-/// JetStream's message blocks under the data directory (`/data/js`), Jepsen's corruption target.
-pub const NATS_DATA_FILES: [&str; 1] = ["js/jetstream/**/*.blk"];
 
 /// What every node said on `/status`, for readiness, the leader, and the leader timeline.
 pub async fn statuses(clients: &[(String, NodeClient)]) -> Vec<(String, Result<Status, String>)> {
@@ -377,20 +262,25 @@ pub fn leader_of(statuses: &[(String, Result<Status, String>)]) -> Option<String
         .map(|(_, name)| name.clone())
 }
 
-/// Waits until every node answers `/status` and one of them leads; returns the leader.
+/// Waits until every node answers `/status` and, when the system has one (`needs_leader`), one
+/// of them leads; returns the leader.
 ///
 /// # Errors
 /// After `timeout`, what each node last said.
 pub async fn await_ready(
     clients: &[(String, NodeClient)],
     timeout: Duration,
-) -> Result<String, String> {
+    needs_leader: bool,
+) -> Result<Option<String>, String> {
     let deadline = Instant::now() + timeout;
     loop {
         let all = statuses(clients).await;
         let answered = all.iter().all(|(_, s)| s.is_ok());
         if answered && let Some(leader) = leader_of(&all) {
-            return Ok(leader);
+            return Ok(Some(leader));
+        }
+        if answered && !needs_leader {
+            return Ok(None);
         }
         if Instant::now() >= deadline {
             let detail: Vec<String> = all
@@ -415,7 +305,8 @@ pub fn clients_for(db: &dyn Db, cluster: &Cluster, http: &HttpClient) -> Vec<(St
     cluster
         .nodes()
         .iter()
-        .map(|n| (n.name.clone(), db.client(http, &n.name, n.ip)))
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), db.client(http, cluster, i)))
         .collect()
 }
 

@@ -23,7 +23,6 @@
 //! (`NOW()`, `SYSDATE()`: checked by hand, +1 h). Galera's own timers use the monotonic clock,
 //! which the harness leaves real.
 
-use std::net::Ipv4Addr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -212,8 +211,14 @@ impl Db for Galera {
         }
     }
 
-    fn client(&self, http: &HttpClient, node: &str, ip: Ipv4Addr) -> NodeClient {
-        NodeClient::Galera(GaleraClient::new(node, ip, http.timeout(), self.session()))
+    fn client(&self, http: &HttpClient, cluster: &Cluster, i: usize) -> NodeClient {
+        let node = &cluster.nodes()[i];
+        NodeClient::Galera(GaleraClient::new(
+            &node.name,
+            node.ip,
+            http.timeout(),
+            self.session(),
+        ))
     }
 
     fn clock_supported(&self) -> Result<(), String> {

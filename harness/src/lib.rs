@@ -51,6 +51,7 @@ pub mod report;
 pub mod runner;
 pub mod serve;
 pub mod store;
+pub mod target;
 pub mod txn;
 pub mod watch;
 pub mod workload;

@@ -460,7 +460,7 @@ async fn run_cell(args: &MatrixArgs, root: &Path, dir: &Path, row: Row, seed: u6
     }
     let node_bin = match w.target {
         workload::Target::Raftkv => args.node_bin.clone(),
-        workload::Target::Etcd | workload::Target::Nats | workload::Target::Galera => None,
+        _ => None,
     };
     if let Some(p) = &node_bin {
         reproduce += &format!(" --node-bin {}", p.display());

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Completion, HttpClient, NodeClient};
 use crate::control::{self, Cluster, Images, NodeBinary, RunGuard};
-use crate::db::{self, Db, Etcd, Raftkv};
+use crate::db::{self, Db, TargetDb};
 use crate::generator::{F, Generator, Op};
 use crate::nemesis::{
     Action, FaultKind, Nemesis, NemesisContext, NemesisOp, Outcome, Script, figure8,
@@ -291,7 +291,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
 
     let docker = control::connect().await?;
     let images = Images::new(docker.clone(), opts.progress);
-    let (db, node, node_images) = prepare_db(w, &images, opts.node_bin.as_deref()).await?;
+    let (db, node, node_images) = prepare_db(
+        w,
+        &images,
+        opts.node_bin.as_deref(),
+        &dir.path.join("clients"),
+    )
+    .await?;
 
     let mut guard = RunGuard::new(&run_id);
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -335,104 +341,59 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     })
 }
 
-/// The image of a packaged system (with the workspace's faultfs) and what `run.json` records of
-/// its binary; refuses `--node-bin`, which is a raftkv binary.
-///
-/// # Errors
-/// When `--node-bin` is given, or the image cannot be had.
-async fn packaged(
-    images: &Images,
-    what: control::Packaged,
-    target: Target,
-    node_bin: Option<&Path>,
-) -> anyhow::Result<(control::PackagedImage, NodeRecord)> {
-    anyhow::ensure!(
-        node_bin.is_none(),
-        "--node-bin is a raftkv binary; the {} target runs Debian's {}",
-        target.as_str(),
-        what.package
-    );
-    let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
-    let image = images.ensure_packaged(what, &faultfs, false).await?;
-    let record = NodeRecord {
-        binary: what.installed(),
-        origin: format!("Debian {} {}", what.package, image.version),
-        sha256: image.sha256.clone(),
-    };
-    Ok((image, record))
-}
-
 /// The system under test of a workload (its `target`), with its images built or found, what
-/// `run.json` says about its binary, and the images used.
+/// `run.json` says about its binary, and the images used. `build` (`--build PATH`) replaces the
+/// target's binary; `clients` is where exec clients write their stderr.
 ///
 /// # Errors
-/// When an image cannot be had, or `--node-bin` is given for etcd or NATS.
+/// When an image cannot be had, or `--build` is given for Galera.
 async fn prepare_db(
     w: &Workload,
     images: &Images,
-    node_bin: Option<&Path>,
+    build: Option<&Path>,
+    clients: &Path,
 ) -> anyhow::Result<(Box<dyn Db>, NodeRecord, Vec<String>)> {
     let base = images.ensure_base(false).await?;
-    match w.target {
-        Target::Raftkv => {
-            let binary = match node_bin {
-                Some(p) => NodeBinary::from_path(p, &format!("--node-bin {}", p.display()))?,
-                None => NodeBinary::workspace_raftkv(&crate::workspace::root()).await?,
-            };
-            let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
-            let image = images.ensure_node(&binary, &faultfs, false).await?;
-            let record = NodeRecord {
-                binary: binary.path.display().to_string(),
-                origin: binary.origin.clone(),
-                sha256: binary.digest()?,
-            };
-            let db = Raftkv {
-                image: image.clone(),
-                bugs: w.node.bugs.clone(),
-                args: w.node.args.clone(),
-                faultfs: w.uses_faultfs(),
-            };
-            Ok((Box::new(db), record, vec![base, image]))
+    let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
+    let Some(target) = &w.system else {
+        anyhow::ensure!(
+            build.is_none(),
+            "--build replaces a target file's binary; the built-in galera target runs Debian's mariadb-server and galera-4"
+        );
+        let image = images.ensure_galera(&faultfs, false).await?;
+        let record = NodeRecord {
+            binary: "/usr/sbin/mariadbd".into(),
+            origin: format!("Debian {}", image.versions()),
+            sha256: image.sha256.clone(),
+        };
+        let db = crate::galera::Galera::for_workload(w, &image.name);
+        return Ok((Box::new(db), record, vec![base, image.name]));
+    };
+    let build = match build {
+        Some(p) => {
+            anyhow::ensure!(p.is_file(), "--build {}: no such file", p.display());
+            Some(NodeBinary {
+                path: p.to_path_buf(),
+                origin: format!("--build {}", p.display()),
+            })
         }
-        Target::Etcd => {
-            let (image, record) = packaged(images, control::ETCD, w.target, node_bin).await?;
-            let db = Etcd {
-                image: image.name.clone(),
-                serializable_reads: w.node.serializable_reads,
-                api: w.node.etcd_client,
-                faultfs: w.uses_faultfs(),
-                args: w.node.args.clone(),
-            };
-            Ok((Box::new(db), record, vec![base, image.name]))
-        }
-        Target::Nats => {
-            let (image, record) = packaged(images, control::NATS, w.target, node_bin).await?;
-            let db = crate::db::Nats {
-                image: image.name.clone(),
-                args: w.node.args.clone(),
-                faultfs: w.uses_faultfs(),
-                bucket: crate::db::NATS_BUCKET.into(),
-                queue: crate::db::NATS_QUEUE.into(),
-                revisions: Default::default(),
-            };
-            Ok((Box::new(db), record, vec![base, image.name]))
-        }
-        Target::Galera => {
-            anyhow::ensure!(
-                node_bin.is_none(),
-                "--node-bin is a raftkv binary; the galera target runs Debian's mariadb-server and galera-4"
-            );
-            let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
-            let image = images.ensure_galera(&faultfs, false).await?;
-            let record = NodeRecord {
-                binary: "/usr/sbin/mariadbd".into(),
-                origin: format!("Debian {}", image.versions()),
-                sha256: image.sha256.clone(),
-            };
-            let db = crate::galera::Galera::for_workload(w, &image.name);
-            Ok((Box::new(db), record, vec![base, image.name]))
-        }
+        None => None,
+    };
+    let image = images
+        .ensure_target(target, build.as_ref(), &faultfs, false)
+        .await?;
+    let record = NodeRecord {
+        binary: target.image.binary.clone(),
+        origin: image.origin.clone(),
+        sha256: image.sha256.clone(),
+    };
+    let mut db = TargetDb::new(target.clone(), image.name.clone(), w);
+    if target.client.protocol == crate::target::ProtocolName::Exec {
+        std::fs::create_dir_all(clients)
+            .with_context(|| format!("creating {}", clients.display()))?;
+        db.client_logs = Some(clients.to_path_buf());
     }
+    Ok((Box::new(db), record, vec![base, image.name]))
 }
 
 /// Latency quantiles of the operations that completed `ok`.
@@ -601,18 +562,19 @@ async fn run_cluster(
     let status_http = HttpClient::new(Duration::from_millis(500));
     let clients = db::clients_for(db, &cluster, &http);
     let status_clients = db::clients_for(db, &cluster, &status_http);
-    let leader = match db::await_ready(&status_clients, Duration::from_secs(30)).await {
-        Ok(l) => l,
-        Err(e) => {
-            // The node logs say why (a crash at boot, a bad flag): keep them.
-            drop(restarter);
-            collect_logs(&cluster, dir, restarts.load(Ordering::Relaxed)).await;
-            anyhow::bail!(
-                "the cluster did not become ready: {e} (node logs in {})",
-                dir.path.join("nodes").display()
-            );
-        }
-    };
+    let leader =
+        match db::await_ready(&status_clients, Duration::from_secs(30), db.has_leader()).await {
+            Ok(l) => l.unwrap_or_else(|| "no node".into()),
+            Err(e) => {
+                // The node logs say why (a crash at boot, a bad flag): keep them.
+                drop(restarter);
+                collect_logs(&cluster, dir, restarts.load(Ordering::Relaxed)).await;
+                anyhow::bail!(
+                    "the cluster did not become ready: {e} (node logs in {})",
+                    dir.path.join("nodes").display()
+                );
+            }
+        };
     eprintln!(
         "faultline: {} nodes up, {leader} leads, {:.1} s after boot",
         w.nodes,
@@ -844,7 +806,7 @@ async fn drive(
         active.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
     let healed = Instant::now();
-    let recovered = db::await_ready(status_clients, Duration::from_secs(30)).await;
+    let recovered = db::await_ready(status_clients, Duration::from_secs(30), db.has_leader()).await;
     if let Err(e) = &recovered {
         eprintln!("faultline: after healing, {e}");
     }

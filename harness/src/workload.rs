@@ -10,11 +10,13 @@ use crate::generator::{GeneratorConfig, Mix, Shape};
 use crate::nemesis::{NemesisSpec, Script};
 use crate::txn::{BankSpec, TxnSpec};
 
-/// Which system the workload runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+/// Which kind of system the workload runs against: the client protocol of its target file
+/// (`targets/<name>.toml`, see [`crate::target`]), or Galera, built in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Target {
     /// raftkv, the Raft key-value store of this workspace.
+    #[default]
     Raftkv,
     /// etcd 3.4 from Debian's `etcd-server` package, through its v3 gRPC API.
     Etcd,
@@ -23,6 +25,8 @@ pub enum Target {
     /// MariaDB 10.11 with Galera 4 from Debian's `mariadb-server` and `galera-4` packages:
     /// transactions over SQL.
     Galera,
+    /// Any system whose client speaks the exec protocol (JSON lines on stdin and stdout).
+    Exec,
 }
 
 impl Target {
@@ -33,6 +37,7 @@ impl Target {
             Target::Etcd => "etcd",
             Target::Nats => "nats",
             Target::Galera => "galera",
+            Target::Exec => "exec",
         }
     }
 }
@@ -144,9 +149,16 @@ pub struct Workload {
     pub name: String,
     /// One sentence: what the workload does and what it is for.
     pub description: String,
-    /// The system under test.
-    #[serde(default = "default_target")]
+    /// The system under test: a target file's name (`targets/<name>.toml`), a path to one, or
+    /// `galera`.
+    #[serde(rename = "target", default = "default_target")]
+    pub target_name: String,
+    /// The kind of system `target_name` is (its client protocol); set when the file is read.
+    #[serde(skip)]
     pub target: Target,
+    /// The target file (none for the built-in `galera`); read with the workload.
+    #[serde(skip)]
+    pub system: Option<crate::target::TargetFile>,
     /// Number of nodes.
     #[serde(default = "default_nodes")]
     pub nodes: usize,
@@ -382,8 +394,8 @@ impl Default for LeaseSpec {
     }
 }
 
-fn default_target() -> Target {
-    Target::Raftkv
+fn default_target() -> String {
+    "raftkv".into()
 }
 fn default_nodes() -> usize {
     3
@@ -487,16 +499,17 @@ pub fn load(dir: &Path, name: &str) -> Result<Workload, WorkloadError> {
 /// # Errors
 /// [`WorkloadError::Parse`] or [`WorkloadError::Invalid`].
 pub fn parse(text: &str, file: &str) -> Result<Workload, WorkloadError> {
-    let w: Workload = toml::from_str(text).map_err(|e| WorkloadError::Parse {
+    let mut w: Workload = toml::from_str(text).map_err(|e| WorkloadError::Parse {
         file: file.to_string(),
         message: parse_message(text, &e),
     })?;
+    w.resolve_target(file)?;
     w.validate(file)?;
     Ok(w)
 }
 
 /// toml's message, with the line number spelled out.
-fn parse_message(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn parse_message(text: &str, e: &toml::de::Error) -> String {
     let msg = e.message().trim().to_string();
     match e.span() {
         Some(span) => {
@@ -508,6 +521,30 @@ fn parse_message(text: &str, e: &toml::de::Error) -> String {
 }
 
 impl Workload {
+    /// Reads the target file `target_name` names (from the project's `targets/`, or a path to a
+    /// `.toml` file) and sets `target` and `system` from it; `galera` is built in.
+    ///
+    /// # Errors
+    /// [`WorkloadError::Invalid`] for `target`, with the target file's own error (its line and
+    /// field) when it is bad.
+    pub fn resolve_target(&mut self, file: &str) -> Result<(), WorkloadError> {
+        if self.target_name == "galera" {
+            self.target = Target::Galera;
+            self.system = None;
+            return Ok(());
+        }
+        let dir = crate::target::dir(&crate::workspace::root());
+        let system =
+            crate::target::load(&dir, &self.target_name).map_err(|e| WorkloadError::Invalid {
+                file: file.to_string(),
+                field: "target".into(),
+                message: e.to_string(),
+            })?;
+        self.target = system.client.protocol.protocol();
+        self.system = Some(system);
+        Ok(())
+    }
+
     /// Checks the ranges of every field.
     ///
     /// # Errors
@@ -606,10 +643,18 @@ impl Workload {
                 );
             }
         }
-        if self.target == Target::Etcd && !self.node.bugs.is_empty() {
+        if !self.node.bugs.is_empty()
+            && self
+                .system
+                .as_ref()
+                .is_some_and(|t| t.node.bug_args.is_none())
+        {
             return bad(
                 "node.bugs",
-                "planted bugs exist only in raftkv, not in etcd (target = \"etcd\")",
+                &format!(
+                    "targets/{}.toml has no `bug-args`: planted bugs exist only in raftkv",
+                    self.target_name
+                ),
             );
         }
         if self.target == Target::Raftkv && self.node.serializable_reads {
@@ -618,8 +663,14 @@ impl Workload {
                 "is an etcd option (target = \"etcd\"); raftkv's read mode is `--read-mode` in `node.args`",
             );
         }
+        if self.target == Target::Exec && self.node.serializable_reads {
+            return bad(
+                "node.serializable-reads",
+                "is an etcd option (target = \"etcd\"); an exec client reads as it chooses",
+            );
+        }
         for bug in &self.node.bugs {
-            if !KNOWN_BUGS.contains(&bug.as_str()) {
+            if self.target == Target::Raftkv && !KNOWN_BUGS.contains(&bug.as_str()) {
                 return bad(
                     "node.bugs",
                     &format!("unknown bug '{bug}' (known: {})", KNOWN_BUGS.join(", ")),
@@ -695,7 +746,7 @@ impl Workload {
             );
         }
         let targets: &[Target] = if table == "txn" {
-            &[Target::Raftkv, Target::Etcd, Target::Galera]
+            &[Target::Raftkv, Target::Etcd, Target::Galera, Target::Exec]
         } else {
             &[Target::Galera]
         };
@@ -802,12 +853,6 @@ impl Workload {
             }
             if self.watch.is_some() || self.lease.is_some() {
                 return bad("target", "`[watch]` and `[lease]` are etcd workloads");
-            }
-            if !self.node.bugs.is_empty() {
-                return bad(
-                    "node.bugs",
-                    "planted bugs exist only in raftkv, not in NATS",
-                );
             }
             if self.node.serializable_reads {
                 return bad(

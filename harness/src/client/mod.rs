@@ -8,19 +8,23 @@
 
 mod etcd;
 mod etcd_gateway;
+mod exec;
 mod galera;
 mod http;
 mod nats;
+mod probe;
 mod raftkv;
 
 pub use etcd::{CallError, EtcdClient, KeepAlive, classify_error, event_json};
 pub use etcd_gateway::EtcdGatewayClient;
+pub use exec::ExecClient;
 pub use galera::{GALERA_PORT, GaleraClient, GaleraSession};
 pub use http::{HttpClient, HttpError};
 pub use nats::{
     CLIENT_PORT as NATS_CLIENT_PORT, CLUSTER_PORT as NATS_CLUSTER_PORT, DRAIN_STALL, Drained,
     MONITOR_PORT as NATS_MONITOR_PORT, NatsClient, Revisions,
 };
+pub use probe::Probe;
 pub use raftkv::{FailpointsView, RaftkvClient, Status};
 
 use crate::generator::Op;
@@ -62,6 +66,10 @@ pub enum NodeClient {
     Nats(NatsClient),
     /// MariaDB Galera Cluster over SQL (transactions, bank).
     Galera(GaleraClient),
+    /// Any program speaking the exec protocol (JSON lines on stdin and stdout).
+    Exec(ExecClient),
+    /// A client whose status comes from its target file's `[ready]` and `[leader]` probes.
+    Probed(Box<NodeClient>, std::sync::Arc<Probe>),
 }
 
 impl NodeClient {
@@ -73,6 +81,8 @@ impl NodeClient {
             NodeClient::EtcdGateway(c) => c.invoke(op).await,
             NodeClient::Nats(c) => c.invoke(op).await,
             NodeClient::Galera(c) => c.invoke(op).await,
+            NodeClient::Exec(c) => c.invoke(op).await,
+            NodeClient::Probed(c, _) => Box::pin(c.invoke(op)).await,
         }
     }
 
@@ -80,6 +90,7 @@ impl NodeClient {
     pub fn raftkv(&self) -> Option<&RaftkvClient> {
         match self {
             NodeClient::Raftkv(c) => Some(c),
+            NodeClient::Probed(c, _) => c.raftkv(),
             _ => None,
         }
     }
@@ -109,6 +120,7 @@ impl NodeClient {
     pub fn nats(&self) -> Option<&NatsClient> {
         match self {
             NodeClient::Nats(c) => Some(c),
+            NodeClient::Probed(c, _) => c.nats(),
             _ => None,
         }
     }
@@ -117,6 +129,7 @@ impl NodeClient {
     pub fn galera(&self) -> Option<&GaleraClient> {
         match self {
             NodeClient::Galera(c) => Some(c),
+            NodeClient::Probed(c, _) => c.galera(),
             _ => None,
         }
     }
@@ -125,6 +138,7 @@ impl NodeClient {
     pub fn etcd(&self) -> Option<&EtcdClient> {
         match self {
             NodeClient::Etcd(c) => Some(c),
+            NodeClient::Probed(c, _) => c.etcd(),
             _ => None,
         }
     }
@@ -140,6 +154,8 @@ impl NodeClient {
             NodeClient::EtcdGateway(c) => c.status().await,
             NodeClient::Nats(c) => c.status().await,
             NodeClient::Galera(c) => c.status().await,
+            NodeClient::Exec(c) => c.status().await,
+            NodeClient::Probed(c, probe) => probe.status(c).await,
         }
     }
 }

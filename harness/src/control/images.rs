@@ -20,60 +20,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use super::{ControlError, DockerContext, host_apt_source, is_not_found};
 
 mod galera;
+mod target;
 pub use galera::{GALERA_ENTRYPOINT, GALERA_REPO, GaleraImage};
+pub use target::TargetImage;
 
 /// Repository name of the base image.
 pub const BASE_REPO: &str = "faultline/base";
-/// Repository name of raftkv node images.
-pub const NODE_REPO: &str = "faultline/raftkv";
-/// A system under test taken from a Debian package: the base image plus one binary of the
-/// package, fetched with `apt-get download` and unpacked with `dpkg-deb -x` (no registry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packaged {
-    /// Short name: the image label `faultline.image` and the binary's name in the image.
-    pub name: &'static str,
-    /// The image repository, e.g. `faultline/etcd`.
-    pub repo: &'static str,
-    /// The Debian package.
-    pub package: &'static str,
-    /// The binary's path inside the package, e.g. `usr/bin/etcd`.
-    pub binary: &'static str,
-}
-
-impl Packaged {
-    /// Where the binary is in the image: `/usr/local/bin/<name>`.
-    pub fn installed(&self) -> String {
-        format!("/usr/local/bin/{}", self.name)
-    }
-}
-
-/// etcd: `/usr/bin/etcd` of Debian's `etcd-server`.
-pub const ETCD: Packaged = Packaged {
-    name: "etcd",
-    repo: "faultline/etcd",
-    package: "etcd-server",
-    binary: "usr/bin/etcd",
-};
-
-/// NATS: `/usr/sbin/nats-server` of Debian's `nats-server`.
-pub const NATS: Packaged = Packaged {
-    name: "nats-server",
-    repo: "faultline/nats",
-    package: "nats-server",
-    binary: "usr/sbin/nats-server",
-};
-
-/// An image built from a Debian package and what it carries (for `run.json`).
-#[derive(Debug, Clone)]
-pub struct PackagedImage {
-    /// `faultline/<name>:<hash>`.
-    pub name: String,
-    /// The package version, e.g. `3.4.23-4+b4`.
-    pub version: String,
-    /// sha256 of the binary.
-    pub sha256: String,
-}
-
 /// Debian packages in the base image, beyond debootstrap's minimal base. iptables for partitions
 /// and packet loss, iproute2 for `tc`, libfaketime for clock faults, procps and iputils-ping for
 /// looking around inside a node.
@@ -118,14 +70,6 @@ pub struct NodeBinary {
 }
 
 impl NodeBinary {
-    /// The workspace's own `raftkv`, built in release mode with cargo (a no-op when it is fresh).
-    ///
-    /// # Errors
-    /// When cargo is missing or the build fails.
-    pub async fn workspace_raftkv(workspace: &Path) -> Result<Self, ControlError> {
-        Self::workspace_binary(workspace, "raftkv").await
-    }
-
     /// The workspace's `faultfs` (the storage-fault filesystem every node image carries), built
     /// in release mode with cargo (a no-op when it is fresh).
     ///
@@ -136,7 +80,10 @@ impl NodeBinary {
     }
 
     /// The binary `name` of the workspace package of that name, built in release mode.
-    async fn workspace_binary(workspace: &Path, name: &str) -> Result<Self, ControlError> {
+    ///
+    /// # Errors
+    /// When cargo is missing or the build fails.
+    pub async fn workspace_binary(workspace: &Path, name: &str) -> Result<Self, ControlError> {
         let status =
             tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .args(["build", "--release", "--quiet", "-p", name, "--bin", name])
@@ -403,145 +350,6 @@ impl Images {
         Ok(())
     }
 
-    /// The node image for `binary` (`faultline/raftkv:<hash>`), building it when missing.
-    ///
-    /// # Errors
-    /// When the base image cannot be had or the build fails.
-    pub async fn ensure_node(
-        &self,
-        binary: &NodeBinary,
-        faultfs: &NodeBinary,
-        rebuild: bool,
-    ) -> Result<String, ControlError> {
-        let base = self.ensure_base(false).await?;
-        let mut h = Sha256::new();
-        h.update(base.as_bytes());
-        h.update(binary.digest()?.as_bytes());
-        h.update(faultfs.digest()?.as_bytes());
-        let name = format!("{NODE_REPO}:{}", &hex::encode(h.finalize())[..12]);
-        if !rebuild && self.exists(&name).await? {
-            return Ok(name);
-        }
-        let started = Instant::now();
-        let dockerfile = format!(
-            "FROM {base}\nCOPY raftkv /usr/local/bin/raftkv\n{FAULTFS_LINES}LABEL faultline.image=raftkv\nENTRYPOINT [\"/usr/local/bin/raftkv\"]\n"
-        );
-        self.build(
-            &name,
-            &format!("building {name} from {}", binary.path.display()),
-            &dockerfile,
-            &[("raftkv", &binary.path), ("faultfs", &faultfs.path)],
-        )
-        .await?;
-        eprintln!("built {name} in {:.1} s", started.elapsed().as_secs_f64());
-        Ok(name)
-    }
-
-    /// The image of a packaged system (`<repo>:<hash of base, binary and faultfs>`): the base
-    /// image plus the package's binary in `/usr/local/bin/`, fetched with `apt-get download` and
-    /// unpacked with `dpkg-deb -x` (no registry), and faultfs. An image built on the same base
-    /// with the same faultfs is reused.
-    ///
-    /// # Errors
-    /// When apt cannot fetch the package (with what apt said), or the build fails.
-    pub async fn ensure_packaged(
-        &self,
-        what: Packaged,
-        faultfs: &NodeBinary,
-        rebuild: bool,
-    ) -> Result<PackagedImage, ControlError> {
-        let base = self.ensure_base(false).await?;
-        let faultfs_sha = faultfs.digest()?;
-        if !rebuild && let Some(found) = self.find_packaged(what, &base, &faultfs_sha).await? {
-            return Ok(found);
-        }
-        let started = Instant::now();
-        let scratch = tempfile::Builder::new()
-            .prefix("faultline-packaged-")
-            .tempdir()
-            .map_err(|source| ControlError::Io {
-                what: "creating a scratch folder".into(),
-                source,
-            })?;
-        let deb = apt_download(what.package, scratch.path())
-            .await
-            .map_err(|reason| ControlError::Build {
-                tag: format!("{}:*", what.repo),
-                reason,
-            })?;
-        let unpacked = scratch.path().join("root");
-        let version = command_output("dpkg-deb", &["-f", &deb.display().to_string(), "Version"])
-            .await
-            .map_err(|reason| ControlError::Build {
-                tag: format!("{}:*", what.repo),
-                reason,
-            })?;
-        command_output(
-            "dpkg-deb",
-            &[
-                "-x",
-                &deb.display().to_string(),
-                &unpacked.display().to_string(),
-            ],
-        )
-        .await
-        .map_err(|reason| ControlError::Build {
-            tag: format!("{}:*", what.repo),
-            reason,
-        })?;
-        let binary = unpacked.join(what.binary);
-        let bytes = std::fs::read(&binary).map_err(|source| ControlError::Io {
-            what: format!("reading {} from {}", binary.display(), deb.display()),
-            source,
-        })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let mut h = Sha256::new();
-        h.update(base.as_bytes());
-        h.update(sha256.as_bytes());
-        h.update(faultfs_sha.as_bytes());
-        let name = format!("{}:{}", what.repo, &hex::encode(h.finalize())[..12]);
-        let version = version.trim().to_string();
-        if rebuild || !self.exists(&name).await? {
-            let dockerfile = format!(
-                "FROM {base}\nCOPY {bin} /usr/local/bin/{bin}\n{FAULTFS_LINES}LABEL faultline.image={bin} faultline.base=\"{base}\" faultline.faultfs={faultfs_sha} faultline.package.version=\"{version}\" faultline.package.sha256={sha256}\nENTRYPOINT [\"/usr/local/bin/{bin}\"]\n",
-                bin = what.name
-            );
-            self.build(
-                &name,
-                &format!("building {name} from {} {version}", what.package),
-                &dockerfile,
-                &[(what.name, &binary), ("faultfs", &faultfs.path)],
-            )
-            .await?;
-            eprintln!("built {name} in {:.1} s", started.elapsed().as_secs_f64());
-        }
-        Ok(PackagedImage {
-            name,
-            version,
-            sha256,
-        })
-    }
-
-    /// An image of `what` built on `base` with this faultfs, if there is one.
-    async fn find_packaged(
-        &self,
-        what: Packaged,
-        base: &str,
-        faultfs_sha: &str,
-    ) -> Result<Option<PackagedImage>, ControlError> {
-        let labels = [
-            format!("faultline.image={}", what.name),
-            format!("faultline.base={base}"),
-            format!("faultline.faultfs={faultfs_sha}"),
-        ];
-        let found = self.find_labelled(what.repo, &labels).await?;
-        Ok(found.map(|(name, label)| PackagedImage {
-            name,
-            version: label("faultline.package.version"),
-            sha256: label("faultline.package.sha256"),
-        }))
-    }
-
     /// The first image tagged in `repo` that carries every `key=value` of `labels`: its tag and
     /// a reader of its labels (a missing one reads as empty).
     pub(super) async fn find_labelled(
@@ -657,6 +465,13 @@ fn build_context(
             .map_err(io(format!("adding {name} to the build context")))?;
     }
     for (name, path) in files {
+        if path.is_dir() {
+            tar.append_dir_all(name, path).map_err(io(format!(
+                "adding the folder {} to the build context",
+                path.display()
+            )))?;
+            continue;
+        }
         let mut f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
         tar.append_file(name, &mut f).map_err(io(format!(
             "adding {} to the build context",

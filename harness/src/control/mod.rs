@@ -17,10 +17,11 @@ pub use apt::{
     AptSource, host_apt_source, parse_os_codename, parse_sources_deb822, parse_sources_list,
 };
 pub use clean::{Leftovers, RunGuard, clean};
+pub(crate) use cluster::exec_in;
 pub use cluster::{Cluster, ExecOutput, FAILPOINT_EXIT, NodeHandle, NodeSpec};
 pub use images::{
-    BASE_PACKAGES, BASE_REPO, ETCD, GALERA_ENTRYPOINT, GALERA_REPO, GaleraImage, ImageRow, Images,
-    NATS, NODE_REPO, NodeBinary, Packaged, PackagedImage, base_recipe_tag,
+    BASE_PACKAGES, BASE_REPO, GALERA_ENTRYPOINT, GALERA_REPO, GaleraImage, ImageRow, Images,
+    NodeBinary, TargetImage, base_recipe_tag,
 };
 
 use bollard::Docker;

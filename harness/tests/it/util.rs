@@ -15,20 +15,21 @@ pub fn unique_run_id(name: &str) -> String {
     format!("test-{name}-{}-{suffix}", std::process::id())
 }
 
-/// Builds (or finds) the base and node images, as `faultline run` would.
+/// Builds (or finds) the base and raftkv images (`targets/raftkv.toml`), as `faultline run`
+/// would.
 pub async fn node_image(docker: &Docker) -> String {
     let images = Images::new(docker.clone(), false);
     let root = faultline::workspace::root();
-    let binary = NodeBinary::workspace_raftkv(&root)
-        .await
-        .expect("build raftkv");
+    let raftkv = faultline::target::load(&faultline::target::dir(&root), "raftkv")
+        .expect("targets/raftkv.toml");
     let faultfs = NodeBinary::workspace_faultfs(&root)
         .await
         .expect("build faultfs");
     images
-        .ensure_node(&binary, &faultfs, false)
+        .ensure_target(&raftkv, None, &faultfs, false)
         .await
         .expect("node image")
+        .name
 }
 
 /// Counts the containers, volumes and networks that carry the run's label.

@@ -216,7 +216,7 @@ impl Images {
             what: format!("writing {}", status.display()),
             source,
         })?;
-        let packages = resolve(&status).await.map_err(fail)?;
+        let packages = resolve(&status, GALERA_PACKAGES).await.map_err(fail)?;
         bar.set_message(format!("downloading {} packages", packages.len()));
         let debs = scratch.path().join("debs");
         std::fs::create_dir_all(&debs).map_err(|source| ControlError::Io {
@@ -322,7 +322,7 @@ impl Images {
 
     /// `/var/lib/dpkg/status` of the base image, read from a container that is created, never
     /// started, and removed.
-    async fn base_dpkg_status(&self, base: &str) -> Result<String, ControlError> {
+    pub(super) async fn base_dpkg_status(&self, base: &str) -> Result<String, ControlError> {
         use bollard::models::ContainerCreateBody;
         use bollard::query_parameters::{
             CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
@@ -397,9 +397,12 @@ impl Images {
     }
 }
 
-/// What `apt-get install --no-install-recommends GALERA_PACKAGES` would install on a system whose
+/// What `apt-get install --no-install-recommends PACKAGES` would install on a system whose
 /// dpkg status is `status` (after `apt-get update` when apt does not know the packages yet).
-async fn resolve(status: &Path) -> Result<Vec<(String, String)>, String> {
+pub(super) async fn resolve(
+    status: &Path,
+    wanted: &[&str],
+) -> Result<Vec<(String, String)>, String> {
     let status_opt = format!("Dir::State::status={}", status.display());
     let simulate = || async {
         let mut args = vec![
@@ -410,7 +413,7 @@ async fn resolve(status: &Path) -> Result<Vec<(String, String)>, String> {
             "install",
             "--no-install-recommends",
         ];
-        args.extend(GALERA_PACKAGES);
+        args.extend(wanted);
         command_output("apt-get", &args).await
     };
     let out = match simulate().await {
@@ -427,7 +430,7 @@ async fn resolve(status: &Path) -> Result<Vec<(String, String)>, String> {
     if packages.is_empty() {
         return Err(format!(
             "apt would install nothing for {} (its output: {})",
-            GALERA_PACKAGES.join(" "),
+            wanted.join(" "),
             out.trim()
         ));
     }
@@ -435,7 +438,10 @@ async fn resolve(status: &Path) -> Result<Vec<(String, String)>, String> {
 }
 
 /// `apt-get download` of every `name=version` into `dir`; the `.deb` files.
-async fn download(wanted: &[String], dir: &Path) -> Result<Vec<std::path::PathBuf>, String> {
+pub(super) async fn download(
+    wanted: &[String],
+    dir: &Path,
+) -> Result<Vec<std::path::PathBuf>, String> {
     let out = tokio::process::Command::new("apt-get")
         .args(["download", "-q"])
         .args(wanted)
