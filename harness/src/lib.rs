@@ -25,7 +25,8 @@
 //!   a rotating key pool, and Jepsen's bank.
 //! - [`runner`]: one run end to end: cluster, clients, nemesis, heal, final reads, teardown, check.
 //! - [`check_cmd`]: `faultline check`.
-//! - [`matrix`]: `faultline matrix`: each planted bug's workload over several seeds, with controls.
+//! - [`matrix`]: `faultline matrix`: the workloads with a `[matrix]` table (bugs to detect and
+//!   controls), each over several seeds.
 //! - [`bench`]: `faultline bench`: the `perf` workload, raftkv against etcd.
 //! - [`nemesis`]: faults (partition, kill, pause, clock, loss, delay), their seeded schedule,
 //!   applying and healing them; outcomes (`installed`, `skipped`, `indeterminate`) are data.

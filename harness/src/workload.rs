@@ -208,6 +208,9 @@ pub struct Workload {
     /// Galera only: isolation level, snapshot isolation, `wsrep_sync_wait` of every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub galera: Option<crate::galera::GaleraSpec>,
+    /// Makes the workload a row of `faultline matrix` (its label, bug or control).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<crate::matrix::RowSpec>,
 }
 
 /// The `[queue]` table: `concurrency` publishers send unique values (`{"writer", "n"}`) to one
@@ -677,6 +680,7 @@ impl Workload {
                 );
             }
         }
+        crate::matrix::validate(self).or_else(|(field, message)| invalid(file, field, message))?;
         Ok(())
     }
 
