@@ -94,9 +94,9 @@ protected-mode no
 daemonize no
 logfile ""
 dir $dir
-# Persistence: the append-only file only, fsynced once a second (Redis's recommended setting).
-# A killed process loses nothing (the kernel still holds the writes); a power failure can lose
-# about the last second of acknowledged writes on that node. No RDB snapshots ("save" empty);
+# Persistence: the append-only file only, fsynced once a second (Redis's default and suggested
+# policy for it). A killed process normally loses nothing (the kernel still holds the writes); a
+# power failure can lose about the last second of acknowledged writes on that node. No RDB snapshots ("save" empty);
 # a replica's full resynchronisation still writes dump.rdb.
 appendonly yes
 appenddirname "appendonlydir"
