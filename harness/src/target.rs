@@ -468,7 +468,11 @@ impl TargetFile {
             (Some(r), _) => match (&r.tcp, &r.http, &r.command) {
                 (Some(p), None, None) => known_port("ready.tcp", p)?,
                 (None, Some(h), None) => known_port("ready.http.port", &h.port)?,
-                (None, None, Some(c)) if !c.is_empty() => {}
+                (None, None, Some(c)) if !c.is_empty() => {
+                    for a in c {
+                        check("ready.command", a, &vars)?;
+                    }
+                }
                 _ => {
                     return bad(
                         "ready",
@@ -484,6 +488,9 @@ impl TargetFile {
                 (Some(cmd), None) => {
                     if cmd.is_empty() {
                         return bad("leader.command", None, "needs at least the program".into());
+                    }
+                    for a in cmd {
+                        check("leader.command", a, &vars)?;
                     }
                     match &l.equals {
                         None => {

@@ -62,14 +62,14 @@ impl Probe {
                     port: target.port(&h.port),
                     path: h.path.clone(),
                 },
-                (None, None, Some(c)) => Check::Command(c.clone()),
+                (None, None, Some(c)) => Check::Command(expand_all(&vars, c)),
                 (None, None, None) => Check::Tcp(target.port(&target.client.port)),
             });
         let leader = target.leader.as_ref().map(|l| match (&l.command, &l.http) {
             (Some(cmd), _) => {
                 let equals = l.equals.clone().unwrap_or_default();
                 LeaderCheck::Command {
-                    cmd: cmd.clone(),
+                    cmd: expand_all(&vars, cmd),
                     // Checked when the file was read: every variable exists.
                     equals: vars.expand(&equals).unwrap_or(equals),
                 }
@@ -198,6 +198,13 @@ impl Probe {
             applied: 0,
         }
     }
+}
+
+/// Every argument expanded (checked when the file was read: every variable exists).
+fn expand_all(vars: &crate::target::Vars, args: &[String]) -> Vec<String> {
+    args.iter()
+        .map(|a| vars.expand(a).unwrap_or_else(|_| a.clone()))
+        .collect()
 }
 
 /// Whether a JSON value found by a pointer is `equals`: a string by its text, anything else by

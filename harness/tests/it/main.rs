@@ -11,5 +11,6 @@ mod nats;
 mod nemesis;
 mod report;
 mod run;
+mod targets;
 mod txn;
 mod util;

@@ -24,7 +24,7 @@ use super::{ControlError, FAULTFS_LINES, Images, NodeBinary, apt_download, comma
 use crate::target::TargetFile;
 
 /// Bump when the way target images are made changes.
-const RECIPE_VERSION: &str = "1";
+const RECIPE_VERSION: &str = "2";
 
 /// A target's image and what it carries (for `run.json`).
 #[derive(Debug, Clone)]
@@ -95,6 +95,17 @@ fn resolve_in(root: &Path, path: &str) -> PathBuf {
         }
     }
     p
+}
+
+/// Where the program came from: the build's origin (`workspace`, `--build PATH`), the Debian
+/// packages named in `[image]` with their versions, or the target's own files.
+fn origin_of(build: Option<&str>, versions: &[String], target: &str) -> String {
+    match build {
+        Some(o) if versions.is_empty() => o.to_string(),
+        Some(o) => format!("{o} on Debian {}", versions.join(", ")),
+        None if versions.is_empty() => format!("targets/{target}.toml files"),
+        None => format!("Debian {}", versions.join(", ")),
+    }
 }
 
 impl Images {
@@ -172,10 +183,15 @@ impl Images {
             format!("faultline.recipe={recipe}"),
         ];
         if !rebuild && let Some((name, label)) = self.find_labelled(&repo, &labels).await? {
+            let versions: Vec<String> = label("faultline.versions")
+                .split(", ")
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+                .collect();
             return Ok(TargetImage {
                 name,
                 sha256: label("faultline.binary.sha256"),
-                origin: label("faultline.origin"),
+                origin: origin_of(origin.as_deref(), &versions, &target.name),
             });
         }
         let started = Instant::now();
@@ -275,12 +291,7 @@ impl Images {
                 digest_path(found)?
             }
         };
-        let origin = match origin {
-            Some(o) if versions.is_empty() => o,
-            Some(o) => format!("{o} on Debian {}", versions.join(", ")),
-            None if versions.is_empty() => format!("targets/{}.toml files", target.name),
-            None => format!("Debian {}", versions.join(", ")),
-        };
+        let origin = origin_of(origin.as_deref(), &versions, &target.name);
         let name = format!("{repo}:{}", &recipe[..12]);
         let mut dockerfile = format!("FROM {base}\n");
         let mut context_files: Vec<(String, PathBuf)> = Vec::new();
@@ -308,10 +319,10 @@ impl Images {
         dockerfile += &format!("RUN test -e {}\n", spec.binary);
         dockerfile += FAULTFS_LINES;
         dockerfile += &format!(
-            "LABEL {} {} faultline.base=\"{base}\" faultline.faultfs={faultfs_sha} faultline.binary.sha256={sha256} faultline.origin=\"{}\"\n",
+            "LABEL {} {} faultline.base=\"{base}\" faultline.faultfs={faultfs_sha} faultline.binary.sha256={sha256} faultline.versions=\"{}\"\n",
             labels[0],
             labels[1],
-            origin.replace('"', "'")
+            versions.join(", ").replace('"', "'")
         );
         context_files.push(("faultfs".into(), faultfs.path.clone()));
         let files: Vec<(&str, &Path)> = context_files
