@@ -8,6 +8,7 @@
 
 mod etcd;
 mod etcd_gateway;
+mod exec;
 mod galera;
 mod http;
 mod nats;
@@ -15,6 +16,7 @@ mod raftkv;
 
 pub use etcd::{CallError, EtcdClient, KeepAlive, classify_error, event_json};
 pub use etcd_gateway::EtcdGatewayClient;
+pub use exec::ExecClient;
 pub use galera::{GALERA_PORT, GaleraClient, GaleraSession};
 pub use http::{HttpClient, HttpError};
 pub use nats::{
@@ -62,6 +64,8 @@ pub enum NodeClient {
     Nats(NatsClient),
     /// MariaDB Galera Cluster over SQL (transactions, bank).
     Galera(GaleraClient),
+    /// A program of the user's speaking the exec protocol (`docs/exec-protocol.md`).
+    Exec(ExecClient),
 }
 
 impl NodeClient {
@@ -73,6 +77,7 @@ impl NodeClient {
             NodeClient::EtcdGateway(c) => c.invoke(op).await,
             NodeClient::Nats(c) => c.invoke(op).await,
             NodeClient::Galera(c) => c.invoke(op).await,
+            NodeClient::Exec(c) => c.invoke(op).await,
         }
     }
 
@@ -140,6 +145,7 @@ impl NodeClient {
             NodeClient::EtcdGateway(c) => c.status().await,
             NodeClient::Nats(c) => c.status().await,
             NodeClient::Galera(c) => c.status().await,
+            NodeClient::Exec(c) => c.status().await,
         }
     }
 }
