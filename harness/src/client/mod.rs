@@ -66,7 +66,7 @@ pub enum NodeClient {
     Nats(NatsClient),
     /// MariaDB Galera Cluster over SQL (transactions, bank).
     Galera(GaleraClient),
-    /// Any program speaking the exec protocol (JSON lines on stdin and stdout).
+    /// A program of the user's speaking the exec protocol (`docs/exec-protocol.md`).
     Exec(ExecClient),
     /// A client whose status comes from its target file's `[ready]` and `[leader]` probes.
     Probed(Box<NodeClient>, std::sync::Arc<Probe>),
