@@ -1,28 +1,28 @@
 #!/usr/bin/env python3
 """A Faultline exec client for raftkv's HTTP API (docs/exec-protocol.md): exec-client.py HOST:PORT"""
-import json, sys, urllib.error, urllib.parse, urllib.request
+import http.client, json, sys, urllib.parse
 
-BASE = "http://" + sys.argv[1]
+HOST = sys.argv[1]
 TIMEOUT = 1.5  # under the workload's op-timeout (2 s by default): answer info before being killed
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the node itself, no proxy
+conn = None  # one kept-alive connection to the node, opened again after any error
 
-def http(method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(BASE + path, data, {"content-type": "application/json"}, method=method)
-    try:
-        with OPENER.open(req, timeout=TIMEOUT) as resp:
-            return resp.status, json.load(resp)
-    except urllib.error.HTTPError as e:  # raftkv's errors: {"error": NAME, "definite": BOOL}
-        return e.code, json.load(e)
+def call(method, path, body=None):
+    global conn
+    if conn is None:
+        conn = http.client.HTTPConnection(HOST, timeout=TIMEOUT)
+    data = None if body is None else json.dumps(body)
+    conn.request(method, path, data, {"content-type": "application/json"})
+    resp = conn.getresponse()
+    return resp.status, json.loads(resp.read() or b"null")  # raftkv's errors: {"error", "definite"}
 
 def answer(f, key, value):
     kv = "/kv/" + urllib.parse.quote(key, safe="")
     code, body = {
-        "read": lambda: http("GET", kv),
-        "write": lambda: http("PUT", kv, {"value": value}),
-        "cas": lambda: http("POST", kv + "/cas", {"from": value[0], "to": value[1]}),
-        "append": lambda: http("POST", kv + "/append", {"value": value}),
-        "txn": lambda: http("POST", "/txn", {"ops": value}),
+        "read": lambda: call("GET", kv),
+        "write": lambda: call("PUT", kv, {"value": value}),
+        "cas": lambda: call("POST", kv + "/cas", {"from": value[0], "to": value[1]}),
+        "append": lambda: call("POST", kv + "/append", {"value": value}),
+        "txn": lambda: call("POST", "/txn", {"ops": value}),
     }[f]()
     if code == 200:
         return {"type": "ok", "value": body.get("ops" if f == "txn" else "value")}
@@ -34,9 +34,8 @@ for line in sys.stdin:
     req = json.loads(line)
     try:
         ans = answer(req["f"], req["key"], req["value"])
-    except urllib.error.URLError as e:  # refused: nothing was sent; anything else may have been
-        ans = {"type": "fail" if isinstance(e.reason, ConnectionRefusedError) else "info",
-               "error": str(e.reason)}
+    except ConnectionRefusedError as e:  # refused: nothing was sent
+        conn, ans = None, {"type": "fail", "error": str(e)}
     except Exception as e:  # a timeout, a reset, a garbled body: it may have happened
-        ans = {"type": "info", "error": repr(e)}
+        conn, ans = None, {"type": "info", "error": repr(e)}
     print(json.dumps({"id": req["id"], **ans}), flush=True)

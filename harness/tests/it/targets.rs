@@ -95,7 +95,12 @@ async fn raftkv_through_the_python_exec_client_is_valid_and_records_the_build() 
         .await
         .unwrap();
     assert_nothing_left(&outcome.run_id).await;
-    assert_eq!(outcome.valid, Validity::Valid, "{:?}", outcome.checked.results);
+    assert_eq!(
+        outcome.valid,
+        Validity::Valid,
+        "{:?}",
+        outcome.checked.results
+    );
     let h = history(&outcome.dir.history());
     assert!(count(&h, "ok") > 100, "too few ok ops: {}", count(&h, "ok"));
     // A cas from a value the key no longer holds is a definite fail with the recorded error.
@@ -114,8 +119,7 @@ async fn raftkv_through_the_python_exec_client_is_valid_and_records_the_build() 
     let log = std::fs::read_to_string(outcome.dir.path.join("clients/n1.log")).unwrap();
     assert!(log.contains("exec-client.py"), "{log}");
     let run: Value =
-        serde_json::from_slice(&std::fs::read(outcome.dir.path.join("run.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(outcome.dir.path.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["workload"]["target"], "raftkv-exec");
     assert_eq!(run["node"]["binary"], "/usr/local/bin/raftkv");
     assert_eq!(
@@ -134,12 +138,16 @@ async fn redis_with_sentinel_runs_from_its_target_file_and_is_valid_without_faul
     let w = workload("redis", "redis", "");
     let outcome = runner::run(options(w, results.path(), None)).await.unwrap();
     assert_nothing_left(&outcome.run_id).await;
-    assert_eq!(outcome.valid, Validity::Valid, "{:?}", outcome.checked.results);
+    assert_eq!(
+        outcome.valid,
+        Validity::Valid,
+        "{:?}",
+        outcome.checked.results
+    );
     let h = history(&outcome.dir.history());
     assert!(count(&h, "ok") > 100, "too few ok ops: {}", count(&h, "ok"));
     let run: Value =
-        serde_json::from_slice(&std::fs::read(outcome.dir.path.join("run.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(outcome.dir.path.join("run.json")).unwrap()).unwrap();
     let origin = run["node"]["origin"].as_str().unwrap();
     assert!(origin.starts_with("Debian redis-server "), "{origin}");
     // The leader timeline came from the Sentinels: n1 (the first primary) leads.
