@@ -39,6 +39,11 @@ const REAP_WAIT: Duration = Duration::from_secs(2);
 /// name its exit status.
 const EXIT_WAIT: Duration = Duration::from_millis(500);
 
+/// Extra time a program gets for its first answer: its start-up (an interpreter loading, a JVM
+/// warming) is not the system's latency. Without it, many clients starting at once on a busy
+/// machine time out, are replaced, and start again, and none ever answers.
+pub const STARTUP_GRACE: Duration = Duration::from_secs(10);
+
 /// What every handle of one client shares.
 struct Config {
     command: Vec<String>,
@@ -82,6 +87,8 @@ struct Program {
     /// so an operation abandoned midway (its future dropped) leaves a program that is replaced
     /// rather than one whose stale answer the next request would read.
     busy: bool,
+    /// It has answered once: its start-up is over, and [`STARTUP_GRACE`] no longer applies.
+    answered: bool,
 }
 
 impl Drop for Program {
@@ -224,9 +231,14 @@ impl ExecClient {
         }
         let program = state.program.as_mut().expect("started above");
         program.busy = true;
-        let exchanged = tokio::time::timeout(self.config.timeout, program.exchange(&line)).await;
+        let limit = if program.answered {
+            self.config.timeout
+        } else {
+            self.config.timeout + STARTUP_GRACE
+        };
+        let exchanged = tokio::time::timeout(limit, program.exchange(&line)).await;
         let answer = match exchanged {
-            Err(_) => Err(format!("timeout after {:?}", self.config.timeout)),
+            Err(_) => Err(format!("timeout after {limit:?}")),
             Ok(Ok(answer)) => read_answer(&answer, id),
             Ok(Err(Broken::Eof)) => {
                 // Name the exit when the program is exiting; one that only closed stdout is killed.
@@ -243,6 +255,7 @@ impl ExecClient {
         match answer {
             Ok(answer) => {
                 program.busy = false;
+                program.answered = true;
                 complete(op, answer)
             }
             Err(reason) => {
@@ -301,6 +314,7 @@ impl ExecClient {
             stdin,
             stdout,
             busy: false,
+            answered: false,
         })
     }
 
@@ -680,6 +694,26 @@ for line in sys.stdin:
             log.contains(&format!("[faultline] stopped pid {before}: timeout")),
             "{log}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_slow_start_is_not_a_timeout_but_a_slow_answer_after_it_is() {
+        let fake = Fake::new();
+        // Starts 1.5 s late: longer than the timeout, well within the start-up grace.
+        let client = ExecClient::new(
+            ["sh", "-c", "sleep 1.5; exec python3 fake.py requests.txt"]
+                .map(String::from)
+                .to_vec(),
+            fake.dir.path().to_path_buf(),
+            SHORT,
+            None,
+        );
+        let started = Instant::now();
+        let first = pid(&client).await;
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+        let reason = info(client.invoke(&op(F::Write, "hang", json!(1))).await);
+        assert!(reason.starts_with("timeout after 1s"), "{reason}");
+        assert!(!exists(first), "pid {first} was not killed and reaped");
     }
 
     #[tokio::test]

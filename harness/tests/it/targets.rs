@@ -63,13 +63,26 @@ fn count(h: &[Value], kind: &str) -> usize {
         .count()
 }
 
-async fn assert_nothing_left(run_id: &str) {
+/// The run's history and `run.json`, after checking that it left nothing in Docker, ended
+/// valid and completed more than 100 operations.
+async fn valid_run(outcome: &runner::RunOutcome) -> (Vec<Value>, Value) {
     let docker = faultline::control::connect().await.unwrap();
     assert_eq!(
-        objects_of_run(&docker, run_id).await,
+        objects_of_run(&docker, &outcome.run_id).await,
         (0, 0, 0),
         "the run left Docker objects behind"
     );
+    assert_eq!(
+        outcome.valid,
+        Validity::Valid,
+        "{:?}",
+        outcome.checked.results
+    );
+    let h = history(&outcome.dir.history());
+    assert!(count(&h, "ok") > 100, "too few ok ops: {}", count(&h, "ok"));
+    let run =
+        serde_json::from_slice(&std::fs::read(outcome.dir.path.join("run.json")).unwrap()).unwrap();
+    (h, run)
 }
 
 /// raftkv driven by examples/exec-client.py (targets/raftkv-exec.toml: HTTP readiness and leader
@@ -94,15 +107,7 @@ async fn raftkv_through_the_python_exec_client_is_valid_and_records_the_build() 
     let outcome = runner::run(options(w, results.path(), Some(&build)))
         .await
         .unwrap();
-    assert_nothing_left(&outcome.run_id).await;
-    assert_eq!(
-        outcome.valid,
-        Validity::Valid,
-        "{:?}",
-        outcome.checked.results
-    );
-    let h = history(&outcome.dir.history());
-    assert!(count(&h, "ok") > 100, "too few ok ops: {}", count(&h, "ok"));
+    let (h, run) = valid_run(&outcome).await;
     // A cas from a value the key no longer holds is a definite fail with the recorded error.
     assert!(
         h.iter()
@@ -137,17 +142,7 @@ async fn redis_with_sentinel_runs_from_its_target_file_and_is_valid_without_faul
     let results = tempfile::tempdir().unwrap();
     let w = workload("redis", "redis", "");
     let outcome = runner::run(options(w, results.path(), None)).await.unwrap();
-    assert_nothing_left(&outcome.run_id).await;
-    assert_eq!(
-        outcome.valid,
-        Validity::Valid,
-        "{:?}",
-        outcome.checked.results
-    );
-    let h = history(&outcome.dir.history());
-    assert!(count(&h, "ok") > 100, "too few ok ops: {}", count(&h, "ok"));
-    let run: Value =
-        serde_json::from_slice(&std::fs::read(outcome.dir.path.join("run.json")).unwrap()).unwrap();
+    let (_, run) = valid_run(&outcome).await;
     let origin = run["node"]["origin"].as_str().unwrap();
     assert!(origin.starts_with("Debian redis-server "), "{origin}");
     // The leader timeline came from the Sentinels: n1 (the first primary) leads.
