@@ -212,7 +212,7 @@ fn expand_all(vars: &crate::target::Vars, args: &[String]) -> Vec<String> {
 fn json_equals(found: Option<&serde_json::Value>, equals: &str) -> bool {
     match found {
         Some(serde_json::Value::String(s)) => s == equals,
-        Some(v) => v.to_string() == equals,
+        Some(v) => serde_json::to_string(v).is_ok_and(|text| text == equals),
         None => false,
     }
 }

@@ -123,8 +123,6 @@ async fn raftkv_through_the_python_exec_client_is_valid_and_records_the_build() 
     );
     let log = std::fs::read_to_string(outcome.dir.path.join("clients/n1.log")).unwrap();
     assert!(log.contains("exec-client.py"), "{log}");
-    let run: Value =
-        serde_json::from_slice(&std::fs::read(outcome.dir.path.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["workload"]["target"], "raftkv-exec");
     assert_eq!(run["node"]["binary"], "/usr/local/bin/raftkv");
     assert_eq!(
