@@ -2,15 +2,14 @@
 //! 3-node cluster forms through the harness, clients on every node run list-append
 //! transactions, and the checker reads them; nothing is left in Docker.
 
-use faultline::workload::Target;
-
 use crate::util::run_workload;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn galera_list_append_transactions_from_every_node_are_checked_and_leave_nothing() {
     let _slot = crate::util::docker_slot().await;
     let (outcome, _keep) = run_workload("txn-append", 1, |w| {
-        w.target = Target::Galera;
+        w.target_name = "galera".into();
+        w.resolve_target("test").unwrap();
         w.description = "Galera list-append, no faults (test)".into();
         w.nemesis = None;
         w.time_limit = 10.0;
@@ -76,7 +75,8 @@ async fn galera_list_append_transactions_from_every_node_are_checked_and_leave_n
 async fn galera_bank_with_snapshot_isolation_reads_every_account_and_rejects_changed_records() {
     let _slot = crate::util::docker_slot().await;
     let (outcome, _keep) = run_workload("txn-append", 2, |w| {
-        w.target = Target::Galera;
+        w.target_name = "galera".into();
+        w.resolve_target("test").unwrap();
         w.description = "Galera bank, snapshot isolation (test)".into();
         w.nemesis = None;
         w.txn = None;

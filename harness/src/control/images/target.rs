@@ -108,6 +108,33 @@ fn origin_of(build: Option<&str>, versions: &[String], target: &str) -> String {
     }
 }
 
+/// Moves what packages put in `/bin`, `/sbin` and `/lib*` under `root` into `root/usr/...`: the
+/// base image has merged /usr (those are symbolic links into /usr), and a `COPY` of a real `lib/`
+/// folder would replace the link and take the dynamic loader away with it.
+fn merge_usr(root: &Path) -> std::io::Result<()> {
+    fn merge(from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)? {
+            let e = e?;
+            let (src, dst) = (e.path(), to.join(e.file_name()));
+            if e.file_type()?.is_dir() && dst.is_dir() {
+                merge(&src, &dst)?;
+            } else {
+                std::fs::rename(&src, &dst)?;
+            }
+        }
+        std::fs::remove_dir_all(from)
+    }
+    for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let dir = root.join(top);
+        let is_real_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+        if is_real_dir {
+            merge(&dir, &root.join("usr").join(top))?;
+        }
+    }
+    Ok(())
+}
+
 impl Images {
     /// The image of `target`, with `build` (the user's build, `--build PATH`) as its binary when
     /// given, building it when missing.
@@ -226,6 +253,13 @@ impl Images {
                 .await
                 .map_err(fail)?;
         }
+        merge_usr(&root).map_err(|source| ControlError::Io {
+            what: format!(
+                "moving /lib, /bin and /sbin of {} under /usr",
+                spec.unpack.join(" ")
+            ),
+            source,
+        })?;
         // install: the packages and their dependencies, as .deb files for the build.
         let debs_dir = scratch.path().join("debs");
         let mut debs = Vec::new();
@@ -365,6 +399,25 @@ mod tests {
             resolve_in(root, "/usr/bin/abs"),
             root.join("usr/bin/redis-check-rdb")
         );
+    }
+
+    #[test]
+    fn unpacked_lib_bin_and_sbin_move_under_usr_as_the_base_image_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["lib/systemd/system", "usr/lib/x", "sbin", "usr/bin"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("lib/systemd/system/etcd.service"), b"unit").unwrap();
+        std::fs::write(root.join("usr/lib/x/y"), b"y").unwrap();
+        std::fs::write(root.join("sbin/tool"), b"tool").unwrap();
+        std::fs::write(root.join("usr/bin/etcd"), b"etcd").unwrap();
+        merge_usr(root).unwrap();
+        assert!(!root.join("lib").exists() && !root.join("sbin").exists());
+        assert!(root.join("usr/lib/systemd/system/etcd.service").is_file());
+        assert!(root.join("usr/lib/x/y").is_file());
+        assert!(root.join("usr/sbin/tool").is_file());
+        assert!(root.join("usr/bin/etcd").is_file());
     }
 
     #[test]
