@@ -662,7 +662,7 @@ mod tests {
     }
 
     /// The rows the list in Rust (`ROWS`) had when they moved into the workload files: the
-    /// same labels, files and kinds, in the same order; and the Redis tutorial's row since.
+    /// same labels, files and kinds, in the same order; and the Redis tutorial's two rows since.
     #[test]
     fn the_project_rows_are_the_ones_the_list_in_rust_had_in_its_order() {
         #[rustfmt::skip]
@@ -710,6 +710,7 @@ mod tests {
             ("nats queue, partitions (control)",       "matrix-nats-queue-partition",     Expect::Control),
             ("etcd watches (control)",                 "matrix-etcd-watch",               Expect::Control),
             ("etcd leases (control)",                  "matrix-etcd-lease",               Expect::Control),
+            ("redis sentinel, no faults (control)",    "redis-sentinel-none",             Expect::Control),
         ];
         let rows = project_rows();
         let got: Vec<(&str, &str, Expect)> = rows
