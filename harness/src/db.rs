@@ -89,18 +89,12 @@ impl TargetDb {
     pub fn command(&self, cluster: &Cluster, i: usize, n: usize) -> Vec<String> {
         let ips: Vec<Ipv4Addr> = (0..n).map(|j| cluster.address_of(j)).collect();
         let vars = self.target.vars(i, &ips, cluster.run_id());
-        // Templates were checked when the file was read: every variable exists.
-        let expand = |a: &String| vars.expand(a).unwrap_or_else(|_| a.clone());
-        let mut cmd: Vec<String> = self.target.node.command.iter().map(expand).collect();
+        let mut cmd = vars.expand_all(&self.target.node.command);
         if let Some(bug_args) = &self.target.node.bug_args {
             for bug in &self.bugs {
                 let mut v = vars.clone();
                 v.set("bug", bug);
-                cmd.extend(
-                    bug_args
-                        .iter()
-                        .map(|a| v.expand(a).unwrap_or_else(|_| a.clone())),
-                );
+                cmd.extend(v.expand_all(bug_args));
             }
         }
         cmd.extend(self.args.iter().cloned());
@@ -169,6 +163,8 @@ impl Db for TargetDb {
     fn client(&self, http: &HttpClient, cluster: &Cluster, i: usize) -> NodeClient {
         let node = &cluster.nodes()[i];
         let ip = node.ip;
+        let ips: Vec<Ipv4Addr> = cluster.nodes().iter().map(|n| n.ip).collect();
+        let vars = self.target.vars(i, &ips, cluster.run_id());
         let client = match self.target.client.protocol {
             ProtocolName::Raftkv => {
                 NodeClient::Raftkv(RaftkvClient::new(http.clone(), &self.client_addr(ip)))
@@ -194,18 +190,10 @@ impl Db for TargetDb {
                 self.revisions.clone(),
             )),
             ProtocolName::Exec => {
-                let ips: Vec<Ipv4Addr> = cluster.nodes().iter().map(|n| n.ip).collect();
-                let mut vars = self.target.vars(i, &ips, cluster.run_id());
-                vars.set("op_timeout", &http.timeout().as_secs_f64().to_string());
-                let command = self
-                    .target
-                    .client
-                    .command
-                    .iter()
-                    .map(|a| vars.expand(a).unwrap_or_else(|_| a.clone()))
-                    .collect();
+                let mut client_vars = vars.clone();
+                client_vars.set("op_timeout", &http.timeout().as_secs_f64().to_string());
                 NodeClient::Exec(ExecClient::new(
-                    command,
+                    client_vars.expand_all(&self.target.client.command),
                     crate::workspace::root(),
                     http.timeout(),
                     self.client_logs
@@ -217,7 +205,7 @@ impl Db for TargetDb {
         if self.target.ready.is_none() && self.target.leader.is_none() {
             return client;
         }
-        let probe = Probe::new(&self.target, cluster, i, http);
+        let probe = Probe::new(&self.target, cluster, i, &vars, http);
         NodeClient::Probed(Box::new(client), std::sync::Arc::new(probe))
     }
 

@@ -638,6 +638,14 @@ impl Vars {
         self.0.insert(name.to_string(), value.to_string());
     }
 
+    /// Every template of `args` expanded, for templates checked when the file was read (every
+    /// variable they name exists; one that does not is kept as written).
+    pub fn expand_all(&self, args: &[String]) -> Vec<String> {
+        args.iter()
+            .map(|a| self.expand(a).unwrap_or_else(|_| a.clone()))
+            .collect()
+    }
+
     /// The template with every `{name}` replaced; `{{` and `}}` are literal braces.
     ///
     /// # Errors

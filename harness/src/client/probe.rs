@@ -12,7 +12,7 @@ use hyper::Method;
 
 use super::{HttpClient, NodeClient, Status};
 use crate::control::Cluster;
-use crate::target::TargetFile;
+use crate::target::{TargetFile, Vars};
 
 /// The probes of one node.
 #[derive(Clone)]
@@ -48,11 +48,16 @@ enum LeaderCheck {
 }
 
 impl Probe {
-    /// The probes `target` describes, for node `i` of `cluster`.
-    pub fn new(target: &TargetFile, cluster: &Cluster, i: usize, http: &HttpClient) -> Self {
+    /// The probes `target` describes, for node `i` of `cluster`, whose template variables are
+    /// `vars`.
+    pub fn new(
+        target: &TargetFile,
+        cluster: &Cluster,
+        i: usize,
+        vars: &Vars,
+        http: &HttpClient,
+    ) -> Self {
         let node = &cluster.nodes()[i];
-        let ips: Vec<Ipv4Addr> = cluster.nodes().iter().map(|n| n.ip).collect();
-        let vars = target.vars(i, &ips, cluster.run_id());
         let ready = target
             .ready
             .as_ref()
@@ -62,14 +67,14 @@ impl Probe {
                     port: target.port(&h.port),
                     path: h.path.clone(),
                 },
-                (None, None, Some(c)) => Check::Command(expand_all(&vars, c)),
+                (None, None, Some(c)) => Check::Command(vars.expand_all(c)),
                 (None, None, None) => Check::Tcp(target.port(&target.client.port)),
             });
         let leader = target.leader.as_ref().map(|l| match (&l.command, &l.http) {
             (Some(cmd), _) => {
                 let equals = l.equals.clone().unwrap_or_default();
                 LeaderCheck::Command {
-                    cmd: expand_all(&vars, cmd),
+                    cmd: vars.expand_all(cmd),
                     // Checked when the file was read: every variable exists.
                     equals: vars.expand(&equals).unwrap_or(equals),
                 }
@@ -198,13 +203,6 @@ impl Probe {
             applied: 0,
         }
     }
-}
-
-/// Every argument expanded (checked when the file was read: every variable exists).
-fn expand_all(vars: &crate::target::Vars, args: &[String]) -> Vec<String> {
-    args.iter()
-        .map(|a| vars.expand(a).unwrap_or_else(|_| a.clone()))
-        .collect()
 }
 
 /// Whether a JSON value found by a pointer is `equals`: a string by its text, anything else by

@@ -19,6 +19,19 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{ControlError, DockerContext, host_apt_source, is_not_found};
 
+/// The Dockerfile lines that install the `.deb` files of the build context's `debs/` offline,
+/// with no service started (`policy-rc.d`), up to the `RUN`'s next `&&` step: a string literal,
+/// so each image can go on with its own clean-up (`concat!(install_debs!(), " && ...")`).
+macro_rules! install_debs {
+    () => {
+        "COPY debs/ /tmp/debs/
+RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends /tmp/debs/*.deb \\
+"
+    };
+}
+use install_debs;
+
 mod galera;
 mod target;
 pub use galera::{GALERA_ENTRYPOINT, GALERA_REPO, GaleraImage};

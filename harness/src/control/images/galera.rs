@@ -107,16 +107,16 @@ exec mariadbd --defaults-file=$cnf "$@" "${start[@]}" "${new[@]}"
 const GALERA_RECIPE_VERSION: &str = "1";
 
 /// The image's build steps after `FROM`; `{FAULTFS}` is replaced by the faultfs lines.
-const GALERA_DOCKERFILE_BODY: &str = r#"COPY debs/ /tmp/debs/
-RUN printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends /tmp/debs/*.deb \
- && rm -rf /tmp/debs /var/lib/mysql /var/cache/apt/archives/*.deb /usr/share/doc /usr/share/man \
+const GALERA_DOCKERFILE_BODY: &str = concat!(
+    super::install_debs!(),
+    r#" && rm -rf /tmp/debs /var/lib/mysql /var/cache/apt/archives/*.deb /usr/share/doc /usr/share/man \
  && sed -i 's/^use chroot = no$/use chroot = no\nuid = root\ngid = root/' /usr/bin/wsrep_sst_rsync \
  && grep -q '^uid = root$' /usr/bin/wsrep_sst_rsync \
  && test -x /usr/sbin/mariadbd && test -f /usr/lib/galera/libgalera_smm.so
 COPY faultline.cnf /etc/mysql/faultline.cnf
 COPY galera-node /usr/local/bin/galera-node
-"#;
+"#
+);
 
 /// A Galera image and what it carries (for `run.json`).
 #[derive(Debug, Clone)]

@@ -330,10 +330,10 @@ impl Images {
         let mut dockerfile = format!("FROM {base}\n");
         let mut context_files: Vec<(String, PathBuf)> = Vec::new();
         if !debs.is_empty() {
-            dockerfile += "COPY debs/ /tmp/debs/\n\
-                RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \\\n \
-                && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends /tmp/debs/*.deb \\\n \
-                && rm -rf /tmp/debs /var/cache/apt/archives/*.deb /usr/share/doc /usr/share/man\n";
+            dockerfile += concat!(
+                super::install_debs!(),
+                " && rm -rf /tmp/debs /var/cache/apt/archives/*.deb /usr/share/doc /usr/share/man\n"
+            );
             for d in &debs {
                 let file = d.file_name().unwrap_or_default().to_string_lossy();
                 context_files.push((format!("debs/{file}"), d.clone()));
