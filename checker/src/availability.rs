@@ -53,6 +53,10 @@ pub struct NemesisInterval {
     pub heal: bool,
 }
 
+/// The nemesis `f` of a membership change: an `invoke` when it begins, an `info` with its
+/// `outcome` (and `op`, `node`) when it ends; the pair is one interval of kind `member`.
+pub const MEMBER: &str = "member";
+
 /// The fault kind a nemesis `f` starts, if it starts one.
 fn starts(f: &str) -> Option<&str> {
     match f {
@@ -73,16 +77,50 @@ fn stops(f: &str) -> Option<&str> {
 
 /// Pairs the nemesis's start and stop ops, per fault kind, first in first out. Starts the nemesis
 /// reported as `skipped` installed nothing and are left out; a stop with no open start (a heal of
-/// something left over) is ignored.
+/// something left over) is ignored. A membership change ([`MEMBER`]) is the interval from its
+/// invocation to its completion (left out when skipped).
 pub fn nemesis_intervals(history: &History) -> Vec<NemesisInterval> {
     let mut out: Vec<NemesisInterval> = Vec::new();
     let mut open: BTreeMap<String, VecDeque<usize>> = BTreeMap::new();
+    // Membership changes: invoked when they begin, completed with their outcome.
+    let mut member_began: VecDeque<f64> = VecDeque::new();
     for op in history.nemesis_ops() {
+        let t = op.time.unwrap_or(0) as f64 / 1e9;
+        if op.f == MEMBER {
+            if op.kind == crate::OpType::Invoke {
+                member_began.push_back(t);
+                continue;
+            }
+            let outcome = op.value.get("outcome").and_then(Value::as_str);
+            // A change skipped before it began has no invocation.
+            let began = if outcome == Some("skipped") && op.value.get("node").is_none() {
+                None
+            } else {
+                member_began.pop_front()
+            };
+            if let Some(start_s) = began
+                && outcome != Some("skipped")
+            {
+                let what = op
+                    .value
+                    .get("op")
+                    .and_then(Value::as_str)
+                    .unwrap_or("change");
+                let node = op.value.get("node").and_then(Value::as_str).unwrap_or("");
+                out.push(NemesisInterval {
+                    kind: MEMBER.to_string(),
+                    label: format!("member {what} {node}").trim_end().to_string(),
+                    start_s,
+                    stop_s: Some(t),
+                    heal: false,
+                });
+            }
+            continue;
+        }
         // An invoke/complete pair records the fault twice; the completion is what happened.
         if op.kind == crate::OpType::Invoke {
             continue;
         }
-        let t = op.time.unwrap_or(0) as f64 / 1e9;
         let outcome = op.value.get("outcome").and_then(Value::as_str);
         if let Some(kind) = starts(&op.f) {
             if outcome == Some("skipped") {
@@ -262,6 +300,10 @@ pub struct StatusSample {
     /// The leader the node knows of.
     #[serde(default)]
     pub leader: Option<u64>,
+    /// The cluster's members as the harness knew them at this poll (runs with membership
+    /// changes; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
     /// Why the poll failed (then the other fields are absent).
     #[serde(default)]
     pub error: Option<String>,
@@ -285,6 +327,60 @@ pub struct LeaderSegment {
     pub start_s: f64,
     /// End, seconds (the node's next sample that says otherwise, or one poll after its last).
     pub end_s: f64,
+}
+
+/// A stretch of time a node was a member of the cluster (runs with membership changes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberSpan {
+    /// Node name.
+    pub node: String,
+    /// The first poll that listed it, seconds.
+    pub start_s: f64,
+    /// The first poll that no longer listed it (or one poll after the last), seconds.
+    pub end_s: f64,
+}
+
+/// Each node's membership over time from the `members` of the status samples; empty when no
+/// sample names members (a run without membership changes).
+pub fn member_spans(samples: &[StatusSample]) -> Vec<MemberSpan> {
+    let mut polls: BTreeMap<u64, &Vec<String>> = BTreeMap::new();
+    for s in samples {
+        if let Some(m) = &s.members {
+            polls.entry(s.time).or_insert(m);
+        }
+    }
+    let mut open: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut last = 0.0;
+    for (&time, members) in &polls {
+        let t = time as f64 / 1e9;
+        let gone: Vec<&str> = open
+            .keys()
+            .copied()
+            .filter(|n| !members.iter().any(|m| m == n))
+            .collect();
+        for n in gone {
+            let start_s = open.remove(n).unwrap_or(t);
+            out.push(MemberSpan {
+                node: n.to_string(),
+                start_s,
+                end_s: t,
+            });
+        }
+        for m in members.iter() {
+            open.entry(m.as_str()).or_insert(t);
+        }
+        last = t;
+    }
+    for (n, start_s) in open {
+        out.push(MemberSpan {
+            node: n.to_string(),
+            start_s,
+            end_s: last + 1.0,
+        });
+    }
+    out.sort_by(|a, b| a.start_s.total_cmp(&b.start_s).then(a.node.cmp(&b.node)));
+    out
 }
 
 /// Leader and unreachable segments per node from the status samples.
@@ -382,6 +478,90 @@ mod tests {
     }
 
     /// `ok` reads every 100 ms from 0 to `end` ms, except in `[gap_from, gap_to)` where they fail.
+    #[test]
+    fn member_spans_follow_the_members_each_poll_listed() {
+        let text = [
+            r#"{"time":0,"node":"n1","role":"leader","term":1,"members":["n1","n2","n3"]}"#,
+            r#"{"time":0,"node":"n2","role":"follower","term":1,"members":["n1","n2","n3"]}"#,
+            r#"{"time":1000000000,"node":"n1","role":"leader","term":1,"members":["n1","n3"]}"#,
+            r#"{"time":2000000000,"node":"n1","role":"leader","term":1,"members":["n1","n3","n4"]}"#,
+        ]
+        .join("\n");
+        let spans = member_spans(&parse_status(&text));
+        let got: Vec<(&str, f64, f64)> = spans
+            .iter()
+            .map(|s| (s.node.as_str(), s.start_s, s.end_s))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("n1", 0.0, 3.0),
+                ("n2", 0.0, 1.0),
+                ("n3", 0.0, 3.0),
+                ("n4", 2.0, 3.0)
+            ]
+        );
+        // No members in the samples: no spans (a run without membership changes).
+        assert!(
+            member_spans(&parse_status(r#"{"time":0,"node":"n1","role":"leader"}"#)).is_empty()
+        );
+    }
+
+    #[test]
+    fn a_membership_change_spans_its_invocation_to_its_completion_unless_skipped() {
+        let lines = [
+            (1000u64, "invoke", r#"{"op":"remove","node":"n2"}"#),
+            (
+                2500,
+                "info",
+                r#"{"op":"remove","node":"n2","outcome":"installed"}"#,
+            ),
+            (
+                4000,
+                "info",
+                r#"{"members":["n1","n3"],"outcome":"skipped","reason":"no change fits"}"#,
+            ),
+            (5000, "invoke", r#"{"op":"add","node":"n4"}"#),
+            (
+                9000,
+                "info",
+                r#"{"op":"add","node":"n4","outcome":"indeterminate"}"#,
+            ),
+            (
+                10000,
+                "invoke",
+                r#"{"op":"add","node":"n5","replace":true}"#,
+            ),
+            (
+                11000,
+                "info",
+                r#"{"op":"add","node":"n5","replace":true,"outcome":"skipped"}"#,
+            ),
+        ];
+        let text: String = lines
+            .iter()
+            .enumerate()
+            .map(|(i, (ms, kind, value))| {
+                format!(
+                    "{{\"index\":{i},\"time\":{},\"process\":\"nemesis\",\"type\":\"{kind}\",\"f\":\"member\",\"value\":{value}}}\n",
+                    ms * 1_000_000
+                )
+            })
+            .collect();
+        let h = parse_history(&text, false).unwrap();
+        let got = nemesis_intervals(&h);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            (got[0].label.as_str(), got[0].start_s, got[0].stop_s),
+            ("member remove n2", 1.0, Some(2.5))
+        );
+        assert_eq!(
+            (got[1].label.as_str(), got[1].start_s, got[1].stop_s),
+            ("member add n4", 5.0, Some(9.0))
+        );
+        assert!(got.iter().all(|i| i.kind == "member"));
+    }
+
     fn steady(end: u64, gap_from: u64, gap_to: u64) -> Vec<OpPoint> {
         (0..end / 100)
             .map(|i| {

@@ -179,6 +179,9 @@ pub struct Perf {
     pub unavailable_s: BTreeMap<String, f64>,
     /// Which node led, per term.
     pub leaders: Vec<LeaderSegment>,
+    /// When each node was a member (runs with membership changes; empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<availability::MemberSpan>,
     /// Every completed op (not stored in `results.json`: the history has them).
     #[serde(skip)]
     pub points: Vec<OpPoint>,
@@ -218,6 +221,7 @@ impl Perf {
             recovery,
             nemesis,
             leaders: availability::leader_segments(status),
+            members: availability::member_spans(status),
             points,
         }
     }

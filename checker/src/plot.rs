@@ -414,19 +414,29 @@ pub fn overlay(
 pub fn leader_timeline(perf: &Perf, nodes: &[String]) -> String {
     let end = end_of(perf).max(perf.leaders.iter().map(|l| l.end_s).fold(0.0, f64::max));
     let mut names: Vec<String> = nodes.to_vec();
-    for l in &perf.leaders {
-        if !names.contains(&l.node) {
-            names.push(l.node.clone());
+    for node in perf
+        .leaders
+        .iter()
+        .map(|l| &l.node)
+        .chain(perf.members.iter().map(|m| &m.node))
+    {
+        if !names.contains(node) {
+            names.push(node.clone());
         }
     }
-    names.sort();
+    // n2 before n10.
+    names.sort_by_key(|n| (n.len(), n.clone()));
     let n = names.len().max(1) as f64;
     let h = 90 + 36 * names.len().max(1) as u32;
     render(W, h, |root| {
         let labels = names.clone();
         let mut chart = ChartBuilder::on(root)
             .caption(
-                "Leader timeline (polled once a second; grey: no answer)",
+                if perf.members.is_empty() {
+                    "Leader timeline (polled once a second; grey: no answer)"
+                } else {
+                    "Leader timeline (polled once a second; grey: no answer; line: a member)"
+                },
                 (FONT, 18),
             )
             .margin(10)
@@ -452,6 +462,14 @@ pub fn leader_timeline(perf: &Perf, nodes: &[String]) -> String {
             .disable_y_mesh()
             .draw()?;
         shade(&mut chart, &perf.nemesis, end, 0.0, n + 1.0)?;
+        // The member set over time: a line under each node's row while it is a member.
+        for m in &perf.members {
+            let row = names.iter().position(|x| *x == m.node).unwrap_or(0) as f64 + 1.0;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(m.start_s, row - 0.42), (m.end_s, row - 0.36)],
+                BLACK.filled(),
+            )))?;
+        }
         for l in &perf.leaders {
             let row = names.iter().position(|x| *x == l.node).unwrap_or(0) as f64 + 1.0;
             let color = match l.term {

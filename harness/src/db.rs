@@ -25,6 +25,32 @@ pub trait Db: Send + Sync {
     /// The container of node `i` (0-based) of `n`; `clock_dir` is the host folder whose `<node>/`
     /// subfolders hold each node's clock file.
     fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, clock_dir: &Path) -> NodeSpec;
+    /// The container of node `i` joining the running cluster whose members (with it) are
+    /// `members` (node indices), for the `member` fault's `add`; `Err` says why this system's
+    /// nodes cannot join.
+    fn join_spec(
+        &self,
+        cluster: &Cluster,
+        i: usize,
+        members: &[usize],
+        clock_dir: &Path,
+    ) -> Result<NodeSpec, String> {
+        let _ = (cluster, i, members, clock_dir);
+        Err(self.join_supported().err().unwrap_or_default())
+    }
+    /// The port of this name (`client`, `peer`) the nodes listen on, when the system names it.
+    fn port(&self, name: &str) -> Option<u16> {
+        let _ = name;
+        None
+    }
+    /// `Ok` when nodes can be added to and removed from a running cluster (the `member` fault),
+    /// else why not.
+    fn join_supported(&self) -> Result<(), String> {
+        Err(format!(
+            "{} has no membership changes in Faultline",
+            self.name()
+        ))
+    }
     /// A client of node `i` of the cluster.
     fn client(&self, http: &HttpClient, cluster: &Cluster, i: usize) -> NodeClient;
     /// `Ok` when clock faults reach the nodes (libfaketime), else why not.
@@ -87,8 +113,29 @@ impl TargetDb {
 
     /// Node `i`'s command line, expanded from the target file, with bugs and extra arguments.
     pub fn command(&self, cluster: &Cluster, i: usize, n: usize) -> Vec<String> {
-        let ips: Vec<Ipv4Addr> = (0..n).map(|j| cluster.address_of(j)).collect();
-        let vars = self.target.vars(i, &ips, cluster.run_id());
+        self.member_command(cluster, i, &(0..n).collect::<Vec<_>>(), false)
+    }
+
+    /// Node `i`'s command line when the members are `members` (node indices, `i` among them),
+    /// with the file's `join-args` when it is `joining` a running cluster.
+    pub fn member_command(
+        &self,
+        cluster: &Cluster,
+        i: usize,
+        members: &[usize],
+        joining: bool,
+    ) -> Vec<String> {
+        let members: Vec<(usize, Ipv4Addr)> = members
+            .iter()
+            .map(|&j| (j, cluster.address_of(j)))
+            .collect();
+        let vars = self.target.member_vars(
+            i,
+            cluster.address_of(i),
+            &members,
+            joining,
+            cluster.run_id(),
+        );
         let mut cmd = vars.expand_all(&self.target.node.command);
         if let Some(bug_args) = &self.target.node.bug_args {
             for bug in &self.bugs {
@@ -97,8 +144,41 @@ impl TargetDb {
                 cmd.extend(v.expand_all(bug_args));
             }
         }
+        if joining {
+            cmd.extend(vars.expand_all(self.target.node.join_args.as_deref().unwrap_or_default()));
+        }
         cmd.extend(self.args.iter().cloned());
         cmd
+    }
+
+    /// The container of node `i` with this command line.
+    fn spec_of(&self, mut cmd: Vec<String>, i: usize, clock_dir: &Path) -> NodeSpec {
+        let program = cmd.remove(0);
+        let name = node_name(i);
+        let data_dir = self.target.node.data_dir.clone();
+        let clock = self.clock_supported().is_ok();
+        let entrypoint = if self.faultfs {
+            faultfs_entrypoint(&data_dir, &program)
+        } else {
+            vec![program]
+        };
+        NodeSpec {
+            binds: if clock {
+                vec![clock_bind(clock_dir, &name)]
+            } else {
+                Vec::new()
+            },
+            env: if clock { clock_env() } else { Vec::new() },
+            name,
+            image: self.image.clone(),
+            entrypoint: Some(entrypoint),
+            // raftkv's failpoints exit the node on purpose; it comes back at once.
+            restart_on_failure: self.target.client.protocol == ProtocolName::Raftkv
+                && arms_failpoints(&cmd),
+            cmd,
+            data_dir,
+            fuse: self.faultfs,
+        }
     }
 
     /// The address the built-in clients of node `ip` talk to.
@@ -131,33 +211,41 @@ impl Db for TargetDb {
     }
 
     fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, clock_dir: &Path) -> NodeSpec {
-        let mut cmd = self.command(cluster, i, n);
-        let program = cmd.remove(0);
-        let name = node_name(i);
-        let data_dir = self.target.node.data_dir.clone();
-        let clock = self.clock_supported().is_ok();
-        let entrypoint = if self.faultfs {
-            faultfs_entrypoint(&data_dir, &program)
-        } else {
-            vec![program]
-        };
-        NodeSpec {
-            binds: if clock {
-                vec![clock_bind(clock_dir, &name)]
-            } else {
-                Vec::new()
-            },
-            env: if clock { clock_env() } else { Vec::new() },
-            name,
-            image: self.image.clone(),
-            entrypoint: Some(entrypoint),
-            // raftkv's failpoints exit the node on purpose; it comes back at once.
-            restart_on_failure: self.target.client.protocol == ProtocolName::Raftkv
-                && arms_failpoints(&cmd),
-            cmd,
-            data_dir,
-            fuse: self.faultfs,
+        self.spec_of(self.command(cluster, i, n), i, clock_dir)
+    }
+
+    fn join_spec(
+        &self,
+        cluster: &Cluster,
+        i: usize,
+        members: &[usize],
+        clock_dir: &Path,
+    ) -> Result<NodeSpec, String> {
+        self.join_supported()?;
+        let cmd = self.member_command(cluster, i, members, true);
+        Ok(self.spec_of(cmd, i, clock_dir))
+    }
+
+    fn port(&self, name: &str) -> Option<u16> {
+        self.target.node.ports.get(name).copied()
+    }
+
+    fn join_supported(&self) -> Result<(), String> {
+        let t = &self.target.name;
+        if !matches!(
+            self.target.client.protocol,
+            ProtocolName::Raftkv | ProtocolName::Etcd
+        ) {
+            return Err(format!(
+                "target {t}: membership changes are made through raftkv's or etcd's API, and its protocol is neither"
+            ));
         }
+        if self.target.node.join_args.is_none() {
+            return Err(format!(
+                "targets/{t}.toml has no `[node] join-args`: it does not say how a node joins a running cluster"
+            ));
+        }
+        Ok(())
     }
 
     fn client(&self, http: &HttpClient, cluster: &Cluster, i: usize) -> NodeClient {
@@ -341,6 +429,7 @@ mod tests {
             leader: None,
             commit: 0,
             applied: 0,
+            ..Default::default()
         })
     }
 

@@ -22,12 +22,16 @@ use crate::client::{Completion, HttpClient, NodeClient};
 use crate::control::{self, Cluster, Images, NodeBinary, RunGuard};
 use crate::db::{self, Db, TargetDb};
 use crate::generator::{F, Generator, Op};
+use crate::nemesis::member::{LiveView, Members};
 use crate::nemesis::{
-    Action, FaultKind, Nemesis, NemesisContext, NemesisOp, Outcome, Script, figure8,
+    Action, Fault, FaultKind, Nemesis, NemesisContext, NemesisOp, Outcome, Script, figure8,
     prepare_clock_dir, revote, script,
 };
 use crate::store::{Event, HistoryWriter, Process, RunDir};
 use crate::workload::{Kind, Target, Workload};
+
+/// How long a status poll (readiness, the leader, the timeline) waits for a node.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Everything a run needs besides the workload file's contents.
 #[derive(Debug, Clone)]
@@ -516,12 +520,19 @@ async fn run_cluster(
     interrupted: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let w = &opts.workload;
+    if w.nemesis
+        .as_ref()
+        .is_some_and(|s| s.faults.contains(&FaultKind::Member))
+    {
+        db.join_supported()
+            .map_err(|e| anyhow::anyhow!("the `member` fault needs membership changes: {e}"))?;
+    }
     let names: Vec<String> = (0..w.nodes).map(db::node_name).collect();
     let clock_dir = dir.path.join("clock");
     prepare_clock_dir(&clock_dir, &names).context("preparing the clock files")?;
 
     let boot = Instant::now();
-    let mut cluster = Cluster::create(docker, run_id).await?;
+    let cluster = Cluster::create(docker, run_id).await?;
     // Nodes armed with failpoints exit as a crash would; start them again at once (following
     // the engine's events from before the first node starts).
     let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -559,7 +570,7 @@ async fn run_cluster(
 
     let op_timeout = Duration::from_secs_f64(w.op_timeout);
     let http = HttpClient::new(op_timeout);
-    let status_http = HttpClient::new(Duration::from_millis(500));
+    let status_http = HttpClient::new(STATUS_TIMEOUT);
     let clients = db::clients_for(db, &cluster, &http);
     let status_clients = db::clients_for(db, &cluster, &status_http);
     let leader =
@@ -634,8 +645,9 @@ async fn drive(
 
     // Leader timeline: every node's /status once a second, in status.jsonl.
     let stop_poller = CancellationToken::new();
+    let view = Arc::new(LiveView::new(clients.to_vec(), status_clients.to_vec()));
     let poller = tokio::spawn(poll_status(
-        status_clients.to_vec(),
+        view.clone(),
         dir.path.join("status.jsonl"),
         history.start(),
         stop_poller.clone(),
@@ -647,11 +659,9 @@ async fn drive(
             // `cas-from-read` values: unique in the run, above any `value-range` draw.
             let unique = Arc::new(AtomicU64::new(u64::from(w.keys.value_range) + 1));
             for i in 0..w.concurrency {
-                let (node, client) = clients[i % clients.len()].clone();
                 workers.push(tokio::spawn(worker(
                     i as u64,
-                    node,
-                    client,
+                    view.clone(),
                     generator.clone(),
                     recorder.clone(),
                     stop_clients.clone(),
@@ -682,6 +692,23 @@ async fn drive(
             cluster.nodes().iter().map(|n| n.name.clone()).collect(),
         )
     });
+    // The `member` fault changes who the members are; everything else follows its view.
+    let mut members = w
+        .nemesis
+        .as_ref()
+        .filter(|s| s.faults.contains(&FaultKind::Member))
+        .map(|spec| {
+            Members::new(
+                db,
+                cluster,
+                clock_dir,
+                HttpClient::new(Duration::from_secs_f64(w.op_timeout)),
+                HttpClient::new(STATUS_TIMEOUT),
+                view.clone(),
+                spec,
+                w.nodes,
+            )
+        });
     let active = Arc::new(Mutex::new(Vec::<String>::new()));
     let bar = progress_bar(opts.progress, main_phase);
     let ticker = {
@@ -753,23 +780,75 @@ async fn drive(
             .map_or(0.0, |s| s.isolate_leader_on_crash);
         let mut crashes =
             (isolate > 0.0).then(|| Box::pin(cluster.exits_with(control::FAILPOINT_EXIT)));
-        let mut schedule = nemesis.schedule(main_phase).into_iter().peekable();
+        // The membership change under way, if any (it holds `members` until it is done).
+        type Busy<'m> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = (Members<'m>, anyhow::Result<()>)> + Send + 'm>,
+        >;
+        let mut member_busy: Option<Busy<'_>> = None;
+        let mut schedule = nemesis
+            .schedule(main_phase)
+            .into_iter()
+            .enumerate()
+            .peekable();
         // When the isolation that followed a crash ends.
         let mut lift: Option<Instant> = None;
         loop {
-            let next = schedule.peek().map(|(at, _)| started + *at);
+            let next = schedule.peek().map(|(_, (at, _))| started + *at);
             tokio::select! {
                 _ = tokio::time::sleep_until(end.into()) => break,
                 _ = sleep_until_some(next) => {
-                    let (_, action) = schedule.next().expect("peeked");
-                    let leader = db::leader_of(&db::statuses(status_clients).await);
-                    let ops = nemesis.apply(&action, &context(leader)).await?;
-                    record_nemesis(&history, &ops)?;
+                    let (k, (_, action)) = schedule.next().expect("peeked");
+                    let leader = db::leader_of(&db::statuses(&view.status_clients()).await);
+                    match action {
+                        // A membership change runs beside the other faults (it can take
+                        // seconds: a node must start and catch up), one at a time.
+                        Action::Start(Fault::Member { pick }) => match members.take() {
+                            Some(mut m) => {
+                                let held = nemesis.held();
+                                let history = history.clone();
+                                member_busy = Some(Box::pin(async move {
+                                    let mut record = |invoke: bool, op: &NemesisOp| {
+                                        record_nemesis_line(&history, invoke, op)
+                                    };
+                                    let r = m.apply(pick, &held, leader.as_deref(), &mut record).await;
+                                    (m, r)
+                                }));
+                            }
+                            None => {
+                                let op = NemesisOp::skipped(
+                                    "member",
+                                    json!({"members": nemesis.members()}),
+                                    "a membership change is still in progress",
+                                );
+                                record_nemesis(&history, &[op])?;
+                            }
+                        },
+                        action => {
+                            // Drawn over the initial nodes: aimed at the members of the moment
+                            // (a change under way may have taken one out already).
+                            nemesis.sync_members(&view.names());
+                            let action = match action {
+                                Action::Start(f) => Action::Start(
+                                    f.remap(nemesis.members(), opts.seed ^ k as u64),
+                                ),
+                                stop => stop,
+                            };
+                            let ops = nemesis.apply(&action, &context(leader)).await?;
+                            record_nemesis(&history, &ops)?;
+                        }
+                    }
+                }
+                done = next_done(&mut member_busy) => {
+                    member_busy = None;
+                    let (m, result) = done;
+                    result?;
+                    nemesis.sync_members(&view.names());
+                    members = Some(m);
                 }
                 crash = next_of(&mut crashes) => match crash {
                     None => crashes = None,
                     Some(node) if lift.is_none() => {
-                        let leader = db::leader_of(&db::statuses(status_clients).await);
+                        let leader = db::leader_of(&db::statuses(&view.status_clients()).await);
                         let op = nemesis.isolate_leader_after_crash(&node, &context(leader)).await?;
                         if !matches!(op.outcome, Outcome::Skipped(_)) {
                             lift = Some(Instant::now() + Duration::from_secs_f64(isolate));
@@ -786,7 +865,7 @@ async fn drive(
                 },
                 _ = sleep_until_some(lift) => {
                     lift = None;
-                    let leader = db::leader_of(&db::statuses(status_clients).await);
+                    let leader = db::leader_of(&db::statuses(&view.status_clients()).await);
                     let stop = Action::Stop(FaultKind::Partition);
                     let ops = nemesis.apply(&stop, &context(leader)).await?;
                     record_nemesis(&history, &ops)?;
@@ -794,19 +873,31 @@ async fn drive(
             }
             *active.lock().unwrap_or_else(|p| p.into_inner()) = nemesis.active();
         }
+        // A membership change still under way ends before the heal (bounded by its timeout).
+        if let Some(busy) = member_busy.take() {
+            let (m, result) = busy.await;
+            result?;
+            nemesis.sync_members(&view.names());
+            members = Some(m);
+        }
     }
     tokio::time::sleep_until(end.into()).await;
 
     // Final phase: heal everything, let the clients run through recovery, then stop them.
     bar.set_message("healing");
     if let Some(nemesis) = nemesis.as_mut() {
-        let leader = db::leader_of(&db::statuses(status_clients).await);
+        let leader = db::leader_of(&db::statuses(&view.status_clients()).await);
         let ops = nemesis.heal_all(&context(leader)).await?;
         record_nemesis(&history, &ops)?;
         active.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
     let healed = Instant::now();
-    let recovered = db::await_ready(status_clients, Duration::from_secs(30), db.has_leader()).await;
+    let recovered = db::await_ready(
+        &view.status_clients(),
+        Duration::from_secs(30),
+        db.has_leader(),
+    )
+    .await;
     if let Err(e) = &recovered {
         eprintln!("faultline: after healing, {e}");
     }
@@ -828,13 +919,16 @@ async fn drive(
         .touched_keys()
         .to_vec();
     match w.kind() {
-        Kind::Register => final_reads(&keys, clients, &recorder, opts.seed).await?,
+        Kind::Register => final_reads(&keys, &view.clients(), &recorder, opts.seed).await?,
         Kind::Queue => crate::queue::drain_all(w, clients, &recorder).await?,
         // Elle needs no final reads: the version orders come from the reads the transactions made.
         Kind::Watch | Kind::Lease | Kind::Txn | Kind::Bank => {}
     }
     stop_poller.cancel();
     let _ = poller.await;
+    if members.is_some() {
+        eprintln!("faultline: members at the end: {}", view.names().join(", "));
+    }
     eprintln!(
         "faultline: {} ops ({} ok, {} fail, {} info), history in {}",
         history.len(),
@@ -861,16 +955,27 @@ fn progress_bar(enabled: bool, main_phase: Duration) -> ProgressBar {
 
 fn record_nemesis(history: &HistoryWriter, ops: &[NemesisOp]) -> anyhow::Result<()> {
     for op in ops {
-        history.append(&Event {
-            process: Process::Nemesis,
-            kind: "info",
-            f: &op.f,
-            key: None,
-            value: &op.value,
-            node: None,
-            error: None,
-        })?;
+        record_nemesis_line(history, false, op)?;
     }
+    Ok(())
+}
+
+/// One nemesis line: an `invoke` when a step that takes a while begins (a membership change),
+/// else the `info` that says what happened.
+fn record_nemesis_line(
+    history: &HistoryWriter,
+    invoke: bool,
+    op: &NemesisOp,
+) -> anyhow::Result<()> {
+    history.append(&Event {
+        process: Process::Nemesis,
+        kind: if invoke { "invoke" } else { "info" },
+        f: &op.f,
+        key: None,
+        value: &op.value,
+        node: None,
+        error: None,
+    })?;
     Ok(())
 }
 
@@ -892,8 +997,7 @@ async fn perform(
 
 async fn worker(
     index: u64,
-    node: String,
-    client: NodeClient,
+    view: Arc<LiveView>,
     generator: Arc<Mutex<Generator>>,
     recorder: Recorder,
     stop: CancellationToken,
@@ -906,7 +1010,17 @@ async fn worker(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .cas_from_read();
+    // The worker's node: the members' `index`-th, picked again when the members change.
+    let bind = || {
+        let clients = view.clients();
+        clients[index as usize % clients.len()].clone()
+    };
+    let (mut generation, (mut node, mut client)) = (view.generation(), bind());
     loop {
+        if view.generation() != generation {
+            generation = view.generation();
+            (node, client) = bind();
+        }
         let (mut op, pause) = {
             let mut g = generator.lock().unwrap_or_else(|p| p.into_inner());
             (g.next_op(), g.pause())
@@ -986,12 +1100,7 @@ async fn final_reads(
     Ok(())
 }
 
-async fn poll_status(
-    clients: Vec<(String, NodeClient)>,
-    path: PathBuf,
-    start: Instant,
-    stop: CancellationToken,
-) {
+async fn poll_status(view: Arc<LiveView>, path: PathBuf, start: Instant, stop: CancellationToken) {
     use std::io::Write;
     let Ok(file) = std::fs::File::create(&path) else {
         return;
@@ -999,12 +1108,25 @@ async fn poll_status(
     let mut out = std::io::BufWriter::new(file);
     loop {
         let time = start.elapsed().as_nanos() as u64;
+        let clients = view.status_clients();
+        // The members as the harness knows them at this poll: the timeline's member set.
+        let members: Vec<&str> = clients.iter().map(|(n, _)| n.as_str()).collect();
         for (node, s) in db::statuses(&clients).await {
             let line = match s {
                 Ok(s) => {
-                    json!({"time": time, "node": node, "role": s.role, "term": s.term, "leader": s.leader, "commit": s.commit})
+                    let mut line = json!({"time": time, "node": node, "role": s.role, "term": s.term, "leader": s.leader, "commit": s.commit, "members": members});
+                    if !s.members.is_empty() {
+                        // The node's own voters (raftkv says them), beside the harness's view.
+                        let voters: Vec<String> = s
+                            .members
+                            .iter()
+                            .map(|&id| db::node_name(id as usize - 1))
+                            .collect();
+                        line["voters"] = json!(voters);
+                    }
+                    line
                 }
-                Err(e) => json!({"time": time, "node": node, "error": e}),
+                Err(e) => json!({"time": time, "node": node, "error": e, "members": members}),
             };
             let _ = writeln!(out, "{line}");
         }
@@ -1020,6 +1142,14 @@ async fn poll_status(
 async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The output of an optional future; forever pending when there is none.
+async fn next_done<F: std::future::Future + Unpin>(f: &mut Option<F>) -> F::Output {
+    match f {
+        Some(f) => f.await,
         None => std::future::pending().await,
     }
 }

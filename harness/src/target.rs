@@ -99,6 +99,12 @@ pub struct NodeTemplate {
     /// How a planted bug (`--bug NAME`) reaches each node (`{bug}`); absent: no bugs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bug_args: Option<Vec<String>>,
+    /// Arguments added to the command of a node that joins a running cluster (the `member`
+    /// fault's `add`), e.g. raftkv's `["--join"]`; absent: nodes of this target cannot join, so
+    /// the `member` fault is refused for it. `{cluster_state}` is `new` at boot and `existing`
+    /// for a joining node, and `{peers}`/`{initial_cluster}` name the members of the moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_args: Option<Vec<String>>,
     /// Whether clock faults reach the program (libfaketime reaches dynamically linked C, C++
     /// and Rust programs, not Go): `true`, or a sentence saying why not.
     #[serde(default)]
@@ -457,6 +463,9 @@ impl TargetFile {
                 check("node.bug-args", a, &with_bug)?;
             }
         }
+        for a in node.join_args.iter().flatten() {
+            check("node.join-args", a, &vars)?;
+        }
         match (&self.ready, self.client.protocol) {
             (None, ProtocolName::Exec) => {
                 return bad(
@@ -553,25 +562,41 @@ impl TargetFile {
         self.node.ports.get(name).copied().unwrap_or(0)
     }
 
-    /// The variables of node `i` of `ips` (the cluster's addresses, in node order).
+    /// The variables of node `i` of `ips` (the cluster's addresses, in node order), every node a
+    /// member from the start.
     pub fn vars(&self, i: usize, ips: &[std::net::Ipv4Addr], run_id: &str) -> Vars {
-        let mut v = Vars::node(self, i, ips[i], run_id);
-        let peer = |j: usize| {
-            Vars::node(self, j, ips[j], run_id)
+        let members: Vec<(usize, std::net::Ipv4Addr)> = ips.iter().copied().enumerate().collect();
+        self.member_vars(i, ips[i], &members, false, run_id)
+    }
+
+    /// The variables of node `i` at `ip` when the cluster's members are `members` (node index and
+    /// address, in node order; `{peers}`, `{initial_cluster}` and `{ips}` list them), `joining` a
+    /// running cluster or not (`{cluster_state}`: `existing` or `new`).
+    pub fn member_vars(
+        &self,
+        i: usize,
+        ip: std::net::Ipv4Addr,
+        members: &[(usize, std::net::Ipv4Addr)],
+        joining: bool,
+        run_id: &str,
+    ) -> Vars {
+        let mut v = Vars::node(self, i, ip, run_id);
+        let peer = |&(j, ip): &(usize, std::net::Ipv4Addr)| {
+            Vars::node(self, j, ip, run_id)
                 .expand(&self.node.peer)
                 .unwrap_or_default()
         };
-        let peers: Vec<String> = (0..ips.len()).map(peer).collect();
+        let peers: Vec<String> = members.iter().map(peer).collect();
         v.set("peers", &peers.join(&self.node.peers_separator));
         let peer_port = self.node.ports.get("peer").copied().unwrap_or(0);
-        let initial: Vec<String> = ips
+        let initial: Vec<String> = members
             .iter()
-            .enumerate()
-            .map(|(j, ip)| format!("{}=http://{ip}:{peer_port}", crate::db::node_name(j)))
+            .map(|(j, ip)| format!("{}=http://{ip}:{peer_port}", crate::db::node_name(*j)))
             .collect();
         v.set("initial_cluster", &initial.join(","));
-        let all: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+        let all: Vec<String> = members.iter().map(|(_, ip)| ip.to_string()).collect();
         v.set("ips", &all.join(","));
+        v.set("cluster_state", if joining { "existing" } else { "new" });
         v
     }
 
@@ -603,7 +628,7 @@ impl TargetFile {
 
 /// Template variables: `{name}` in a template is replaced by its value. A node has `{id}`,
 /// `{name}`, `{ip}`, `{<port>_port}` for each named port, `{peers}`, `{initial_cluster}`,
-/// `{ips}`, `{data_dir}`, `{binary}`, `{run_id}` and `{target_dir}`; an exec client command also
+/// `{ips}`, `{cluster_state}` (`new`, or `existing` for a node joining a running cluster), `{data_dir}`, `{binary}`, `{run_id}` and `{target_dir}`; an exec client command also
 /// `{op_timeout}` (seconds).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Vars(BTreeMap<String, String>);
@@ -627,7 +652,7 @@ impl Vars {
     /// Every variable a node template may use, with stand-in values (for validation).
     fn example(t: &TargetFile) -> Vars {
         let mut v = Vars::node(t, 0, std::net::Ipv4Addr::new(10, 0, 0, 2), "run");
-        for k in ["peers", "initial_cluster", "ips"] {
+        for k in ["peers", "initial_cluster", "ips", "cluster_state"] {
             v.set(k, "x");
         }
         v

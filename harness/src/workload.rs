@@ -616,6 +616,35 @@ impl Workload {
                 message: e.0.clone(),
             })?;
         }
+        if let Some(spec) = self
+            .nemesis
+            .as_ref()
+            .filter(|s| s.faults.contains(&crate::nemesis::FaultKind::Member))
+        {
+            if !matches!(self.kind(), Kind::Register | Kind::Txn | Kind::Bank) {
+                return bad(
+                    "nemesis.faults",
+                    "`member` changes which nodes the clients talk to: register, txn and bank workloads only (watchers, lease holders and queue drains stay on their nodes)",
+                );
+            }
+            if spec.member_max.is_some_and(|m| m < self.nodes) {
+                return bad(
+                    "nemesis.member-max",
+                    &format!("must be at least `nodes` ({})", self.nodes),
+                );
+            }
+            if let Some(t) = &self.system
+                && t.node.join_args.is_none()
+            {
+                return bad(
+                    "nemesis.faults",
+                    &format!(
+                        "`member` needs a target whose nodes can join a running cluster: targets/{}.toml has no `[node] join-args`",
+                        self.target_name
+                    ),
+                );
+            }
+        }
         if let Some(script) = self.nemesis.as_ref().and_then(|n| n.script) {
             if self.target != Target::Raftkv {
                 return bad(
@@ -1021,6 +1050,7 @@ pub const KNOWN_BUGS: &[&str] = &[
     "no-fsync",
     "txn-split",
     "cas-stale-compare",
+    "conf-change-concurrent",
 ];
 
 #[cfg(test)]

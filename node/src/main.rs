@@ -49,7 +49,9 @@ struct Cli {
     /// Enable a planted bug (repeatable): stale-read, forget-vote, commit-old-term,
     /// skip-prev-check, early-ack, lease-ignores-skew, no-fsync (the WAL, snapshots and
     /// directories are never fsynced), txn-split, cas-stale-compare (a follower refuses a CAS
-    /// from its own applied value instead of forwarding it). For testing the tester only.
+    /// from its own applied value instead of forwarding it), conf-change-concurrent (a membership
+    /// change is accepted while another is uncommitted, and answered once appended). For
+    /// testing the tester only.
     #[arg(long = "bug", value_name = "NAME")]
     bugs: Vec<Bug>,
     /// Start as an empty learner that waits to be added with POST /admin/members (--peers

@@ -41,6 +41,30 @@ pub struct EtcdClient {
     client: Arc<OnceCell<Client>>,
 }
 
+/// One etcd member, as `MemberList` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdMember {
+    /// Member id.
+    pub id: u64,
+    /// Its name (empty until a member added by `MemberAdd` starts).
+    pub name: String,
+    /// Its peer URLs.
+    pub peer_urls: Vec<String>,
+    /// A learner (not yet promoted).
+    pub learner: bool,
+}
+
+impl EtcdMember {
+    fn of(m: &etcd_client::Member) -> Self {
+        Self {
+            id: m.id(),
+            name: m.name().to_string(),
+            peer_urls: m.peer_urls().to_vec(),
+            learner: m.is_learner(),
+        }
+    }
+}
+
 /// An answer that is not a completion: either the request never left or may have been applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallError {
@@ -363,6 +387,59 @@ impl EtcdClient {
             )
             .await?;
         header_revision(r.header())
+    }
+
+    /// The cluster's members as this member knows them (`MemberList`, answered by the leader's
+    /// view through a linearizable read in etcd 3.4): id, peer URLs, learner or voter.
+    ///
+    /// # Errors
+    /// As every call: a timeout is indeterminate, a refused connection definite.
+    pub async fn member_list(&self) -> Result<Vec<EtcdMember>, CallError> {
+        let r = self
+            .call(|mut c| async move { c.member_list().await })
+            .await?;
+        Ok(r.members().iter().map(EtcdMember::of).collect())
+    }
+
+    /// Adds a learner with this peer URL (`MemberAdd` with `isLearner`); its id.
+    ///
+    /// # Errors
+    /// As [`EtcdClient::member_list`].
+    pub async fn member_add_learner(&self, peer_url: &str) -> Result<u64, CallError> {
+        let urls = vec![peer_url.to_string()];
+        let r = self
+            .call(|mut c| async move {
+                c.member_add(
+                    urls,
+                    Some(etcd_client::MemberAddOptions::new().with_is_learner()),
+                )
+                .await
+            })
+            .await?;
+        r.member().map(|m| m.id()).ok_or_else(|| CallError {
+            reason: "MemberAdd answered without the member".into(),
+            definite: false,
+        })
+    }
+
+    /// Promotes a learner to voter (`MemberPromote`; etcd refuses while it is behind).
+    ///
+    /// # Errors
+    /// As [`EtcdClient::member_list`].
+    pub async fn member_promote(&self, id: u64) -> Result<(), CallError> {
+        self.call(|mut c| async move { c.member_promote(id).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes a member (`MemberRemove`).
+    ///
+    /// # Errors
+    /// As [`EtcdClient::member_list`].
+    pub async fn member_remove(&self, id: u64) -> Result<(), CallError> {
+        self.call(|mut c| async move { c.member_remove(id).await })
+            .await
+            .map(|_| ())
     }
 
     /// Compacts the key-value history up to `revision` (physical compaction not awaited).

@@ -470,6 +470,7 @@ fn status_of(id: u64, rows: &[(String, String)]) -> Result<Status, String> {
         leader: (id == 1).then_some(1),
         commit: committed,
         applied: committed,
+        ..Default::default()
     })
 }
 

@@ -492,6 +492,7 @@ impl NatsClient {
             leader: leader.as_deref().map(node_number),
             commit: 0,
             applied: 0,
+            ..Default::default()
         })
     }
 }

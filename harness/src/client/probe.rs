@@ -201,6 +201,7 @@ impl Probe {
             leader: None,
             commit: 0,
             applied: 0,
+            ..Default::default()
         }
     }
 }

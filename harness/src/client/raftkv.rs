@@ -8,7 +8,7 @@ use super::{Completion, HttpClient, HttpError};
 use crate::generator::{F, Op};
 
 /// raftkv's `GET /status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// Node id.
     pub id: u64,
@@ -24,6 +24,12 @@ pub struct Status {
     /// Applied index.
     #[serde(default)]
     pub applied: u64,
+    /// Voting members' ids (raftkv; empty for systems that do not say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<u64>,
+    /// Learners' ids (raftkv).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learners: Vec<u64>,
 }
 
 impl Status {
@@ -42,6 +48,8 @@ impl Status {
             leader,
             commit,
             applied,
+            members: Vec::new(),
+            learners: Vec::new(),
         }
     }
 }
@@ -95,6 +103,27 @@ impl RaftkvClient {
             }
             Ok((code, body)) => Err(format!("/status answered {code}: {body}")),
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// `POST /admin/members`: `{"add": id, "addr": "PEER/CLIENT"}` (learner, then voter once it
+    /// caught up) or `{"remove": id}`. `Ok` when the change is applied; `Err((definite, why))`
+    /// otherwise: definite when raftkv said it made no change (a 4xx, or 503 with
+    /// `"definite": true`) or the node could not be reached, else indeterminate.
+    ///
+    /// # Errors
+    /// As above.
+    pub async fn change_members(&self, body: Value) -> Result<(), (bool, String)> {
+        let url = format!("{}/admin/members", self.base);
+        match self.http.request(Method::POST, &url, Some(&body)).await {
+            Ok((StatusCode::OK, b)) if b.get("step").is_none() => Ok(()),
+            Ok((StatusCode::OK, b)) => Err((false, format!("stopped at step {}", b["step"]))),
+            Ok((code, b)) => {
+                let definite = code.is_client_error()
+                    || b.get("definite").and_then(Value::as_bool) == Some(true);
+                Err((definite, format!("{code}: {b}")))
+            }
+            Err(e) => Err((e.is_definite(), e.to_string())),
         }
     }
 

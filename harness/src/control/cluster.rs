@@ -85,7 +85,11 @@ pub struct Cluster {
     run_id: String,
     network: String,
     subnet: Subnet,
-    nodes: Vec<NodeHandle>,
+    /// Every node started in this run, in order (a node removed by a membership change stays,
+    /// stopped, so that its log is collected and its address never reused).
+    nodes: std::sync::RwLock<Vec<NodeHandle>>,
+    /// Held while a node is being started: its address is the next free one.
+    starting: tokio::sync::Mutex<()>,
 }
 
 /// raftkv's exit code when a failpoint fired (`raftkv::server::failpoint::EXIT_CODE`).
@@ -107,7 +111,8 @@ impl Cluster {
             run_id: run_id.to_string(),
             network,
             subnet,
-            nodes: Vec::new(),
+            nodes: std::sync::RwLock::new(Vec::new()),
+            starting: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -136,17 +141,25 @@ impl Cluster {
         self.subnet.host(1)
     }
 
-    /// Nodes started so far, in order.
-    pub fn nodes(&self) -> &[NodeHandle] {
-        &self.nodes
+    /// Nodes started so far, in order (removed members included).
+    pub fn nodes(&self) -> Vec<NodeHandle> {
+        self.nodes.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Creates the node's volume and container at the next address and starts it.
+    /// How many nodes were started so far: the index the next one gets.
+    pub fn started(&self) -> usize {
+        self.nodes.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Creates the node's volume and container at the next address and starts it. Also during a
+    /// run (a node added by a membership change): starts are serialized, so each gets the next
+    /// address.
     ///
     /// # Errors
     /// When the engine refuses any step; what was created stays labelled for teardown.
-    pub async fn start_node(&mut self, spec: NodeSpec) -> Result<NodeHandle, ControlError> {
-        let ip = self.address_of(self.nodes.len());
+    pub async fn start_node(&self, spec: NodeSpec) -> Result<NodeHandle, ControlError> {
+        let _one_at_a_time = self.starting.lock().await;
+        let ip = self.address_of(self.started());
         let labels = HashMap::from([
             (RUN_LABEL.to_string(), self.run_id.clone()),
             ("faultline.node".to_string(), spec.name.clone()),
@@ -227,13 +240,46 @@ impl Cluster {
             volume,
             data_dir: spec.data_dir,
         };
-        self.nodes.push(handle.clone());
+        self.nodes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle.clone());
         Ok(handle)
     }
 
     /// The handle of a node by name.
-    pub fn node(&self, name: &str) -> Option<&NodeHandle> {
-        self.nodes.iter().find(|n| n.name == name)
+    pub fn node(&self, name: &str) -> Option<NodeHandle> {
+        self.nodes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|n| n.name == name)
+            .cloned()
+    }
+
+    /// Empties a stopped node's data volume (a disk replaced): every entry of its data
+    /// directory is deleted from a helper container ([`Cluster::run_on_volume`]).
+    ///
+    /// # Errors
+    /// When the node is unknown, the engine refuses, or the deletion fails.
+    pub async fn wipe(&self, node: &str) -> Result<(), ControlError> {
+        let data_dir = self
+            .node(node)
+            .map(|h| h.data_dir)
+            .ok_or_else(|| ControlError::Io {
+                what: format!("node {node}"),
+                source: std::io::Error::other("no such node in this run"),
+            })?;
+        let script = format!("find '{data_dir}' -mindepth 1 -delete");
+        let out = self.run_on_volume(node, &["sh", "-c", &script]).await?;
+        if out.code == 0 {
+            Ok(())
+        } else {
+            Err(ControlError::Io {
+                what: format!("wiping the data of {node}"),
+                source: std::io::Error::other(out.stderr.trim().to_string()),
+            })
+        }
     }
 
     /// Runs a command inside a node and collects its output and exit code.

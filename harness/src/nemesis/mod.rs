@@ -28,6 +28,7 @@
 pub mod clock;
 pub mod figure8;
 pub mod grudge;
+pub mod member;
 pub mod revote;
 pub mod schedule;
 pub mod script;
@@ -52,8 +53,8 @@ pub use clock::{
 pub use grudge::{Grudge, grudge_of};
 pub use schedule::{Action, ClockPlan, Fault, Targets};
 pub use spec::{
-    ClockKind, CorruptKind, FaultKind, Faults, InvalidSpec, KillTarget, NemesisSpec, PartitionKind,
-    PauseTarget, Script, UnknownName,
+    ClockKind, CorruptKind, FaultKind, Faults, InvalidSpec, KillTarget, MemberOp, NemesisSpec,
+    PartitionKind, PauseTarget, Script, UnknownName,
 };
 
 /// Faultline's own iptables chain in each node's network namespace, jumped to from `INPUT`.
@@ -121,6 +122,11 @@ pub struct NemesisOp {
 }
 
 impl NemesisOp {
+    /// An op that was not attempted, for this reason.
+    pub fn skipped(f: &str, value: Value, reason: &str) -> Self {
+        Self::new(f, value, Outcome::Skipped(reason.to_string()))
+    }
+
     fn new(f: &str, value: Value, outcome: Outcome) -> Self {
         let mut map = match value {
             Value::Object(m) => m,
@@ -386,6 +392,54 @@ impl Nemesis {
         }
     }
 
+    /// The cluster's members are now `nodes` (the `member` fault changed them): faults from now
+    /// on target these, and every node that left is forgotten (see [`Nemesis::forget`]).
+    pub fn sync_members(&mut self, nodes: &[String]) {
+        let left: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| !nodes.contains(n))
+            .cloned()
+            .collect();
+        for n in &left {
+            self.forget(n);
+        }
+        self.nodes = nodes.to_vec();
+    }
+
+    /// The current members.
+    pub fn members(&self) -> &[String] {
+        &self.nodes
+    }
+
+    /// Nodes another fault holds down, paused or stalled: the `member` fault leaves them be.
+    pub fn held(&self) -> Vec<String> {
+        self.killed
+            .iter()
+            .chain(&self.paused)
+            .chain(&self.stalled)
+            .cloned()
+            .collect()
+    }
+
+    /// `node` left the cluster and its container is stopped: nothing is undone inside it any
+    /// more (rules that drop its packets in other nodes are still removed at the stop).
+    fn forget(&mut self, node: &str) {
+        if let Some(p) = &mut self.partition {
+            p.grudge.remove(node);
+        }
+        self.chain_dirty.remove(node);
+        self.killed.remove(node);
+        self.paused.remove(node);
+        self.stalled.remove(node);
+        self.skewed.remove(node);
+        self.delayed.remove(node);
+        if let Some((nodes, _)) = &mut self.loss {
+            nodes.retain(|n| n != node);
+        }
+        self.nodes.retain(|n| n != node);
+    }
+
     /// The seeded schedule for a main phase of this length (see [`schedule::schedule`]).
     pub fn schedule(&self, main_phase: Duration) -> Vec<(Duration, Action)> {
         schedule::schedule(&self.spec, self.seed, &self.nodes, main_phase)
@@ -532,6 +586,14 @@ impl Nemesis {
                 jitter_ms,
             }) => self.start_delay(nodes, *delay_ms, *jitter_ms, ctx).await?,
             Action::Stop(FaultKind::Delay) => self.stop_delay(ctx).await?,
+            // The runner applies membership changes (`member::Members`): they change its view.
+            Action::Start(Fault::Member { .. }) | Action::Stop(FaultKind::Member) => {
+                NemesisOp::new(
+                    "member",
+                    json!({}),
+                    Outcome::Skipped("membership changes are applied by the runner".into()),
+                )
+            }
         };
         Ok(vec![op])
     }
@@ -983,6 +1045,13 @@ impl Nemesis {
     ) -> Result<NemesisOp, NemesisError> {
         let f = "start-corrupt";
         let value = json!({"node": node, "kind": kind, "seed": seed});
+        if !self.nodes.iter().any(|n| n == node) {
+            return Ok(NemesisOp::new(
+                f,
+                value,
+                Outcome::Skipped(format!("{node} is no longer a member")),
+            ));
+        }
         if !self.killed.is_empty() {
             return Ok(NemesisOp::new(
                 f,

@@ -14,6 +14,9 @@ use super::spec::{
     ClockKind, CorruptKind, FaultKind, KillTarget, NemesisSpec, PartitionKind, PauseTarget,
 };
 
+/// The random stream a fault's nodes are drawn again from when some of them left the cluster.
+const REMAP_STREAM: u64 = 0x0072_656d_6170; // "remap"
+
 /// The ChaCha stream the nemesis draws from, so that it never shares random numbers with the
 /// generator, which seeds its own generator from the same `--seed`.
 const NEMESIS_STREAM: u64 = 0x006e_656d_6573_6973; // "nemesis"
@@ -110,6 +113,12 @@ pub enum Fault {
         /// Drop probability.
         probability: f64,
     },
+    /// A membership change; which one (`member-ops`, as the size allows) and which node are
+    /// decided from `pick` against the members of the moment.
+    Member {
+        /// Drawn from the seed.
+        pick: u64,
+    },
     /// Each of `nodes` delays outgoing packets by `delay_ms` ± `jitter_ms`.
     Delay {
         /// The slow nodes.
@@ -134,6 +143,109 @@ impl Fault {
             Fault::Clock(_) => FaultKind::Clock,
             Fault::Loss { .. } => FaultKind::Loss,
             Fault::Delay { .. } => FaultKind::Delay,
+            Fault::Member { .. } => FaultKind::Member,
+        }
+    }
+
+    /// The fault with its nodes limited to `members`, the cluster's members when it is applied
+    /// (the `member` fault changes them; the schedule was drawn over the initial nodes). A
+    /// partition's order keeps the members it named, in its order, and takes new members at
+    /// the end; a kill, pause, stall or power failure of named nodes, and a loss, replace each
+    /// node that left by a member they did not name, drawn from `salt`; clock offsets of nodes
+    /// that left are dropped (none left: a reset); a delay hits every member. Unchanged while
+    /// every node it names is a member.
+    pub fn remap(&self, members: &[String], salt: u64) -> Fault {
+        let gone = |v: &[String]| v.iter().any(|n| !members.contains(n));
+        let mut rng = ChaCha8Rng::seed_from_u64(salt);
+        rng.set_stream(REMAP_STREAM);
+        let mut fill = |v: &[String]| -> Vec<String> {
+            let kept: Vec<String> = v.iter().filter(|n| members.contains(n)).cloned().collect();
+            let mut others: Vec<String> =
+                members.iter().filter(|n| !v.contains(n)).cloned().collect();
+            others.shuffle(&mut rng);
+            let missing = v.len() - kept.len();
+            let mut out = kept;
+            out.extend(others.into_iter().take(missing));
+            out
+        };
+        match self {
+            Fault::Partition { kind, order } if gone(order) || members.len() != order.len() => {
+                let mut order: Vec<String> = order
+                    .iter()
+                    .filter(|n| members.contains(n))
+                    .cloned()
+                    .collect();
+                let new: Vec<String> = members
+                    .iter()
+                    .filter(|m| !order.contains(m))
+                    .cloned()
+                    .collect();
+                order.extend(new);
+                Fault::Partition { kind: *kind, order }
+            }
+            Fault::Kill {
+                target,
+                nodes: Targets::Nodes(v),
+            } if gone(v) => Fault::Kill {
+                target: *target,
+                nodes: Targets::Nodes(fill(v)),
+            },
+            Fault::Pause {
+                target,
+                nodes: Targets::Nodes(v),
+            } if gone(v) => Fault::Pause {
+                target: *target,
+                nodes: Targets::Nodes(fill(v)),
+            },
+            Fault::Stall {
+                target,
+                nodes: Targets::Nodes(v),
+            } if gone(v) => Fault::Stall {
+                target: *target,
+                nodes: Targets::Nodes(fill(v)),
+            },
+            Fault::Power {
+                target,
+                nodes: Targets::Nodes(v),
+            } if gone(v) => Fault::Power {
+                target: *target,
+                nodes: Targets::Nodes(fill(v)),
+            },
+            Fault::Loss { nodes, probability } if gone(nodes) => {
+                let mut nodes = fill(nodes);
+                nodes.sort();
+                Fault::Loss {
+                    nodes,
+                    probability: *probability,
+                }
+            }
+            Fault::Delay {
+                nodes,
+                delay_ms,
+                jitter_ms,
+            } if nodes.as_slice() != members => Fault::Delay {
+                nodes: members.to_vec(),
+                delay_ms: *delay_ms,
+                jitter_ms: *jitter_ms,
+            },
+            Fault::Clock(ClockPlan::Bump { offsets })
+                if offsets.keys().any(|n| !members.contains(n)) =>
+            {
+                let offsets: BTreeMap<String, i64> = offsets
+                    .iter()
+                    .filter(|(n, _)| members.contains(n))
+                    .map(|(n, o)| (n.clone(), *o))
+                    .collect();
+                if offsets.is_empty() {
+                    Fault::Clock(ClockPlan::Reset)
+                } else {
+                    Fault::Clock(ClockPlan::Bump { offsets })
+                }
+            }
+            Fault::Clock(ClockPlan::Strobe { node, .. }) if !members.contains(node) => {
+                Fault::Clock(ClockPlan::Reset)
+            }
+            other => other.clone(),
         }
     }
 }
@@ -309,6 +421,7 @@ fn draw(
             delay_ms: spec.delay_ms,
             jitter_ms: spec.delay_jitter_ms,
         },
+        FaultKind::Member => Fault::Member { pick: rng.random() },
     }
 }
 
@@ -360,7 +473,12 @@ fn timeline(
     kinds: &[FaultKind],
 ) -> Vec<(Duration, Action)> {
     let mut out = Vec::new();
-    let mut t = jittered(rng, spec.interval, spec.jitter);
+    // A timeline of membership changes alone may have a pace of its own.
+    let interval = match (kinds, spec.member_interval) {
+        ([FaultKind::Member], Some(i)) => i,
+        _ => spec.interval,
+    };
+    let mut t = jittered(rng, interval, spec.jitter);
     if spec.handover && kinds == [FaultKind::Partition] {
         // Each partition replaces the last; one heal at the end.
         let mut last = None;
@@ -370,7 +488,7 @@ fn timeline(
                 Action::Start(draw(rng, seed, spec, nodes, FaultKind::Partition)),
             ));
             last = Some(t);
-            t += jittered(rng, spec.interval, spec.jitter);
+            t += jittered(rng, interval, spec.jitter);
         }
         let heal = t.min(main_phase.saturating_sub(Duration::from_millis(1)));
         if last.is_some_and(|l| heal > l) {
@@ -381,13 +499,23 @@ fn timeline(
     loop {
         let kind = pick(rng, kinds);
         let fault = draw(rng, seed, spec, nodes, kind);
-        let stop = t + jittered(rng, spec.interval, spec.jitter);
+        if kind == FaultKind::Member {
+            // A membership change is not undone: it takes the time it takes, then the next
+            // fault follows an interval later.
+            if t >= main_phase {
+                break;
+            }
+            out.push((t, Action::Start(fault)));
+            t += jittered(rng, interval, spec.jitter);
+            continue;
+        }
+        let stop = t + jittered(rng, interval, spec.jitter);
         if stop >= main_phase {
             break;
         }
         out.push((t, Action::Start(fault)));
         out.push((stop, Action::Stop(kind)));
-        t = stop + jittered(rng, spec.interval, spec.jitter);
+        t = stop + jittered(rng, interval, spec.jitter);
     }
     out
 }
@@ -604,5 +732,75 @@ mod tests {
         assert_eq!(minority_size(4), 1);
         assert_eq!(minority_size(5), 2);
         assert_eq!(minority_size(7), 3);
+    }
+
+    #[test]
+    fn member_changes_are_starts_only_and_never_stop() {
+        let spec = NemesisSpec {
+            faults: vec![FaultKind::Member],
+            interval: 2.0,
+            ..Default::default()
+        };
+        let s = schedule(&spec, 7, &names(3), Duration::from_secs(30));
+        assert!(s.len() >= 8, "{s:?}");
+        for (at, a) in &s {
+            assert!(*at < Duration::from_secs(30));
+            assert!(matches!(a, Action::Start(Fault::Member { .. })), "{a:?}");
+        }
+        // Drawn from the seed: the same seed, the same picks.
+        assert_eq!(s, schedule(&spec, 7, &names(3), Duration::from_secs(30)));
+        assert_ne!(s, schedule(&spec, 8, &names(3), Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn faults_drawn_over_the_first_nodes_are_aimed_at_the_members_of_the_moment() {
+        let members: Vec<String> = ["n1", "n3", "n4"].map(String::from).to_vec();
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // Nothing it names left: unchanged.
+        let kill = Fault::Kill {
+            target: KillTarget::One,
+            nodes: Targets::Nodes(v(&["n3"])),
+        };
+        assert_eq!(kill.remap(&members, 1), kill);
+        // A kill of a node that left hits a member it did not name, the same one per salt.
+        let kill = Fault::Kill {
+            target: KillTarget::Minority,
+            nodes: Targets::Nodes(v(&["n2", "n3"])),
+        };
+        let Fault::Kill {
+            nodes: Targets::Nodes(hit),
+            ..
+        } = kill.remap(&members, 1)
+        else {
+            panic!("still a kill");
+        };
+        assert_eq!(hit.len(), 2);
+        assert_eq!(hit[0], "n3");
+        assert!(hit[1] == "n1" || hit[1] == "n4", "{hit:?}");
+        assert_eq!(kill.remap(&members, 1), kill.remap(&members, 1));
+        // A partition keeps its order of the members it named and takes new ones at the end.
+        let p = Fault::Partition {
+            kind: PartitionKind::RandomHalves,
+            order: v(&["n3", "n2", "n1"]),
+        };
+        assert_eq!(
+            p.remap(&members, 1),
+            Fault::Partition {
+                kind: PartitionKind::RandomHalves,
+                order: v(&["n3", "n1", "n4"]),
+            }
+        );
+        // Clock offsets of nodes that left are dropped; none left, a reset.
+        let bump = Fault::Clock(ClockPlan::Bump {
+            offsets: BTreeMap::from([("n2".to_string(), 5)]),
+        });
+        assert_eq!(bump.remap(&members, 1), Fault::Clock(ClockPlan::Reset));
+        // A delay hits every member.
+        let delay = Fault::Delay {
+            nodes: v(&["n1", "n2", "n3"]),
+            delay_ms: 50,
+            jitter_ms: 10,
+        };
+        assert!(matches!(delay.remap(&members, 1), Fault::Delay { nodes, .. } if nodes == members));
     }
 }

@@ -79,6 +79,23 @@ named_enum!(
         /// On a fixed minority chosen at the start of the run, a node is killed, bits of its
         /// data files are flipped or their tails cut (`corrupt-kinds`), and it is restarted.
         Corrupt => "corrupt",
+        /// Membership changes while the clients run (`member-ops`): a voter removed (its
+        /// container stopped and its data wiped), a fresh node added (started empty, joined as
+        /// a learner, promoted once caught up), or one replaced (removed, then a fresh one
+        /// added). Never below a majority of the original size, never above `member-max`.
+        Member => "member",
+    }
+);
+
+named_enum!(
+    /// A membership change of the `member` fault.
+    MemberOp, "member op" {
+        /// Remove a voter; its container is stopped and its data wiped.
+        Remove => "remove",
+        /// Start a fresh node with an empty data directory, join it as a learner, promote it.
+        Add => "add",
+        /// Remove a voter, then add a fresh node in its place (a disk replaced).
+        Replace => "replace",
     }
 );
 
@@ -290,6 +307,19 @@ pub struct NemesisSpec {
     /// crashed node comes back to a cluster whose leader it cannot hear. The only partition of
     /// such a run, so `partition` must not be among the scheduled faults. Default 0.
     pub isolate_leader_on_crash: f64,
+    /// Membership changes to draw from (`member`); an op that would leave fewer voters than a
+    /// majority of the original cluster, or more than `member-max`, gives way to one that
+    /// would not. Default: remove, add, replace.
+    pub member_ops: Vec<MemberOp>,
+    /// Most voters the `member` fault grows the cluster to. Default: the workload's `nodes`
+    /// plus 2.
+    pub member_max: Option<usize>,
+    /// Seconds between membership changes, before jitter, when `member` has a timeline of its
+    /// own (`concurrent`). Default: `interval`.
+    pub member_interval: Option<f64>,
+    /// Seconds one membership change may take (a joining node must catch up before its
+    /// promotion) before its outcome is `indeterminate`. Default 20.
+    pub member_timeout: f64,
     /// A scripted nemesis run in rounds, `interval` seconds apart, in place of a schedule
     /// (`faults` must then be empty). raftkv only: it arms failpoints over raftkv's
     /// `/failpoints` API, so the nodes need `--failpoint-api`. Default: none.
@@ -321,6 +351,10 @@ impl Default for NemesisSpec {
             handover: false,
             concurrent: false,
             isolate_leader_on_crash: 0.0,
+            member_ops: MemberOp::ALL.to_vec(),
+            member_max: None,
+            member_interval: None,
+            member_timeout: 20.0,
             script: None,
         }
     }
@@ -373,6 +407,18 @@ impl NemesisSpec {
             return bad(
                 "`kill` and `power` both stop nodes: with `concurrent` they would skip each other",
             );
+        }
+        if on(FaultKind::Member) && self.member_ops.is_empty() {
+            return bad("`member-ops` is empty but `member` is among the faults");
+        }
+        if self
+            .member_interval
+            .is_some_and(|i| !(i.is_finite() && i > 0.0))
+        {
+            return bad("`member-interval` must be a positive number of seconds");
+        }
+        if !(self.member_timeout.is_finite() && self.member_timeout > 0.0) {
+            return bad("`member-timeout` must be a positive number of seconds");
         }
         if on(FaultKind::Clock) && self.clock_kinds.is_empty() {
             return bad("`clock-kinds` is empty but `clock` is among the faults");

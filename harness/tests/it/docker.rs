@@ -28,7 +28,7 @@ async fn three_containers_on_a_fresh_network_reach_each_other_and_leave_nothing_
     let run_id = unique_run_id("reach");
     let mut guard = RunGuard::new(&run_id);
 
-    let mut cluster = Cluster::create(&docker, &run_id).await.unwrap();
+    let cluster = Cluster::create(&docker, &run_id).await.unwrap();
     for name in ["n1", "n2", "n3"] {
         cluster.start_node(idle_node(name, &image)).await.unwrap();
     }
@@ -103,7 +103,7 @@ async fn a_panicking_run_is_torn_down_by_its_guard() {
         let (docker, run_id, image) = (docker.clone(), run_id.clone(), image.clone());
         tokio::spawn(async move {
             let _guard = RunGuard::new(&run_id);
-            let mut cluster = Cluster::create(&docker, &run_id).await.unwrap();
+            let cluster = Cluster::create(&docker, &run_id).await.unwrap();
             cluster.start_node(idle_node("n1", &image)).await.unwrap();
             assert_eq!(objects_of_run(&docker, &run_id).await, (1, 1, 1));
             panic!("the run fails halfway");
@@ -129,7 +129,7 @@ async fn restart_on_failure_brings_back_a_crashed_node_but_not_a_killed_one() {
     let image = node_image(&docker).await;
     let run_id = unique_run_id("restart");
     let mut guard = RunGuard::new(&run_id);
-    let mut cluster = Cluster::create(&docker, &run_id).await.unwrap();
+    let cluster = Cluster::create(&docker, &run_id).await.unwrap();
     let mut exits = Box::pin(cluster.exits_with(control::FAILPOINT_EXIT));
     // Exits with 86 (raftkv's failpoint code) after a second, every time it is started.
     let crashing = NodeSpec {

@@ -7,6 +7,7 @@ mod bugs;
 mod docker;
 mod etcd;
 mod galera;
+mod member;
 mod nats;
 mod nemesis;
 mod report;

@@ -60,7 +60,7 @@ async fn faults_take_effect_on_idle_containers_and_heal() {
     let names: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
     nemesis::prepare_clock_dir(clock.path(), &names).unwrap();
 
-    let mut cluster = Cluster::create(&docker, &run_id).await.unwrap();
+    let cluster = Cluster::create(&docker, &run_id).await.unwrap();
     for name in &names {
         let spec = NodeSpec {
             name: name.clone(),
@@ -538,7 +538,7 @@ async fn corrupt_damages_a_stopped_nodes_files_as_reported_and_the_stop_restarts
     let image = node_image(&docker).await;
     let run_id = unique_run_id("corrupt");
     let mut guard = RunGuard::new(&run_id);
-    let mut cluster = Cluster::create(&docker, &run_id).await.unwrap();
+    let cluster = Cluster::create(&docker, &run_id).await.unwrap();
     for name in ["n1", "n2", "n3"] {
         let spec = NodeSpec {
             name: name.into(),

@@ -66,11 +66,19 @@ pub enum Bug {
     /// reads a `cas-mismatch` as an observation (the server's loop obeys it, the core ignores
     /// it).
     CasStaleCompare,
+    /// The leader accepts a membership change while an earlier one is still uncommitted, and
+    /// before it has committed an entry of its own term (dissertation §4.1 and Ongaro's 2015
+    /// correction to single-server changes); and, as a change takes effect once appended, the
+    /// server answers it as done then, not once committed, so the caller's next change comes
+    /// at once. Two changes in flight make a configuration two servers away from the last
+    /// committed one, whose majority can be disjoint from that one's: breaks Election Safety
+    /// and State Machine Safety (the core refuses nothing; the server answers early).
+    ConfChangeConcurrent,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::StaleRead,
         Bug::ForgetVote,
         Bug::CommitOldTerm,
@@ -80,6 +88,7 @@ impl Bug {
         Bug::NoFsync,
         Bug::TxnSplit,
         Bug::CasStaleCompare,
+        Bug::ConfChangeConcurrent,
     ];
 
     /// The kebab-case name used on command lines (`--bug stale-read`).
@@ -94,6 +103,7 @@ impl Bug {
             Bug::NoFsync => "no-fsync",
             Bug::TxnSplit => "txn-split",
             Bug::CasStaleCompare => "cas-stale-compare",
+            Bug::ConfChangeConcurrent => "conf-change-concurrent",
         }
     }
 }
@@ -107,7 +117,7 @@ impl fmt::Display for Bug {
 /// The error for an unknown bug name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown bug {0:?} (known: stale-read, forget-vote, commit-old-term, skip-prev-check, early-ack, lease-ignores-skew, no-fsync, txn-split, cas-stale-compare)"
+    "unknown bug {0:?} (known: stale-read, forget-vote, commit-old-term, skip-prev-check, early-ack, lease-ignores-skew, no-fsync, txn-split, cas-stale-compare, conf-change-concurrent)"
 )]
 pub struct UnknownBug(pub String);
 

@@ -361,10 +361,11 @@ impl Raft {
     /// node as soon as it is appended.
     pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<Index, ProposeError> {
         self.check_can_propose()?;
-        if self.membership_index > self.log.commit {
+        let concurrent = self.config.has_bug(Bug::ConfChangeConcurrent);
+        if self.membership_index > self.log.commit && !concurrent {
             return Err(ProposeError::ChangePending);
         }
-        if self.log.term(self.log.commit) != Some(self.term) {
+        if self.log.term(self.log.commit) != Some(self.term) && !concurrent {
             return Err(ProposeError::LeaderNotReady);
         }
         let m = &self.membership;

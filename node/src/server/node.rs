@@ -534,6 +534,11 @@ impl Node {
             self.raft.compact(self.applied, self.sm.snapshot());
         }
         match self.raft.propose_conf_change(cc.clone()) {
+            Ok(index) if self.raft.config().has_bug(Bug::ConfChangeConcurrent) => {
+                // The planted bug: in effect once appended, so answered as done at once.
+                tracing::info!(kind = ?cc.kind, node = cc.node, index, "membership change appended and answered (bug conf-change-concurrent)");
+                let _ = reply.send(Reply::Applied(Outcome::Done));
+            }
             Ok(index) => {
                 tracing::info!(kind = ?cc.kind, node = cc.node, index, "proposed membership change");
                 let term = self.raft.status().term;

@@ -264,6 +264,15 @@ impl SimConfig {
             // that reads a `cas-mismatch` as an observation proves it (the harness's
             // `bug-raftkv-cas-stale` workload); the core's invariants cannot. The default mix.
             Bug::CasStaleCompare => {}
+            Bug::ConfChangeConcurrent => {
+                // Changes proposed often, leaders cut off often: a second change appended
+                // while the first is uncommitted, on a leader a partition later replaces.
+                c.faults.conf_change = 0.3;
+                c.faults.partition = 0.08;
+                c.faults.heal = 0.05;
+                c.faults.leader_crash = 0.01;
+                c.faults.propose = 0.8;
+            }
             Bug::NoFsync => {
                 // Every crash is a power failure that wipes the node's storage: frequent crashes
                 // of followers and leaders, on 3 nodes so that two wiped nodes are a majority.

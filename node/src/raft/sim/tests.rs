@@ -123,6 +123,11 @@ fn sim_catches_lease_ignores_skew() {
 }
 
 #[test]
+fn sim_catches_conf_change_concurrent() {
+    bug_is_caught(Bug::ConfChangeConcurrent, 300);
+}
+
+#[test]
 fn sim_catches_no_fsync() {
     bug_is_caught(Bug::NoFsync, 100);
 }

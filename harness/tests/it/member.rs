@@ -1,0 +1,148 @@
+//! The `member` fault: voters removed (stopped and wiped), fresh nodes added and promoted, nodes
+//! replaced, under partitions, on raftkv and on etcd; the clients, the other faults and the final
+//! reads follow the members.
+
+use faultline_checker::Validity;
+use serde_json::Value;
+
+use crate::util::run_workload;
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs a member workload briefly and checks what every target must show: valid, nothing left
+/// in Docker (`run_workload`), a removal and an addition installed, clients served by an added
+/// node and never sent to a removed one after its removal, and the harness's final members as
+/// the last change and the status poller say. Returns the final members and `status.jsonl`.
+async fn member_run(name: &str, seed: u64) -> (Vec<String>, Vec<Value>) {
+    let (outcome, _keep) = run_workload(name, seed, |w| {
+        w.time_limit = 20.0;
+        w.recovery = 3.0;
+    })
+    .await;
+    assert_eq!(
+        outcome.valid,
+        Validity::Valid,
+        "{name} seed {seed}: {:?}",
+        outcome.checked.results
+    );
+    let history = lines(&outcome.dir.history());
+    let changes: Vec<&Value> = history
+        .iter()
+        .filter(|o| o["f"] == "member" && o["type"] == "info")
+        .collect();
+    let installed = |op: &str| -> Vec<(u64, String)> {
+        changes
+            .iter()
+            .filter(|o| o["value"]["op"] == op && o["value"]["outcome"] == "installed")
+            .map(|o| {
+                (
+                    o["time"].as_u64().unwrap(),
+                    o["value"]["node"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let (removed, added) = (installed("remove"), installed("add"));
+    assert!(
+        !removed.is_empty() && !added.is_empty(),
+        "{name} seed {seed}: want a removal and an addition installed: {changes:#?}"
+    );
+    // Every change began with an invocation.
+    let invoked = history
+        .iter()
+        .filter(|o| o["f"] == "member" && o["type"] == "invoke")
+        .count();
+    assert!(invoked >= removed.len() + added.len());
+    // Clients followed the members: an added node served operations, and no operation was
+    // sent to a removed node after its removal.
+    let client_ops = || {
+        history
+            .iter()
+            .filter(|o| o["process"] != "nemesis" && o["type"] == "invoke")
+    };
+    assert!(
+        added
+            .iter()
+            .any(|(_, n)| client_ops().any(|o| o["node"] == n.as_str())),
+        "{name} seed {seed}: no client used an added node ({added:?})"
+    );
+    for (at, n) in &removed {
+        let late: Vec<&Value> = client_ops()
+            .filter(|o| o["node"] == n.as_str() && o["time"].as_u64().unwrap() > at + 1_000_000_000)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "{name} seed {seed}: operations went to {n} after its removal: {:?}",
+            &late[..late.len().min(3)]
+        );
+    }
+    // The final members: the last change's, the status poller's last view, within the bounds.
+    let last = changes
+        .iter()
+        .rev()
+        .find(|o| o["value"]["members"].is_array())
+        .unwrap();
+    let members = names(&last["value"]["members"]);
+    assert!(
+        (2..=5).contains(&members.len()),
+        "{name} seed {seed}: {members:?} left the bounds of 2 to 5 voters"
+    );
+    let status = lines(&outcome.dir.path.join("status.jsonl"));
+    let polled = names(&status.last().unwrap()["members"]);
+    assert_eq!(polled, members, "{name} seed {seed}: the poller's view");
+    (members, status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raftkv_under_member_changes_and_partitions_stays_valid_and_agrees_on_its_members() {
+    let _slot = crate::util::docker_slot().await;
+    let seed = 2;
+    let (members, status) = member_run("member-partition", seed).await;
+    // raftkv says its voters: every live member's last answer names the harness's members.
+    let t = status.last().unwrap()["time"].as_u64().unwrap();
+    let last: Vec<&Value> = status
+        .iter()
+        .filter(|s| s["time"].as_u64() == Some(t) && s["voters"].is_array())
+        .collect();
+    assert!(!last.is_empty(), "seed {seed}: no node said its voters");
+    for s in last {
+        assert_eq!(
+            names(&s["voters"]),
+            members,
+            "seed {seed}: {} disagrees with the harness on the members",
+            s["node"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_under_member_changes_and_partitions_stays_valid() {
+    let _slot = crate::util::docker_slot().await;
+    let (members, status) = member_run("etcd-member-partition", 2).await;
+    // Every member the harness ends with answered the last poll.
+    let t = status.last().unwrap()["time"].as_u64().unwrap();
+    for m in &members {
+        assert!(
+            status.iter().any(|s| s["time"].as_u64() == Some(t)
+                && s["node"] == m.as_str()
+                && s["error"].is_null()),
+            "{m} did not answer the last poll"
+        );
+    }
+}
