@@ -662,7 +662,8 @@ mod tests {
     }
 
     /// The rows the list in Rust (`ROWS`) had when they moved into the workload files: the
-    /// same labels, files and kinds, in the same order; and the Redis tutorial's two rows since.
+    /// same labels, files and kinds, in the same order; and the Redis tutorial's two rows and the
+    /// membership rows since.
     #[test]
     fn the_project_rows_are_the_ones_the_list_in_rust_had_in_its_order() {
         #[rustfmt::skip]
@@ -676,6 +677,7 @@ mod tests {
             ("raftkv no-fsync",                        "bug-raftkv-no-fsync",             Expect::Bug),
             ("raftkv txn-split",                       "bug-raftkv-txn-split",            Expect::Bug),
             ("raftkv cas-stale-compare",               "bug-raftkv-cas-stale",            Expect::Bug),
+            ("raftkv conf-change-concurrent",          "bug-conf-change-concurrent",      Expect::Bug),
             ("etcd serializable reads",                "bug-etcd-serializable",           Expect::Bug),
             ("etcd watch progress (#15220)",           "bug-etcd-watch-progress",         Expect::Bug),
             ("etcd watch after snapshot (#15271)",     "bug-etcd-watch-snapshot",         Expect::Bug),
@@ -700,10 +702,12 @@ mod tests {
             ("raftkv correct, figure-8 (control)",     "matrix-raftkv-figure-8",          Expect::Control),
             ("raftkv correct, power (control)",        "matrix-raftkv-power",             Expect::Control),
             ("raftkv correct, corrupt (control)",      "matrix-raftkv-corrupt",           Expect::Control),
+            ("raftkv member + partition (control)",    "matrix-raftkv-member",            Expect::Control),
             ("etcd linearizable (control)",            "matrix-etcd-linearizable",        Expect::Control),
             ("etcd transactions (control)",            "matrix-etcd-txn",                 Expect::Control),
             ("etcd power (control)",                   "matrix-etcd-power",               Expect::Control),
             ("etcd corrupt (control)",                 "matrix-etcd-corrupt",             Expect::Control),
+            ("etcd member + partition (control)",      "matrix-etcd-member",              Expect::Control),
             ("galera serializable (control)",          "matrix-galera-serializable",      Expect::Control),
             ("galera serializable, kills (control)",   "matrix-galera-serializable-kill", Expect::Control),
             ("nats queue, kill (control)",             "matrix-nats-queue-kill",          Expect::Control),

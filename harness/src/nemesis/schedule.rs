@@ -528,9 +528,14 @@ mod tests {
         (1..=n).map(|i| format!("n{i}")).collect()
     }
 
+    /// Every family with a start and a stop (membership changes have no stop: own test).
     fn all_faults() -> NemesisSpec {
         NemesisSpec {
-            faults: FaultKind::ALL.to_vec(),
+            faults: FaultKind::ALL
+                .iter()
+                .copied()
+                .filter(|k| *k != FaultKind::Member)
+                .collect(),
             interval: 2.0,
             ..Default::default()
         }

@@ -113,7 +113,7 @@ async fn member_run(name: &str, seed: u64) -> (Vec<String>, Vec<Value>) {
 async fn raftkv_under_member_changes_and_partitions_stays_valid_and_agrees_on_its_members() {
     let _slot = crate::util::docker_slot().await;
     let seed = 2;
-    let (members, status) = member_run("member-partition", seed).await;
+    let (members, status) = member_run("matrix-raftkv-member", seed).await;
     // raftkv says its voters: every live member's last answer names the harness's members.
     let t = status.last().unwrap()["time"].as_u64().unwrap();
     let last: Vec<&Value> = status
@@ -134,7 +134,7 @@ async fn raftkv_under_member_changes_and_partitions_stays_valid_and_agrees_on_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_under_member_changes_and_partitions_stays_valid() {
     let _slot = crate::util::docker_slot().await;
-    let (members, status) = member_run("etcd-member-partition", 2).await;
+    let (members, status) = member_run("matrix-etcd-member", 2).await;
     // Every member the harness ends with answered the last poll.
     let t = status.last().unwrap()["time"].as_u64().unwrap();
     for m in &members {
