@@ -59,6 +59,7 @@ pub mod history;
 pub mod jepsen;
 mod lease;
 mod linearizable;
+pub mod membership;
 pub mod model;
 pub mod perf;
 pub mod plot;
@@ -209,6 +210,10 @@ pub struct Results {
     /// The transactional isolation check (Elle's list-append and rw-register).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub txn: Option<TxnResult>,
+    /// The membership check (runs with membership changes): the cluster's voters against the
+    /// acknowledged changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<membership::MembershipResult>,
     /// Outcome counts.
     pub stats: Stats,
 }
@@ -403,8 +408,21 @@ impl Results {
             counter: None,
             long_fork: None,
             txn: None,
+            membership: None,
             stats,
         }
+    }
+
+    /// Adds the membership check of a run with membership changes: its contradiction makes the
+    /// whole verdict invalid.
+    fn with_membership(mut self, history: &History) -> Results {
+        if let Some(m) = membership::check_membership(history) {
+            if m.valid == Validity::Invalid {
+                self.valid = Validity::Invalid;
+            }
+            self.membership = Some(m);
+        }
+        self
     }
 }
 
@@ -443,12 +461,13 @@ pub fn check_history(history: &History, opts: &CheckOptions) -> Result<Results, 
             search: opts.txn_search,
             ..TxnOptions::default()
         };
-        return Ok(Results::from_txn(check_txn(history, &txn_opts), stats));
+        let results = Results::from_txn(check_txn(history, &txn_opts), stats);
+        return Ok(results.with_membership(history));
     }
     if let Some(results) = check_jepsen_workload(history, &stats) {
-        return Ok(results);
+        return Ok(results.with_membership(history));
     }
-    Ok(Results::new(check(history, opts)?, stats))
+    Ok(Results::new(check(history, opts)?, stats).with_membership(history))
 }
 
 /// The Jepsen workload checker a history's content calls for, with default options, or `None`

@@ -191,6 +191,9 @@ pub fn run_html(r: &RunReport<'_>) -> String {
             jepsen_section(&mut b, id, title, x);
         }
     }
+    if let Some(m) = r.results.get("membership") {
+        membership_section(&mut b, m);
+    }
     // Histories checked for watches, leases or queues only have no linearizability result.
     if r.results.get("linearizable").is_some() {
         anomalies(&mut b, r.results, r.counterexample_svg);
@@ -216,6 +219,54 @@ pub fn run_html(r: &RunReport<'_>) -> String {
         b.push_str("</ul>");
     }
     page(&format!("{verdict}: {}", r.name), &banner, &b)
+}
+
+/// The membership check: the acknowledged members and each member's contradicting voters.
+fn membership_section(b: &mut String, m: &Value) {
+    let list = |v: &Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    let _ = write!(
+        b,
+        "<h2 id=\"membership\">Membership</h2><p>{}: the members the acknowledged changes made: \
+         <b>{}</b>{}.</p>",
+        escape(m["valid"].as_str().unwrap_or("unknown")),
+        escape(&list(&m["acknowledged"])),
+        match list(&m["uncertain"]) {
+            u if u.is_empty() => String::new(),
+            u => format!(
+                " (not compared, their changes were indeterminate: {})",
+                escape(&u)
+            ),
+        }
+    );
+    let contradictions = m["contradictions"].as_array().cloned().unwrap_or_default();
+    if contradictions.is_empty() {
+        b.push_str("<p>Every member that answered counts exactly these as voters.</p>");
+        return;
+    }
+    b.push_str(
+        "<table><tr><th>member</th><th>its voters</th><th>removal acknowledged, still voting</th>\
+         <th>addition acknowledged, not voting</th></tr>",
+    );
+    for c in &contradictions {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(c["node"].as_str().unwrap_or_default()),
+            escape(&list(&c["voters"])),
+            escape(&list(&c["removed_but_voting"])),
+            escape(&list(&c["added_but_missing"])),
+        );
+    }
+    b.push_str("</table>");
 }
 
 fn what_ran(b: &mut String, run: &Value) {

@@ -309,7 +309,15 @@ pub fn first_anomaly(dir: &Path, outcome: &runner::RunOutcome) -> Option<f64> {
     if let Some(t) = checked_in_time.into_iter().flatten().min() {
         return Some(t.as_secs_f64());
     }
-    let c = r.linearizable.as_ref()?.counterexample()?;
+    // A lost membership change shows at the final member list, after any counterexample.
+    let membership = r
+        .membership
+        .as_ref()
+        .filter(|m| m.valid == Validity::Invalid)
+        .map(|m| m.time_s);
+    let Some(c) = r.linearizable.as_ref().and_then(|l| l.counterexample()) else {
+        return membership;
+    };
     let index = c.op.complete_index.unwrap_or(c.op.invoke_index);
     let text = std::fs::read_to_string(dir.join("history.jsonl")).ok()?;
     text.lines()

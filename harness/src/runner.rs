@@ -924,11 +924,14 @@ async fn drive(
         // Elle needs no final reads: the version orders come from the reads the transactions made.
         Kind::Watch | Kind::Lease | Kind::Txn | Kind::Bank => {}
     }
-    stop_poller.cancel();
-    let _ = poller.await;
-    if members.is_some() {
+    if let Some(m) = &members {
+        // The cluster's own voters, held by the checker to the acknowledged changes.
+        let list = m.final_list().await;
+        record_nemesis(&history, std::slice::from_ref(&list))?;
         eprintln!("faultline: members at the end: {}", view.names().join(", "));
     }
+    stop_poller.cancel();
+    let _ = poller.await;
     eprintln!(
         "faultline: {} ops ({} ok, {} fail, {} info), history in {}",
         history.len(),

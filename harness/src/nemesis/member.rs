@@ -483,19 +483,50 @@ impl<'a> Members<'a> {
         Answer::Refused(last)
     }
 
+    /// The `member-list` op that ends a run with membership changes: the members the harness
+    /// ends with and the voters each of them reports (those that answer). The checker holds the
+    /// voters to the acknowledged changes (`faultline_checker::membership`).
+    pub async fn final_list(&self) -> NemesisOp {
+        let mut voters = serde_json::Map::new();
+        let mut errors = Vec::new();
+        for &j in &self.live {
+            match self.list_of(j).await {
+                Ok(list) => {
+                    let names: Vec<String> = list.voters.iter().map(|&i| node_name(i)).collect();
+                    voters.insert(node_name(j), json!(names));
+                }
+                Err(e) => errors.push(format!("{}: {e}", node_name(j))),
+            }
+        }
+        let outcome = if voters.is_empty() {
+            Outcome::Indeterminate(format!("no member answered: {}", errors.join("; ")))
+        } else {
+            Outcome::Installed
+        };
+        NemesisOp::new(
+            "member-list",
+            json!({"members": self.names(), "voters": voters, "errors": errors}),
+            outcome,
+        )
+    }
+
+    /// The members as node `j` says (raftkv: its own configuration; etcd: `MemberList`).
+    async fn list_of(&self, j: usize) -> Result<MemberList, String> {
+        let client = self.db.client(&self.status_http, self.cluster, j);
+        if let Some(r) = client.raftkv() {
+            raftkv_members(r).await
+        } else if let Some(e) = client.etcd() {
+            etcd_members(e, self.cluster).await
+        } else {
+            Err("no membership API".into())
+        }
+    }
+
     /// The members as the first live member that answers says.
     pub async fn member_list(&self) -> Result<MemberList, String> {
         let mut last = String::from("no live member to ask");
         for &j in &self.live {
-            let client = self.db.client(&self.status_http, self.cluster, j);
-            let answer = if let Some(r) = client.raftkv() {
-                raftkv_members(r).await
-            } else if let Some(e) = client.etcd() {
-                etcd_members(e, self.cluster).await
-            } else {
-                return Err("no membership API".into());
-            };
-            match answer {
+            match self.list_of(j).await {
                 Ok(list) => return Ok(list),
                 Err(e) => last = format!("{}: {e}", node_name(j)),
             }

@@ -41,6 +41,14 @@ async fn member_run(name: &str, seed: u64) -> (Vec<String>, Vec<Value>) {
         "{name} seed {seed}: {:?}",
         outcome.checked.results
     );
+    // The membership check ran: every member that answered counts the acknowledged members.
+    let membership = outcome
+        .checked
+        .results
+        .membership
+        .as_ref()
+        .expect("a run with membership changes ends with a member list");
+    assert_eq!(membership.valid, Validity::Valid, "{membership:?}");
     let history = lines(&outcome.dir.history());
     let changes: Vec<&Value> = history
         .iter()
