@@ -421,8 +421,8 @@ impl<'a> Members<'a> {
         self.view.set(make(&self.http), make(&self.status_http));
     }
 
-    /// An admin client (long timeout) of a live member: the leader when known and not
-    /// `avoid`, else the first other live member.
+    /// An admin client (long timeout) of a live member: `leader` when it is one, else the first
+    /// live member.
     fn any_admin(&self, leader: Option<&str>) -> (String, NodeClient) {
         let pick = leader
             .and_then(|l| self.live.iter().copied().find(|&i| node_name(i) == l))
