@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{NemesisOp, Outcome, spec::MemberOp};
 use crate::client::{EtcdClient, HttpClient, NodeClient, RaftkvClient};
@@ -306,18 +306,14 @@ impl<'a> Members<'a> {
         let outcome = self.join(i).await;
         let outcome = match outcome {
             Ok(()) => {
-                self.live.push(i);
-                self.live.sort_unstable();
-                self.refresh_view();
+                self.admit(i);
                 Outcome::Installed
             }
             Err(why) => {
                 // Whatever the cluster says now decides whether the node stays.
                 match self.member_list().await {
                     Ok(list) if list.voters.contains(&i) => {
-                        self.live.push(i);
-                        self.live.sort_unstable();
-                        self.refresh_view();
+                        self.admit(i);
                         Outcome::Indeterminate(format!("{why}; the member list has it as a voter"))
                     }
                     Ok(list) => {
@@ -348,6 +344,13 @@ impl<'a> Members<'a> {
         Ok(())
     }
 
+    /// Node `i` is a voter now: a live member the view follows.
+    fn admit(&mut self, i: usize) {
+        self.live.push(i);
+        self.live.sort_unstable();
+        self.refresh_view();
+    }
+
     /// Starts node `i` joining the current voters and makes it a voter.
     async fn join(&mut self, i: usize) -> Result<(), String> {
         let name = node_name(i);
@@ -360,7 +363,8 @@ impl<'a> Members<'a> {
             .db
             .join_spec(self.cluster, i, &members, self.clock_dir)?;
         let deadline = tokio::time::Instant::now() + self.timeout;
-        if let Some(etcd) = self.any_admin(None).1.etcd().cloned() {
+        let first = self.live.first().copied().unwrap_or(0);
+        if let Some(etcd) = self.admin(first).etcd().cloned() {
             // etcd: the member is added (as a learner) before it starts.
             let peer = format!("http://{ip}:{}", self.port("peer"));
             // A refused or failed `MemberAdd` leaves the list as it was, or (unknown answer) is
@@ -421,17 +425,9 @@ impl<'a> Members<'a> {
         self.view.set(make(&self.http), make(&self.status_http));
     }
 
-    /// An admin client (long timeout) of a live member: `leader` when it is one, else the first
-    /// live member.
-    fn any_admin(&self, leader: Option<&str>) -> (String, NodeClient) {
-        let pick = leader
-            .and_then(|l| self.live.iter().copied().find(|&i| node_name(i) == l))
-            .or_else(|| self.live.first().copied())
-            .unwrap_or(0);
-        (
-            node_name(pick),
-            self.db.client(&self.admin_http, self.cluster, pick),
-        )
+    /// A client of node `j` with the long timeout membership changes need.
+    fn admin(&self, j: usize) -> NodeClient {
+        self.db.client(&self.admin_http, self.cluster, j)
     }
 
     /// Adds (`add`) or removes node `i` through the system's API, asking the leader first and
@@ -451,7 +447,7 @@ impl<'a> Members<'a> {
         order.extend(rest);
         let mut last = String::from("no live member to ask");
         for j in order {
-            let client = self.db.client(&self.admin_http, self.cluster, j);
+            let client = self.admin(j);
             if let Some(raftkv) = client.raftkv() {
                 let addr = (self.port("peer"), self.port("client"));
                 match raftkv_change(raftkv, self.cluster, i, add, addr).await {
@@ -637,17 +633,6 @@ async fn promote_etcd(
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => return Err(format!("MemberPromote: {e}")),
-        }
-    }
-}
-
-impl NemesisOp {
-    /// The invocation line of a step that takes a while (a membership change).
-    pub fn invoke(f: &str, value: Value) -> Self {
-        Self {
-            f: f.to_string(),
-            value,
-            outcome: Outcome::Indeterminate("in progress".into()),
         }
     }
 }

@@ -122,6 +122,15 @@ pub struct NemesisOp {
 }
 
 impl NemesisOp {
+    /// The invocation line of a step that takes a while (a membership change): no outcome yet.
+    pub fn invoke(f: &str, value: Value) -> Self {
+        Self {
+            f: f.to_string(),
+            value,
+            outcome: Outcome::Indeterminate("in progress".into()),
+        }
+    }
+
     /// An op that was not attempted, for this reason.
     pub fn skipped(f: &str, value: Value, reason: &str) -> Self {
         Self::new(f, value, Outcome::Skipped(reason.to_string()))

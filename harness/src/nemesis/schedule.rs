@@ -168,85 +168,52 @@ impl Fault {
             out.extend(others.into_iter().take(missing));
             out
         };
-        match self {
-            Fault::Partition { kind, order } if gone(order) || members.len() != order.len() => {
-                let mut order: Vec<String> = order
-                    .iter()
-                    .filter(|n| members.contains(n))
-                    .cloned()
-                    .collect();
+        let mut out = self.clone();
+        let mut reset_clocks = false;
+        match &mut out {
+            Fault::Partition { order, .. } => {
+                order.retain(|n| members.contains(n));
                 let new: Vec<String> = members
                     .iter()
                     .filter(|m| !order.contains(m))
                     .cloned()
                     .collect();
                 order.extend(new);
-                Fault::Partition { kind: *kind, order }
             }
             Fault::Kill {
-                target,
                 nodes: Targets::Nodes(v),
-            } if gone(v) => Fault::Kill {
-                target: *target,
-                nodes: Targets::Nodes(fill(v)),
-            },
-            Fault::Pause {
-                target,
+                ..
+            }
+            | Fault::Pause {
                 nodes: Targets::Nodes(v),
-            } if gone(v) => Fault::Pause {
-                target: *target,
-                nodes: Targets::Nodes(fill(v)),
-            },
-            Fault::Stall {
-                target,
+                ..
+            }
+            | Fault::Stall {
                 nodes: Targets::Nodes(v),
-            } if gone(v) => Fault::Stall {
-                target: *target,
-                nodes: Targets::Nodes(fill(v)),
-            },
-            Fault::Power {
-                target,
+                ..
+            }
+            | Fault::Power {
                 nodes: Targets::Nodes(v),
-            } if gone(v) => Fault::Power {
-                target: *target,
-                nodes: Targets::Nodes(fill(v)),
-            },
-            Fault::Loss { nodes, probability } if gone(nodes) => {
-                let mut nodes = fill(nodes);
+                ..
+            } if gone(v) => *v = fill(v),
+            Fault::Loss { nodes, .. } if gone(nodes) => {
+                *nodes = fill(nodes);
                 nodes.sort();
-                Fault::Loss {
-                    nodes,
-                    probability: *probability,
-                }
             }
-            Fault::Delay {
-                nodes,
-                delay_ms,
-                jitter_ms,
-            } if nodes.as_slice() != members => Fault::Delay {
-                nodes: members.to_vec(),
-                delay_ms: *delay_ms,
-                jitter_ms: *jitter_ms,
-            },
-            Fault::Clock(ClockPlan::Bump { offsets })
-                if offsets.keys().any(|n| !members.contains(n)) =>
-            {
-                let offsets: BTreeMap<String, i64> = offsets
-                    .iter()
-                    .filter(|(n, _)| members.contains(n))
-                    .map(|(n, o)| (n.clone(), *o))
-                    .collect();
-                if offsets.is_empty() {
-                    Fault::Clock(ClockPlan::Reset)
-                } else {
-                    Fault::Clock(ClockPlan::Bump { offsets })
-                }
+            Fault::Delay { nodes, .. } => *nodes = members.to_vec(),
+            Fault::Clock(ClockPlan::Bump { offsets }) => {
+                offsets.retain(|n, _| members.contains(n));
+                reset_clocks = offsets.is_empty();
             }
-            Fault::Clock(ClockPlan::Strobe { node, .. }) if !members.contains(node) => {
-                Fault::Clock(ClockPlan::Reset)
+            Fault::Clock(ClockPlan::Strobe { node, .. }) => {
+                reset_clocks = !members.contains(node);
             }
-            other => other.clone(),
+            _ => {}
         }
+        if reset_clocks {
+            out = Fault::Clock(ClockPlan::Reset);
+        }
+        out
     }
 }
 
