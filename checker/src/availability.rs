@@ -304,6 +304,9 @@ pub struct StatusSample {
     /// changes; absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<String>>,
+    /// The node's own voters, when the system says them (raftkv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voters: Option<Vec<String>>,
     /// Why the poll failed (then the other fields are absent).
     #[serde(default)]
     pub error: Option<String>,

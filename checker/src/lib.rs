@@ -424,6 +424,20 @@ impl Results {
         }
         self
     }
+
+    /// Adds the voters the status polls saw during the run (`status.jsonl`) to the membership
+    /// check ([`membership::check_observed`]); one no prefix of the changes explains makes the
+    /// whole verdict invalid. Nothing changes for a run without membership changes.
+    pub fn with_status(mut self, history: &History, samples: &[StatusSample]) -> Results {
+        if let Some(m) = self.membership.take() {
+            let m = m.with_observed(membership::check_observed(history, samples, 5));
+            if m.valid == Validity::Invalid {
+                self.valid = Validity::Invalid;
+            }
+            self.membership = Some(m);
+        }
+        self
+    }
 }
 
 /// Checks a history with the checker its content calls for: any watch line (`"process":"watch"`)
@@ -449,7 +463,7 @@ pub fn check_history(history: &History, opts: &CheckOptions) -> Result<Results, 
         .any(|o| history.invocation(o).f == "drain")
     {
         let queue = check_queue(history, &QueueOptions::default());
-        return Ok(Results::from_queue(queue, stats));
+        return Ok(Results::from_queue(queue, stats).with_membership(history));
     }
     if history.ops.iter().any(|o| o.f == "lease-grant") {
         let lease = check_lease(history, &LeaseOptions::default());

@@ -247,9 +247,34 @@ fn membership_section(b: &mut String, m: &Value) {
             ),
         }
     );
+    let unexplained = m["unexplained"].as_array().cloned().unwrap_or_default();
+    if !unexplained.is_empty() {
+        b.push_str(
+            "<p>During the run, nodes counted voters that no prefix of the changes explains              (each change in turn from the original members; a node may lag, an indeterminate              change may be in or out, an acknowledged one is never skipped):</p><table><tr>             <th>time</th><th>node</th><th>its voters</th><th>acknowledged changes by then</th></tr>",
+        );
+        for u in &unexplained {
+            let _ = write!(
+                b,
+                "<tr><td>{:.1} s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                u["time_s"].as_f64().unwrap_or(0.0),
+                escape(u["node"].as_str().unwrap_or_default()),
+                escape(&list(&u["voters"])),
+                escape(&list(&u["acknowledged"])),
+            );
+        }
+        b.push_str("</table>");
+    }
+    if let Some(sizes) = m["sizes_disagree"].as_object().filter(|s| !s.is_empty()) {
+        let said: Vec<String> = sizes.iter().map(|(n, c)| format!("{n}: {c}")).collect();
+        let _ = write!(
+            b,
+            "<p>At the end the members do not agree on how many voters the group has (members              of one group that drifted apart, or a size no acknowledged change made): {}.</p>",
+            escape(&said.join(", "))
+        );
+    }
     let contradictions = m["contradictions"].as_array().cloned().unwrap_or_default();
     if contradictions.is_empty() {
-        b.push_str("<p>Every member that answered counts exactly these as voters.</p>");
+        b.push_str("<p>At the end, every member that answered counts exactly these as voters.</p>");
         return;
     }
     b.push_str(

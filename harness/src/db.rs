@@ -234,10 +234,10 @@ impl Db for TargetDb {
         let t = &self.target.name;
         if !matches!(
             self.target.client.protocol,
-            ProtocolName::Raftkv | ProtocolName::Etcd
+            ProtocolName::Raftkv | ProtocolName::Etcd | ProtocolName::Nats
         ) {
             return Err(format!(
-                "target {t}: membership changes are made through raftkv's or etcd's API, and its protocol is neither"
+                "target {t}: membership changes are made through raftkv's, etcd's or NATS's API, and its protocol is none of them"
             ));
         }
         if self.target.node.join_args.is_none() {

@@ -309,7 +309,8 @@ pub fn first_anomaly(dir: &Path, outcome: &runner::RunOutcome) -> Option<f64> {
     if let Some(t) = checked_in_time.into_iter().flatten().min() {
         return Some(t.as_secs_f64());
     }
-    // A lost membership change shows at the final member list, after any counterexample.
+    // A lost membership change shows at the first poll that saw it, or at the final member
+    // list; whichever of that and a counterexample came first.
     let membership = r
         .membership
         .as_ref()
@@ -320,11 +321,16 @@ pub fn first_anomaly(dir: &Path, outcome: &runner::RunOutcome) -> Option<f64> {
     };
     let index = c.op.complete_index.unwrap_or(c.op.invoke_index);
     let text = std::fs::read_to_string(dir.join("history.jsonl")).ok()?;
-    text.lines()
+    let counterexample = text
+        .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|o| o["index"].as_u64() == Some(index))
         .and_then(|o| o["time"].as_u64())
-        .map(|ns| ns as f64 / 1e9)
+        .map(|ns| ns as f64 / 1e9);
+    [counterexample, membership]
+        .into_iter()
+        .flatten()
+        .reduce(f64::min)
 }
 
 /// The verdict of a run stopped by Ctrl-C; the matrix stops after it.
@@ -720,6 +726,7 @@ mod tests {
             ("galera serializable, kills (control)",   "matrix-galera-serializable-kill", Expect::Control),
             ("nats queue, kill (control)",             "matrix-nats-queue-kill",          Expect::Control),
             ("nats queue, partitions (control)",       "matrix-nats-queue-partition",     Expect::Control),
+            ("nats queue, member + partition (control)", "matrix-nats-member",            Expect::Control),
             ("etcd watches (control)",                 "matrix-etcd-watch",               Expect::Control),
             ("etcd leases (control)",                  "matrix-etcd-lease",               Expect::Control),
             ("redis sentinel, no faults (control)",    "redis-sentinel-none",             Expect::Control),

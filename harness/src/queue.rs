@@ -1,12 +1,14 @@
 //! The queue workload (NATS JetStream), as Jepsen's NATS test runs it: `concurrency` writers
 //! publish unique values to one replicated stream and record each publish's ack; after the
-//! faults, the heal and the recovery, every client drains the whole stream with a pull consumer.
+//! faults, the heal and the recovery, every member's client drains the whole stream with a pull
+//! consumer (the members of the end, when the `member` fault changed them).
 //!
 //! What is recorded (the contract with `faultline_checker`'s queue checker): `publish` (invoke
 //! `{"writer": w, "n": k}`, `w` the writer's stable index, `k` its counter; ok adds the stream
 //! sequence `"seq"`), and one `drain` per client (invoke `null`, ok: the messages read, in
 //! stream order). This module never judges anything.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -16,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Completion, Drained, NatsClient, NodeClient};
+use crate::nemesis::member::LiveView;
 use crate::runner::Recorder;
 use crate::workload::Workload;
 
@@ -28,29 +31,40 @@ fn nats_clients(clients: &[(String, NodeClient)]) -> anyhow::Result<Vec<(String,
     )
 }
 
-/// Starts the writers; they run until `stop`.
+/// Starts the writers; they run until `stop`. Writer `i` publishes through the `i`-th member
+/// of `view` (modulo their number), picked again when the members change (the `member` fault).
 ///
 /// # Errors
 /// When the clients are not NATS clients.
 pub fn start(
     w: &Workload,
     seed: u64,
-    clients: &[(String, NodeClient)],
+    view: &Arc<LiveView>,
     recorder: &Recorder,
     stop: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
-    let members = nats_clients(clients)?;
+    nats_clients(&view.clients())?;
     let pause = (w.rate > 0.0).then(|| w.concurrency as f64 / w.rate);
     let mut tasks = Vec::new();
     for i in 0..w.concurrency {
-        let (node, client) = members[i % members.len()].clone();
-        let (recorder, stop) = (recorder.clone(), stop.clone());
+        let (view, recorder, stop) = (view.clone(), recorder.clone(), stop.clone());
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x0071_7565_7565 + i as u64));
         tasks.push(tokio::spawn(async move {
+            let bind = || -> anyhow::Result<(u64, String, NatsClient)> {
+                let generation = view.generation();
+                let members = nats_clients(&view.clients())?;
+                anyhow::ensure!(!members.is_empty(), "no member left to publish to");
+                let (node, client) = members[i % members.len()].clone();
+                Ok((generation, node, client))
+            };
+            let (mut generation, mut node, mut client) = bind()?;
             let mut process = i as u64;
             for n in 0u64.. {
                 if !crate::generator::pace(&mut rng, pause, &stop).await {
                     return Ok(());
+                }
+                if view.generation() != generation {
+                    (generation, node, client) = bind()?;
                 }
                 let value = json!({ "writer": i, "n": n });
                 recorder.invoke(process, "publish", None, &value, &node)?;

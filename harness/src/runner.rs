@@ -490,7 +490,11 @@ pub fn check_run(dir: &RunDir) -> anyhow::Result<Checked> {
         ..CheckOptions::default()
     };
     // Watch and lease histories go to their own checkers; registers to linearizability.
-    let results = faultline_checker::check_history(&history, &options)?;
+    let mut results = faultline_checker::check_history(&history, &options)?;
+    // Membership changes: the voters the status polls saw are held to the changes as well.
+    if let Ok(status) = std::fs::read_to_string(dir.path.join("status.jsonl")) {
+        results = results.with_status(&history, &faultline_checker::parse_status(&status));
+    }
     if let Some(c) = results
         .linearizable
         .as_ref()
@@ -677,7 +681,7 @@ async fn drive(
                 crate::lease::start(w, clients, status_clients, &recorder, &stop_clients).await?;
         }
         Kind::Queue => {
-            workers = crate::queue::start(w, opts.seed, clients, &recorder, &stop_clients)?;
+            workers = crate::queue::start(w, opts.seed, &view, &recorder, &stop_clients)?;
         }
     }
 
@@ -920,7 +924,7 @@ async fn drive(
         .to_vec();
     match w.kind() {
         Kind::Register => final_reads(&keys, &view.clients(), &recorder, opts.seed).await?,
-        Kind::Queue => crate::queue::drain_all(w, clients, &recorder).await?,
+        Kind::Queue => crate::queue::drain_all(w, &view.clients(), &recorder).await?,
         // Elle needs no final reads: the version orders come from the reads the transactions made.
         Kind::Watch | Kind::Lease | Kind::Txn | Kind::Bank => {}
     }

@@ -621,10 +621,13 @@ impl Workload {
             .as_ref()
             .filter(|s| s.faults.contains(&crate::nemesis::FaultKind::Member))
         {
-            if !matches!(self.kind(), Kind::Register | Kind::Txn | Kind::Bank) {
+            if !matches!(
+                self.kind(),
+                Kind::Register | Kind::Txn | Kind::Bank | Kind::Queue
+            ) {
                 return bad(
                     "nemesis.faults",
-                    "`member` changes which nodes the clients talk to: register, txn and bank workloads only (watchers, lease holders and queue drains stay on their nodes)",
+                    "`member` changes which nodes the clients talk to: register, txn, bank and queue workloads only (watchers and lease holders stay on their nodes)",
                 );
             }
             if spec.member_max.is_some_and(|m| m < self.nodes) {

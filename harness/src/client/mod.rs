@@ -22,7 +22,7 @@ pub use galera::{GALERA_PORT, GaleraClient, GaleraSession};
 pub use http::{HttpClient, HttpError};
 pub use nats::{
     CLIENT_PORT as NATS_CLIENT_PORT, CLUSTER_PORT as NATS_CLUSTER_PORT, DRAIN_STALL, Drained,
-    MONITOR_PORT as NATS_MONITOR_PORT, NatsClient, Revisions,
+    MONITOR_PORT as NATS_MONITOR_PORT, MetaView, NatsClient, Revisions, StreamReplicas,
 };
 pub use probe::Probe;
 pub use raftkv::{FailpointsView, RaftkvClient, Status};

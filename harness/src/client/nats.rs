@@ -470,15 +470,7 @@ impl NatsClient {
     /// # Errors
     /// What went wrong.
     pub async fn status(&self) -> Result<Status, String> {
-        let url = format!("{}/jsz?acc=%24G&streams=true", self.monitor);
-        let (code, body) = self
-            .http
-            .request(hyper::Method::GET, &url, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !code.is_success() {
-            return Err(format!("/jsz answered {code}"));
-        }
+        let body = self.jsz("acc=%24G&streams=true").await?;
         let leader = leader_of_jsz(&body, &[format!("KV_{}", self.bucket), self.queue.clone()]);
         let id = node_number(&self.node);
         Ok(Status {
@@ -494,6 +486,203 @@ impl NatsClient {
             applied: 0,
             ..Default::default()
         })
+    }
+}
+
+/// The system account's user in `targets/nats/system-account.conf`: the `member` fault removes
+/// servers with it.
+pub const SYSTEM_USER: (&str, &str) = ("faultline", "faultline");
+
+/// A server's view of the JetStream meta group (`/jsz`): only the meta leader lists its peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaView {
+    /// The meta leader this server names, if any.
+    pub leader: Option<String>,
+    /// How many peers this server counts in the meta group.
+    pub size: usize,
+    /// The meta group's peers (their server names, this server among them) when this server
+    /// leads it; a peer whose name it does not know yet is listed by its peer id.
+    pub peers: Option<Vec<String>>,
+}
+
+impl NatsClient {
+    /// Asks the JetStream meta leader, through this server, to remove `server` from the meta
+    /// group (`$JS.API.SERVER.REMOVE`, as the system account's user). `Err((definite, why))`:
+    /// definite when nothing was proposed (no meta leader answered, or it refused).
+    ///
+    /// nats-server answers success once the leader has *proposed* the removal, before it is
+    /// committed: the caller waits for the leader's peer list to follow.
+    ///
+    /// # Errors
+    /// As above.
+    pub async fn server_remove(&self, server: &str) -> Result<(), (bool, String)> {
+        let conn = async_nats::ConnectOptions::with_user_and_password(
+            SYSTEM_USER.0.into(),
+            SYSTEM_USER.1.into(),
+        )
+        .connection_timeout(self.timeout)
+        .request_timeout(Some(self.timeout))
+        .connect(self.addr.as_str())
+        .await
+        .map_err(|e| {
+            (
+                true,
+                format!("connect to {} as the system user: {e}", self.addr),
+            )
+        })?;
+        // `peer` is the server's name (`peer_id` would be its peer id).
+        let body = json!({ "peer": server }).to_string();
+        let reply = conn
+            .request("$JS.API.SERVER.REMOVE", Bytes::from(body))
+            .await
+            .map_err(|e| {
+                use async_nats::client::RequestErrorKind as K;
+                match e.kind() {
+                    // Only the meta leader subscribes: nobody listening, nothing proposed.
+                    K::NoResponders => (true, "no meta leader answered (no responders)".into()),
+                    _ => (false, format!("$JS.API.SERVER.REMOVE: {e}")),
+                }
+            })?;
+        server_remove_answer(&reply.payload)
+    }
+
+    /// This server's view of the meta group, from `/jsz`.
+    ///
+    /// # Errors
+    /// When the server does not answer, or not with JSON.
+    pub async fn meta(&self) -> Result<MetaView, String> {
+        Ok(meta_of_jsz(&self.node, &self.jsz("").await?))
+    }
+
+    /// The monitoring endpoint's `/jsz` with this query.
+    async fn jsz(&self, query: &str) -> Result<Value, String> {
+        let url = format!("{}/jsz?{query}", self.monitor);
+        let (code, body) = self
+            .http
+            .request(hyper::Method::GET, &url, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !code.is_success() {
+            return Err(format!("/jsz answered {code}"));
+        }
+        Ok(body)
+    }
+}
+
+/// The workload's stream as its leader sees it: how many replicas it is configured with, and
+/// its peers (the leader first) with whether each is current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamReplicas {
+    /// `num_replicas` of the stream's configuration.
+    pub configured: usize,
+    /// The stream's peers (server names; the leader first) and whether each is current.
+    pub peers: Vec<(String, bool)>,
+}
+
+impl StreamReplicas {
+    /// All configured replicas are there and current: what an operator checks before taking
+    /// another server away (a removal now leaves the data on a majority of its replicas).
+    pub fn healthy(&self) -> bool {
+        self.peers.len() >= self.configured && self.peers.iter().all(|(_, c)| *c)
+    }
+}
+
+impl NatsClient {
+    /// The workload's stream (the KV bucket's or the queue's) as this server sees it, when this
+    /// server leads it; `None` when it does not (only the leader knows if its peers are
+    /// current).
+    ///
+    /// # Errors
+    /// When the server does not answer, or not with JSON.
+    pub async fn stream_replicas(&self) -> Result<Option<StreamReplicas>, String> {
+        let body = self.jsz("acc=%24G&streams=true&config=true").await?;
+        Ok(stream_replicas_of_jsz(
+            &self.node,
+            &body,
+            &[format!("KV_{}", self.bucket), self.queue.clone()],
+        ))
+    }
+}
+
+/// The first of `streams` that server `node` hosts and leads, from its `/jsz`.
+fn stream_replicas_of_jsz(node: &str, body: &Value, streams: &[String]) -> Option<StreamReplicas> {
+    let hosted = body["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten());
+    for s in hosted {
+        if !streams.iter().any(|n| s["name"] == n.as_str()) || s["cluster"]["leader"] != node {
+            continue;
+        }
+        let mut peers = vec![(node.to_string(), true)];
+        for r in s["cluster"]["replicas"].as_array().into_iter().flatten() {
+            let name = r["name"].as_str().unwrap_or("?").to_string();
+            let current = r["current"] == true && r["offline"] != true;
+            peers.push((name, current));
+        }
+        return Some(StreamReplicas {
+            configured: s["config"]["num_replicas"].as_u64().unwrap_or(1) as usize,
+            peers,
+        });
+    }
+    None
+}
+
+/// The meta leader's answer to `$JS.API.SERVER.REMOVE`: success, or its error (definite: it
+/// refused before proposing anything).
+fn server_remove_answer(payload: &[u8]) -> Result<(), (bool, String)> {
+    let v: Value = serde_json::from_slice(payload).map_err(|e| {
+        (
+            false,
+            format!(
+                "$JS.API.SERVER.REMOVE answered what is not JSON ({e}): {}",
+                String::from_utf8_lossy(payload)
+            ),
+        )
+    })?;
+    if v["success"] == true {
+        return Ok(());
+    }
+    match v.get("error") {
+        Some(err) => Err((
+            true,
+            format!(
+                "{} (code {}, err_code {})",
+                err["description"].as_str().unwrap_or("no description"),
+                err["code"],
+                err["err_code"]
+            ),
+        )),
+        None => Err((false, format!("$JS.API.SERVER.REMOVE answered {v}"))),
+    }
+}
+
+/// The meta group as `/jsz` of server `node` shows it.
+fn meta_of_jsz(node: &str, body: &Value) -> MetaView {
+    let meta = &body["meta_cluster"];
+    let leader = meta["leader"]
+        .as_str()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string);
+    let peers = (leader.as_deref() == Some(node)).then(|| {
+        let mut peers = vec![node.to_string()];
+        for r in meta["replicas"].as_array().into_iter().flatten() {
+            // A peer whose name the leader does not know yet: its peer id.
+            let name = r["name"]
+                .as_str()
+                .filter(|n| !n.starts_with("Server name unknown"))
+                .or_else(|| r["peer"].as_str())
+                .unwrap_or("?");
+            peers.push(name.to_string());
+        }
+        peers.sort();
+        peers
+    });
+    MetaView {
+        leader,
+        size: meta["cluster_size"].as_u64().unwrap_or(0) as usize,
+        peers,
     }
 }
 
@@ -548,6 +737,83 @@ mod tests {
         assert!(!classify_publish(PublishErrorKind::TimedOut, "t").1);
         assert!(!classify_publish(PublishErrorKind::BrokenPipe, "b").1);
         assert!(!classify_publish(PublishErrorKind::Other, "o").1);
+    }
+
+    #[test]
+    fn only_the_meta_leader_lists_the_meta_groups_peers() {
+        let body = json!({"meta_cluster": {"name": "faultline", "leader": "n2", "cluster_size": 3,
+        "replicas": [
+            {"name": "n4", "current": true, "peer": "abc"},
+            {"name": "Server name unknown at this time (peerID: xyz)", "peer": "xyz"},
+        ]}});
+        let leader = meta_of_jsz("n2", &body);
+        assert_eq!(leader.leader.as_deref(), Some("n2"));
+        assert_eq!(leader.size, 3);
+        assert_eq!(
+            leader.peers,
+            Some(vec!["n2".to_string(), "n4".into(), "xyz".into()])
+        );
+        let follower = meta_of_jsz(
+            "n4",
+            &json!({"meta_cluster": {"leader": "n2", "cluster_size": 3}}),
+        );
+        assert_eq!(follower.peers, None);
+        assert_eq!(follower.size, 3);
+        let lost = meta_of_jsz(
+            "n4",
+            &json!({"meta_cluster": {"leader": "", "cluster_size": 3}}),
+        );
+        assert_eq!(lost.leader, None);
+    }
+
+    #[test]
+    fn the_stream_is_healthy_when_its_leader_counts_every_replica_current() {
+        let body = |n4: bool| {
+            json!({"account_details": [{"stream_detail": [
+                {"name": "other", "cluster": {"leader": "n2"}},
+                {"name": "q", "config": {"num_replicas": 3}, "cluster": {"leader": "n2",
+                    "replicas": [{"name": "n3", "current": true}, {"name": "n4", "current": n4}]}},
+            ]}]})
+        };
+        let streams = ["KV_b".to_string(), "q".into()];
+        let r = stream_replicas_of_jsz("n2", &body(true), &streams).unwrap();
+        assert_eq!(r.configured, 3);
+        assert!(r.healthy(), "{r:?}");
+        assert!(
+            !stream_replicas_of_jsz("n2", &body(false), &streams)
+                .unwrap()
+                .healthy()
+        );
+        // Not its leader: no view.
+        assert_eq!(stream_replicas_of_jsz("n3", &body(true), &streams), None);
+        // A replica short (no spare server after a removal).
+        let short = json!({"account_details": [{"stream_detail": [
+            {"name": "q", "config": {"num_replicas": 3}, "cluster": {"leader": "n2",
+                "replicas": [{"name": "n3", "current": true}]}}]}]});
+        assert!(
+            !stream_replicas_of_jsz("n2", &short, &streams)
+                .unwrap()
+                .healthy()
+        );
+    }
+
+    #[test]
+    fn a_server_removal_is_definite_only_when_the_meta_leader_refused() {
+        assert_eq!(
+            server_remove_answer(br#"{"type":"io.nats.jetstream.api.v1.meta_server_remove_response","success":true}"#),
+            Ok(())
+        );
+        let refused = server_remove_answer(
+            br#"{"type":"t","error":{"code":400,"err_code":10044,"description":"server is not a member of the cluster"}}"#,
+        )
+        .unwrap_err();
+        assert!(refused.0, "{refused:?}");
+        assert!(
+            refused.1.contains("not a member") && refused.1.contains("10044"),
+            "{refused:?}"
+        );
+        assert!(!server_remove_answer(b"garbage").unwrap_err().0);
+        assert!(!server_remove_answer(b"{}").unwrap_err().0);
     }
 
     #[test]

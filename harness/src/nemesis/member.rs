@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{NemesisOp, Outcome, spec::MemberOp};
-use crate::client::{EtcdClient, HttpClient, NodeClient, RaftkvClient};
+use crate::client::{EtcdClient, HttpClient, NatsClient, NodeClient, RaftkvClient, StreamReplicas};
 use crate::control::Cluster;
 use crate::db::{Db, node_name};
 
@@ -469,9 +469,40 @@ impl<'a> Members<'a> {
                     Err(e) => return Answer::Unknown(format!("{}: {e}", node_name(j))),
                     Ok(()) => return Answer::Applied,
                 }
+            } else if let Some(nats) = client.nats() {
+                if add {
+                    // A NATS server joins by itself: the meta leader adds it once it is routed;
+                    // it is done when the stream has all its replicas current again (a new
+                    // server fills the place a removal left).
+                    return match self.await_meta(i, true).await {
+                        Answer::Applied => self.await_stream().await,
+                        other => other,
+                    };
+                }
+                // As an operator would: take a server away only while the stream has every
+                // replica current, so what it acknowledged stays on a majority of them.
+                match self.nats_stream().await {
+                    Ok(r) if r.healthy() => {}
+                    Ok(r) => {
+                        return Answer::Refused(format!(
+                            "the stream is not healthy: {}",
+                            describe_replicas(&r)
+                        ));
+                    }
+                    Err(e) => return Answer::Refused(e),
+                }
+                match nats.server_remove(&node_name(i)).await {
+                    Err((true, e)) if e.starts_with("connect") => {
+                        last = format!("{}: {e}", node_name(j))
+                    }
+                    Err((true, e)) => return Answer::Refused(e),
+                    Err((false, e)) => return Answer::Unknown(format!("{}: {e}", node_name(j))),
+                    // Success is the leader's proposal: applied once its peer list follows.
+                    Ok(()) => return self.await_meta(i, false).await,
+                }
             } else {
                 return Answer::Refused(format!(
-                    "{}'s client has no membership API (raftkv, or etcd over gRPC)",
+                    "{}'s client has no membership API (raftkv, etcd over gRPC, NATS)",
                     self.db.name()
                 ));
             }
@@ -479,29 +510,124 @@ impl<'a> Members<'a> {
         Answer::Refused(last)
     }
 
+    /// NATS: the workload's stream as its leader (one of the live members) sees it.
+    async fn nats_stream(&self) -> Result<StreamReplicas, String> {
+        let mut errors = Vec::new();
+        for &j in &self.live {
+            let client = self.db.client(&self.status_http, self.cluster, j);
+            let Some(n) = client.nats() else { continue };
+            match n.stream_replicas().await {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(e) => errors.push(format!("{}: {e}", node_name(j))),
+            }
+        }
+        Err(format!(
+            "no member leads the workload's stream{}",
+            if errors.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", errors.join("; "))
+            }
+        ))
+    }
+
+    /// NATS: waits until the stream has every replica current, polling every 250 ms until the
+    /// change timeout.
+    async fn await_stream(&self) -> Answer {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let last = match self.nats_stream().await {
+                Ok(r) if r.healthy() => return Answer::Applied,
+                Ok(r) => describe_replicas(&r),
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
+                return Answer::Unknown(format!(
+                    "in the meta group, but the stream was not healthy after {:.0} s ({last})",
+                    self.timeout.as_secs_f64()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// NATS: waits until the meta leader lists node `i` as a peer (`present`) or no longer does,
+    /// polling every 250 ms until the change timeout.
+    async fn await_meta(&self, i: usize, present: bool) -> Answer {
+        let name = node_name(i);
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let last = match self.member_list().await {
+                Ok(list) if (list.voters.contains(&i) || list.learners.contains(&i)) == present => {
+                    return Answer::Applied;
+                }
+                Ok(list) => {
+                    let names: Vec<String> = list.voters.iter().map(|&j| node_name(j)).collect();
+                    format!("the meta leader's peers: {}", names.join(", "))
+                }
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
+                let what = if present {
+                    format!("{name} was not in the meta group")
+                } else {
+                    format!(
+                        "the removal of {name} was answered, but it was still in the meta group"
+                    )
+                };
+                return Answer::Unknown(format!(
+                    "{what} after {:.0} s ({last})",
+                    self.timeout.as_secs_f64()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// The `member-list` op that ends a run with membership changes: the members the harness
     /// ends with and the voters each of them reports (those that answer). The checker holds the
     /// voters to the acknowledged changes (`faultline_checker::membership`).
+    ///
+    /// `sizes` is how many voters each member counts: the length of its voters, or, for a NATS
+    /// server that does not lead the meta group (only the leader lists the peers), the group's
+    /// size it says (`cluster_size`). Members of one group that disagree on its size after the
+    /// heal have drifted apart.
     pub async fn final_list(&self) -> NemesisOp {
         let mut voters = serde_json::Map::new();
+        let mut sizes = serde_json::Map::new();
         let mut errors = Vec::new();
         for &j in &self.live {
             match self.list_of(j).await {
                 Ok(list) => {
                     let names: Vec<String> = list.voters.iter().map(|&i| node_name(i)).collect();
+                    sizes.insert(node_name(j), json!(names.len()));
                     voters.insert(node_name(j), json!(names));
                 }
-                Err(e) => errors.push(format!("{}: {e}", node_name(j))),
+                Err(e) => {
+                    let client = self.db.client(&self.status_http, self.cluster, j);
+                    if let Some(meta) = match client.nats() {
+                        Some(n) => n.meta().await.ok(),
+                        None => None,
+                    } {
+                        sizes.insert(node_name(j), json!(meta.size));
+                    } else {
+                        errors.push(format!("{}: {e}", node_name(j)));
+                    }
+                }
             }
         }
         let outcome = if voters.is_empty() {
-            Outcome::Indeterminate(format!("no member answered: {}", errors.join("; ")))
+            Outcome::Indeterminate(format!(
+                "no member listed its voters: {}",
+                errors.join("; ")
+            ))
         } else {
             Outcome::Installed
         };
         NemesisOp::new(
             "member-list",
-            json!({"members": self.names(), "voters": voters, "errors": errors}),
+            json!({"members": self.names(), "voters": voters, "sizes": sizes, "errors": errors}),
             outcome,
         )
     }
@@ -513,6 +639,8 @@ impl<'a> Members<'a> {
             raftkv_members(r).await
         } else if let Some(e) = client.etcd() {
             etcd_members(e, self.cluster).await
+        } else if let Some(n) = client.nats() {
+            nats_members(n).await
         } else {
             Err("no membership API".into())
         }
@@ -557,6 +685,45 @@ async fn raftkv_members(client: &RaftkvClient) -> Result<MemberList, String> {
     Ok(MemberList {
         voters: idx(&s.members),
         learners: idx(&s.learners),
+    })
+}
+
+/// `3 replicas wanted; n2 (leader) current, n4 behind`.
+fn describe_replicas(r: &StreamReplicas) -> String {
+    let peers: Vec<String> = r
+        .peers
+        .iter()
+        .enumerate()
+        .map(|(k, (n, current))| {
+            format!(
+                "{n}{} {}",
+                if k == 0 { " (leader)" } else { "" },
+                if *current { "current" } else { "behind" }
+            )
+        })
+        .collect();
+    format!("{} replicas wanted; {}", r.configured, peers.join(", "))
+}
+
+/// NATS: the meta group's peers, when this server leads it (only the meta leader lists them);
+/// a peer that is not one of the harness's nodes (a name it does not know) is left out.
+async fn nats_members(client: &NatsClient) -> Result<MemberList, String> {
+    let meta = client.meta().await?;
+    let Some(peers) = meta.peers else {
+        return Err(format!(
+            "not the meta leader, which lists the peers (it names {}; it counts {} peers)",
+            meta.leader.as_deref().unwrap_or("none"),
+            meta.size
+        ));
+    };
+    let mut voters: Vec<usize> = peers
+        .iter()
+        .filter_map(|p| p.strip_prefix('n')?.parse::<usize>().ok()?.checked_sub(1))
+        .collect();
+    voters.sort_unstable();
+    Ok(MemberList {
+        voters,
+        learners: Vec::new(),
     })
 }
 
