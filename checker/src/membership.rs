@@ -283,11 +283,13 @@ pub fn check_membership(history: &History) -> Option<MembershipResult> {
         }
     }
     // Every member counts the same number of voters, as many as the acknowledged members
-    // (each indeterminate change's node in or out).
+    // (each indeterminate change's node in or out). A node of an indeterminate change is not
+    // asked: it may have left (a removed NATS server disables JetStream and counts none).
     let sizes: BTreeMap<String, u64> = list.value["sizes"]
         .as_object()
         .into_iter()
         .flatten()
+        .filter(|(n, _)| !uncertain.contains(*n))
         .filter_map(|(n, v)| Some((n.clone(), v.as_u64()?)))
         .collect();
     let counts: BTreeSet<u64> = sizes.values().copied().collect();
@@ -556,6 +558,21 @@ mod tests {
             ),
         ]);
         assert_eq!(check_membership(&agree).unwrap().valid, Validity::Valid);
+        // The node of the indeterminate removal counts none (it left: JetStream disabled): not
+        // compared.
+        let left = history(&[
+            (
+                "info",
+                "member",
+                r#"{"op":"remove","node":"n4","outcome":"indeterminate","members":["n1","n3","n4"]}"#,
+            ),
+            (
+                "info",
+                "member-list",
+                r#"{"members":["n1","n3","n4"],"voters":{"n3":["n1","n3"]},"sizes":{"n1":2,"n3":2,"n4":0},"outcome":"installed"}"#,
+            ),
+        ]);
+        assert_eq!(check_membership(&left).unwrap().valid, Validity::Valid);
         // All agree, but on a size no acknowledged configuration has.
         let wrong = history(&[(
             "info",

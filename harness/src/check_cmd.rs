@@ -344,7 +344,15 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
                 }
             };
             timings.phase("read");
-            let checked = check_whole(args, &opts, &history);
+            let mut checked = check_whole(args, &opts, &history);
+            // A run folder's status polls hold the voters nodes said during the run: the
+            // membership check uses them as the run did (`runner::check_run`).
+            if let Some(dir) = &run_dir
+                && let Ok(status) = std::fs::read_to_string(dir.join("status.jsonl"))
+            {
+                let samples = faultline_checker::parse_status(&status);
+                checked = checked.map(|r| r.with_status(&history, &samples));
+            }
             timings.phase("check");
             (checked, Ok(history))
         }

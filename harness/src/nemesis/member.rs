@@ -132,6 +132,8 @@ pub struct Members<'a> {
     timeout: Duration,
     /// The voters as the harness knows them (node indices, in order).
     live: Vec<usize>,
+    /// Nodes stopped and wiped (removed, or not added).
+    gone: Vec<usize>,
 }
 
 /// One step's two history lines go through this: `(invoke, op)`.
@@ -164,6 +166,7 @@ impl<'a> Members<'a> {
             max: spec.member_max.unwrap_or(original + 2).max(original),
             timeout,
             live: (0..original).collect(),
+            gone: Vec::new(),
         }
     }
 
@@ -396,7 +399,10 @@ impl<'a> Members<'a> {
     }
 
     /// Stops a node that left and wipes its data (its container stays, stopped, for its log).
-    async fn decommission(&self, name: &str) -> Result<(), String> {
+    async fn decommission(&mut self, name: &str) -> Result<(), String> {
+        if let Some(i) = self.index_of(name) {
+            self.gone.push(i);
+        }
         match tokio::time::timeout(super::OP_TIMEOUT, self.cluster.kill(name, "SIGKILL")).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -412,6 +418,14 @@ impl<'a> Members<'a> {
             .await
             .map_err(|_| format!("wiping {name}: no answer within 30 s"))?
             .map_err(|e| format!("wiping {name}: {e}"))
+    }
+
+    /// The index of node `name` (`n3` -> 2).
+    fn index_of(&self, name: &str) -> Option<usize> {
+        name.strip_prefix('n')?
+            .parse::<usize>()
+            .ok()?
+            .checked_sub(1)
     }
 
     /// Rebuilds the live view's clients for the current voters.
@@ -646,10 +660,16 @@ impl<'a> Members<'a> {
         }
     }
 
-    /// The members as the first live member that answers says.
+    /// The members as the first live member that answers says; then, if none does, as a
+    /// node started for an addition that the harness has not admitted says (newest first: a
+    /// NATS meta group may elect a server whose addition was still unconfirmed, and only its
+    /// leader lists the peers).
     pub async fn member_list(&self) -> Result<MemberList, String> {
         let mut last = String::from("no live member to ask");
-        for &j in &self.live {
+        let pending = (0..self.cluster.started())
+            .rev()
+            .filter(|j| !self.live.contains(j) && !self.gone.contains(j));
+        for j in self.live.iter().copied().chain(pending) {
             match self.list_of(j).await {
                 Ok(list) => return Ok(list),
                 Err(e) => last = format!("{}: {e}", node_name(j)),
