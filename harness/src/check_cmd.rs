@@ -500,10 +500,20 @@ fn is_linearizability_op(op: &faultline_checker::Op) -> bool {
 }
 
 /// Writes `results.json` (and `counterexample.svg` when there is one) into the run directory.
+/// The run's metrics (`perf`, which `faultline report` added from the history and the status
+/// polls, not from the verdict) are kept.
 fn write_results(run_dir: Option<&Path>, results: &Results) -> anyhow::Result<()> {
     if let Some(dir) = run_dir {
         let out = dir.join("results.json");
-        let text = serde_json::to_string_pretty(results)?;
+        let mut value = serde_json::to_value(results)?;
+        let perf = std::fs::read(&out)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|old| old.get("perf").cloned());
+        if let (Some(perf), Some(map)) = (perf, value.as_object_mut()) {
+            map.insert("perf".into(), perf);
+        }
+        let text = serde_json::to_string_pretty(&value)?;
         std::fs::write(&out, text + "\n").with_context(|| format!("writing {}", out.display()))?;
         if let Some(c) = results
             .linearizable
@@ -893,6 +903,24 @@ mod tests {
         assert_eq!(results["valid"], "invalid");
         assert_eq!(results["linearizable"]["keys"][0]["key"], "a");
         assert!(std::fs::read_to_string(dir.path().join("counterexample.svg")).unwrap().starts_with("<svg"));
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn checking_a_run_dir_again_keeps_the_metrics_the_report_added() {
+        let dir = write_run(&[
+            r#"{"index":0,"time":1,"process":1,"type":"invoke","f":"write","key":"a","value":1}"#,
+            r#"{"index":1,"time":2,"process":1,"type":"ok","f":"write","key":"a","value":1}"#,
+        ]);
+        std::fs::write(
+            dir.path().join("results.json"),
+            r#"{"valid":"unknown","perf":{"summary":{"availability":0.5}}}"#,
+        )
+        .unwrap();
+        assert_eq!(run(&args(dir.path())).unwrap(), 0);
+        let r = results(dir.path());
+        assert_eq!(r["valid"], "valid");
+        assert_eq!(r["perf"]["summary"]["availability"], 0.5);
     }
 
     /// A CAS refused with `cas-mismatch` while the register held its `from` (issue 25).
