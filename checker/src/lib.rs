@@ -415,27 +415,32 @@ impl Results {
 
     /// Adds the membership check of a run with membership changes: its contradiction makes the
     /// whole verdict invalid.
-    fn with_membership(mut self, history: &History) -> Results {
-        if let Some(m) = membership::check_membership(history) {
-            if m.valid == Validity::Invalid {
-                self.valid = Validity::Invalid;
-            }
-            self.membership = Some(m);
+    fn with_membership(self, history: &History) -> Results {
+        match membership::check_membership(history) {
+            Some(m) => self.set_membership(m),
+            None => self,
         }
-        self
     }
 
     /// Adds the voters the status polls saw during the run (`status.jsonl`) to the membership
     /// check ([`membership::check_observed`]); one no prefix of the changes explains makes the
     /// whole verdict invalid. Nothing changes for a run without membership changes.
     pub fn with_status(mut self, history: &History, samples: &[StatusSample]) -> Results {
-        if let Some(m) = self.membership.take() {
-            let m = m.with_observed(membership::check_observed(history, samples, 5));
-            if m.valid == Validity::Invalid {
-                self.valid = Validity::Invalid;
+        match self.membership.take() {
+            Some(m) => {
+                let observed = membership::check_observed(history, samples, 5);
+                self.set_membership(m.with_observed(observed))
             }
-            self.membership = Some(m);
+            None => self,
         }
+    }
+
+    /// The membership check's result, whose contradiction makes the whole verdict invalid.
+    fn set_membership(mut self, m: membership::MembershipResult) -> Results {
+        if m.valid == Validity::Invalid {
+            self.valid = Validity::Invalid;
+        }
+        self.membership = Some(m);
         self
     }
 }

@@ -345,13 +345,9 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             };
             timings.phase("read");
             let mut checked = check_whole(args, &opts, &history);
-            // A run folder's status polls hold the voters nodes said during the run: the
-            // membership check uses them as the run did (`runner::check_run`).
-            if let Some(dir) = &run_dir
-                && let Ok(status) = std::fs::read_to_string(dir.join("status.jsonl"))
-            {
-                let samples = faultline_checker::parse_status(&status);
-                checked = checked.map(|r| r.with_status(&history, &samples));
+            // A run folder's status polls: checked as the run checked them.
+            if let Some(dir) = &run_dir {
+                checked = checked.map(|r| crate::runner::with_run_status(r, &history, dir));
             }
             timings.phase("check");
             (checked, Ok(history))

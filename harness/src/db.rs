@@ -70,6 +70,14 @@ pub fn node_name(i: usize) -> String {
     format!("n{}", i + 1)
 }
 
+/// The index of a node name (`n3` -> 2), the inverse of [`node_name`].
+pub fn node_index(name: &str) -> Option<usize> {
+    name.strip_prefix('n')?
+        .parse::<usize>()
+        .ok()?
+        .checked_sub(1)
+}
+
 /// A system under test described by a target file (`targets/<name>.toml`): raftkv, etcd, NATS,
 /// or a user's own system. The node's command comes from the file's template; the protocol (the
 /// Rust that remains) says how clients talk to it.

@@ -51,10 +51,10 @@ pub fn start(
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x0071_7565_7565 + i as u64));
         tasks.push(tokio::spawn(async move {
             let bind = || -> anyhow::Result<(u64, String, NatsClient)> {
-                let generation = view.generation();
-                let members = nats_clients(&view.clients())?;
-                anyhow::ensure!(!members.is_empty(), "no member left to publish to");
-                let (node, client) = members[i % members.len()].clone();
+                let (generation, picked) = view
+                    .pick(i)
+                    .ok_or_else(|| anyhow::anyhow!("no member left to publish to"))?;
+                let (node, client) = nats_clients(&[picked])?.remove(0);
                 Ok((generation, node, client))
             };
             let (mut generation, mut node, mut client) = bind()?;

@@ -464,6 +464,19 @@ pub fn summary_line(checked: &Checked) -> String {
     line
 }
 
+/// Adds what a run folder's status polls (`status.jsonl`) saw to its results: the voters nodes
+/// said during a run with membership changes, held to the changes as they happened.
+pub fn with_run_status(
+    results: Results,
+    history: &faultline_checker::History,
+    dir: &Path,
+) -> Results {
+    match std::fs::read_to_string(dir.join("status.jsonl")) {
+        Ok(status) => results.with_status(history, &faultline_checker::parse_status(&status)),
+        Err(_) => results,
+    }
+}
+
 /// Checks a run folder's history and writes `results.json` (and `counterexample.svg`).
 ///
 /// # Errors
@@ -490,11 +503,8 @@ pub fn check_run(dir: &RunDir) -> anyhow::Result<Checked> {
         ..CheckOptions::default()
     };
     // Watch and lease histories go to their own checkers; registers to linearizability.
-    let mut results = faultline_checker::check_history(&history, &options)?;
-    // Membership changes: the voters the status polls saw are held to the changes as well.
-    if let Ok(status) = std::fs::read_to_string(dir.path.join("status.jsonl")) {
-        results = results.with_status(&history, &faultline_checker::parse_status(&status));
-    }
+    let results = faultline_checker::check_history(&history, &options)?;
+    let results = with_run_status(results, &history, &dir.path);
     if let Some(c) = results
         .linearizable
         .as_ref()
@@ -1017,16 +1027,13 @@ async fn worker(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .cas_from_read();
-    // The worker's node: the members' `index`-th, picked again when the members change.
-    let bind = || {
-        let clients = view.clients();
-        clients[index as usize % clients.len()].clone()
-    };
-    let (mut generation, (mut node, mut client)) = (view.generation(), bind());
+    // The worker's node: the members' `index`-th, picked again when the members change (the
+    // `member` fault never leaves fewer than a majority of the original nodes).
+    let bind = || view.pick(index as usize).expect("the cluster has members");
+    let (mut generation, (mut node, mut client)) = bind();
     loop {
         if view.generation() != generation {
-            generation = view.generation();
-            (node, client) = bind();
+            (generation, (node, client)) = bind();
         }
         let (mut op, pause) = {
             let mut g = generator.lock().unwrap_or_else(|p| p.into_inner());

@@ -471,7 +471,7 @@ impl NatsClient {
     /// What went wrong.
     pub async fn status(&self) -> Result<Status, String> {
         let body = self.jsz("acc=%24G&streams=true").await?;
-        let leader = leader_of_jsz(&body, &[format!("KV_{}", self.bucket), self.queue.clone()]);
+        let leader = leader_of_jsz(&body, &self.streams());
         let id = node_number(&self.node);
         Ok(Status {
             id,
@@ -554,6 +554,11 @@ impl NatsClient {
         Ok(meta_of_jsz(&self.node, &self.jsz("").await?))
     }
 
+    /// The workload's streams: the KV bucket's and the queue's.
+    fn streams(&self) -> [String; 2] {
+        [format!("KV_{}", self.bucket), self.queue.clone()]
+    }
+
     /// The monitoring endpoint's `/jsz` with this query.
     async fn jsz(&self, query: &str) -> Result<Value, String> {
         let url = format!("{}/jsz?{query}", self.monitor);
@@ -596,22 +601,13 @@ impl NatsClient {
     /// When the server does not answer, or not with JSON.
     pub async fn stream_replicas(&self) -> Result<Option<StreamReplicas>, String> {
         let body = self.jsz("acc=%24G&streams=true&config=true").await?;
-        Ok(stream_replicas_of_jsz(
-            &self.node,
-            &body,
-            &[format!("KV_{}", self.bucket), self.queue.clone()],
-        ))
+        Ok(stream_replicas_of_jsz(&self.node, &body, &self.streams()))
     }
 }
 
 /// The first of `streams` that server `node` hosts and leads, from its `/jsz`.
 fn stream_replicas_of_jsz(node: &str, body: &Value, streams: &[String]) -> Option<StreamReplicas> {
-    let hosted = body["account_details"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten());
-    for s in hosted {
+    for s in hosted_streams(body) {
         if !streams.iter().any(|n| s["name"] == n.as_str()) || s["cluster"]["leader"] != node {
             continue;
         }
@@ -661,10 +657,7 @@ fn server_remove_answer(payload: &[u8]) -> Result<(), (bool, String)> {
 /// The meta group as `/jsz` of server `node` shows it.
 fn meta_of_jsz(node: &str, body: &Value) -> MetaView {
     let meta = &body["meta_cluster"];
-    let leader = meta["leader"]
-        .as_str()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string);
+    let leader = meta_leader(body);
     let peers = (leader.as_deref() == Some(node)).then(|| {
         let mut peers = vec![node.to_string()];
         for r in meta["replicas"].as_array().into_iter().flatten() {
@@ -693,12 +686,7 @@ fn node_number(name: &str) -> u64 {
 
 /// The leader `/jsz` names: of the first of `streams` this server hosts, else of the meta group.
 fn leader_of_jsz(body: &Value, streams: &[String]) -> Option<String> {
-    let hosted = body["account_details"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten());
-    for s in hosted {
+    for s in hosted_streams(body) {
         if streams.iter().any(|n| s["name"] == n.as_str())
             && let Some(l) = s["cluster"]["leader"].as_str()
             && !l.is_empty()
@@ -706,6 +694,20 @@ fn leader_of_jsz(body: &Value, streams: &[String]) -> Option<String> {
             return Some(l.to_string());
         }
     }
+    meta_leader(body)
+}
+
+/// The streams a server hosts, from its `/jsz` with `streams=true`.
+fn hosted_streams(body: &Value) -> impl Iterator<Item = &Value> {
+    body["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+}
+
+/// The meta group's leader a server's `/jsz` names, if any.
+fn meta_leader(body: &Value) -> Option<String> {
     body["meta_cluster"]["leader"]
         .as_str()
         .filter(|l| !l.is_empty())

@@ -29,9 +29,11 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{NemesisOp, Outcome, spec::MemberOp};
-use crate::client::{EtcdClient, HttpClient, NatsClient, NodeClient, RaftkvClient, StreamReplicas};
+use crate::client::{
+    EtcdClient, HttpClient, MetaView, NatsClient, NodeClient, RaftkvClient, StreamReplicas,
+};
 use crate::control::Cluster;
-use crate::db::{Db, node_name};
+use crate::db::{Db, node_index, node_name};
 
 /// The clients of the cluster's current members, shared by everything that talks to nodes.
 /// Each change bumps a generation, so a worker notices and picks its node again.
@@ -70,6 +72,15 @@ impl LiveView {
     /// The members' names, in node order.
     pub fn names(&self) -> Vec<String> {
         self.clients().iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The members' `index`-th client (modulo their number), with the generation it belongs
+    /// to: a worker's node, to pick again when [`Self::generation`] moves on. `None` when there
+    /// are no members.
+    pub fn pick(&self, index: usize) -> Option<(u64, (String, NodeClient))> {
+        let generation = self.generation();
+        let clients = self.clients();
+        (!clients.is_empty()).then(|| (generation, clients[index % clients.len()].clone()))
     }
 
     /// How many times the members changed.
@@ -400,7 +411,7 @@ impl<'a> Members<'a> {
 
     /// Stops a node that left and wipes its data (its container stays, stopped, for its log).
     async fn decommission(&mut self, name: &str) -> Result<(), String> {
-        if let Some(i) = self.index_of(name) {
+        if let Some(i) = node_index(name) {
             self.gone.push(i);
         }
         match tokio::time::timeout(super::OP_TIMEOUT, self.cluster.kill(name, "SIGKILL")).await {
@@ -418,14 +429,6 @@ impl<'a> Members<'a> {
             .await
             .map_err(|_| format!("wiping {name}: no answer within 30 s"))?
             .map_err(|e| format!("wiping {name}: {e}"))
-    }
-
-    /// The index of node `name` (`n3` -> 2).
-    fn index_of(&self, name: &str) -> Option<usize> {
-        name.strip_prefix('n')?
-            .parse::<usize>()
-            .ok()?
-            .checked_sub(1)
     }
 
     /// Rebuilds the live view's clients for the current voters.
@@ -550,53 +553,51 @@ impl<'a> Members<'a> {
     /// change timeout.
     async fn await_stream(&self) -> Answer {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let last = match self.nats_stream().await {
-                Ok(r) if r.healthy() => return Answer::Applied,
-                Ok(r) => describe_replicas(&r),
-                Err(e) => e,
-            };
-            if tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
-                return Answer::Unknown(format!(
-                    "in the meta group, but the stream was not healthy after {:.0} s ({last})",
-                    self.timeout.as_secs_f64()
-                ));
+        let healthy = poll_until(deadline, NATS_POLL, || async {
+            match self.nats_stream().await {
+                Ok(r) if r.healthy() => Ok(()),
+                Ok(r) => Err(describe_replicas(&r)),
+                Err(e) => Err(e),
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        });
+        match healthy.await {
+            Ok(()) => Answer::Applied,
+            Err(last) => Answer::Unknown(format!(
+                "in the meta group, but the stream was not healthy after {:.0} s ({last})",
+                self.timeout.as_secs_f64()
+            )),
         }
     }
 
     /// NATS: waits until the meta leader lists node `i` as a peer (`present`) or no longer does,
     /// polling every 250 ms until the change timeout.
     async fn await_meta(&self, i: usize, present: bool) -> Answer {
-        let name = node_name(i);
         let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let last = match self.member_list().await {
+        let listed = poll_until(deadline, NATS_POLL, || async {
+            match self.member_list().await {
                 Ok(list) if (list.voters.contains(&i) || list.learners.contains(&i)) == present => {
-                    return Answer::Applied;
+                    Ok(())
                 }
                 Ok(list) => {
                     let names: Vec<String> = list.voters.iter().map(|&j| node_name(j)).collect();
-                    format!("the meta leader's peers: {}", names.join(", "))
+                    Err(format!("the meta leader's peers: {}", names.join(", ")))
                 }
-                Err(e) => e,
-            };
-            if tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
-                let what = if present {
-                    format!("{name} was not in the meta group")
-                } else {
-                    format!(
-                        "the removal of {name} was answered, but it was still in the meta group"
-                    )
-                };
-                return Answer::Unknown(format!(
-                    "{what} after {:.0} s ({last})",
-                    self.timeout.as_secs_f64()
-                ));
+                Err(e) => Err(e),
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        });
+        let Err(last) = listed.await else {
+            return Answer::Applied;
+        };
+        let name = node_name(i);
+        let what = if present {
+            format!("{name} was not in the meta group")
+        } else {
+            format!("the removal of {name} was answered, but it was still in the meta group")
+        };
+        Answer::Unknown(format!(
+            "{what} after {:.0} s ({last})",
+            self.timeout.as_secs_f64()
+        ))
     }
 
     /// The `member-list` op that ends a run with membership changes: the members the harness
@@ -612,23 +613,29 @@ impl<'a> Members<'a> {
         let mut sizes = serde_json::Map::new();
         let mut errors = Vec::new();
         for &j in &self.live {
-            match self.list_of(j).await {
-                Ok(list) => {
+            let client = self.db.client(&self.status_http, self.cluster, j);
+            // A NATS server's one view of the meta group gives its voters (the meta leader's)
+            // or only how many it counts.
+            let (listed, count) = match client.nats() {
+                Some(n) => match n.meta().await {
+                    Ok(meta) => {
+                        let count = meta.size;
+                        (nats_list(meta), Some(count))
+                    }
+                    Err(e) => (Err(e), None),
+                },
+                None => (self.list_of(j).await, None),
+            };
+            match (listed, count) {
+                (Ok(list), _) => {
                     let names: Vec<String> = list.voters.iter().map(|&i| node_name(i)).collect();
                     sizes.insert(node_name(j), json!(names.len()));
                     voters.insert(node_name(j), json!(names));
                 }
-                Err(e) => {
-                    let client = self.db.client(&self.status_http, self.cluster, j);
-                    if let Some(meta) = match client.nats() {
-                        Some(n) => n.meta().await.ok(),
-                        None => None,
-                    } {
-                        sizes.insert(node_name(j), json!(meta.size));
-                    } else {
-                        errors.push(format!("{}: {e}", node_name(j)));
-                    }
+                (Err(_), Some(count)) => {
+                    sizes.insert(node_name(j), json!(count));
                 }
+                (Err(e), None) => errors.push(format!("{}: {e}", node_name(j))),
             }
         }
         let outcome = if voters.is_empty() {
@@ -728,7 +735,11 @@ fn describe_replicas(r: &StreamReplicas) -> String {
 /// NATS: the meta group's peers, when this server leads it (only the meta leader lists them);
 /// a peer that is not one of the harness's nodes (a name it does not know) is left out.
 async fn nats_members(client: &NatsClient) -> Result<MemberList, String> {
-    let meta = client.meta().await?;
+    nats_list(client.meta().await?)
+}
+
+/// The member list of a NATS server's view of the meta group (only the leader's has one).
+fn nats_list(meta: MetaView) -> Result<MemberList, String> {
     let Some(peers) = meta.peers else {
         return Err(format!(
             "not the meta leader, which lists the peers (it names {}; it counts {} peers)",
@@ -736,10 +747,7 @@ async fn nats_members(client: &NatsClient) -> Result<MemberList, String> {
             meta.size
         ));
     };
-    let mut voters: Vec<usize> = peers
-        .iter()
-        .filter_map(|p| p.strip_prefix('n')?.parse::<usize>().ok()?.checked_sub(1))
-        .collect();
+    let mut voters: Vec<usize> = peers.iter().filter_map(|p| node_index(p)).collect();
     voters.sort_unstable();
     Ok(MemberList {
         voters,
@@ -806,21 +814,46 @@ fn etcd_refused(reason: &str) -> bool {
     .any(|r| reason.contains(r))
 }
 
-/// etcd: `MemberPromote` until the learner is in sync (etcd refuses before) or the deadline.
+/// etcd: `MemberPromote` every 0.5 s until the learner is in sync (etcd refuses before) or the
+/// deadline.
 async fn promote_etcd(
     client: &EtcdClient,
     id: u64,
     deadline: tokio::time::Instant,
 ) -> Result<(), String> {
+    poll_until(deadline, Duration::from_millis(500), || async {
+        client.member_promote(id).await.map_err(|e| {
+            tracing::debug!(error = %e, "promotion refused");
+            e.to_string()
+        })
+    })
+    .await
+    .map_err(|e| format!("MemberPromote: {e}"))
+}
+
+/// How often the NATS waits look again.
+const NATS_POLL: Duration = Duration::from_millis(250);
+
+/// Calls `step` every `every` until it answers `Ok` or the next call would come after
+/// `deadline`; `Err` is its last answer.
+async fn poll_until<F, Fut>(
+    deadline: tokio::time::Instant,
+    every: Duration,
+    mut step: F,
+) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     loop {
-        match client.member_promote(id).await {
+        let last = match step().await {
             Ok(()) => return Ok(()),
-            Err(e) if tokio::time::Instant::now() + Duration::from_millis(500) < deadline => {
-                tracing::debug!(error = %e, "promotion refused; trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(format!("MemberPromote: {e}")),
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() + every >= deadline {
+            return Err(last);
         }
+        tokio::time::sleep(every).await;
     }
 }
 
