@@ -12,14 +12,16 @@ use serde::Serialize;
 use crate::runner::{self, RunOptions};
 use crate::workload::{self, EtcdApi, Target};
 
-/// What is measured by default: a name, the target, for etcd the client API, and whether the
-/// data directories are on faultfs.
-const SUBJECTS: [(&str, &str, EtcdApi, bool); 5] = [
-    ("raftkv", "raftkv", EtcdApi::Grpc, false),
-    ("etcd", "etcd", EtcdApi::Grpc, false),
-    ("etcd-gateway", "etcd", EtcdApi::Gateway, false),
-    ("nats", "nats", EtcdApi::Grpc, false),
-    ("raftkv-faultfs", "raftkv", EtcdApi::Grpc, true),
+/// What is measured by default: a name, the target, for etcd the client API, whether the data
+/// directories are on faultfs, and whether nodes and clients speak mutual TLS.
+const SUBJECTS: [(&str, &str, EtcdApi, bool, bool); 7] = [
+    ("raftkv", "raftkv", EtcdApi::Grpc, false, false),
+    ("etcd", "etcd", EtcdApi::Grpc, false, false),
+    ("etcd-gateway", "etcd", EtcdApi::Gateway, false, false),
+    ("nats", "nats", EtcdApi::Grpc, false, false),
+    ("raftkv-faultfs", "raftkv", EtcdApi::Grpc, true, false),
+    ("raftkv-tls", "raftkv", EtcdApi::Grpc, false, true),
+    ("etcd-tls", "etcd", EtcdApi::Grpc, false, true),
 ];
 
 /// Arguments of `faultline bench`.
@@ -48,6 +50,10 @@ pub struct BenchArgs {
     /// filesystem's cost).
     #[arg(long)]
     pub faultfs: bool,
+    /// Also measure raftkv and etcd (or each of `--targets`) over mutual TLS 1.3 with the run's
+    /// ECDSA P-256 certificates (`tls = true`): what TLS costs beside plain TCP.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// One measurement.
@@ -76,27 +82,32 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let root = crate::workspace::root();
     let results = args.results.clone().unwrap_or_else(|| root.join("results"));
     let mut rows = Vec::new();
-    let subjects: Vec<(String, String, EtcdApi, bool)> = if args.targets.is_empty() {
+    let subjects: Vec<(String, String, EtcdApi, bool, bool)> = if args.targets.is_empty() {
         SUBJECTS
             .iter()
-            .filter(|s| !s.3 || args.faultfs)
-            .map(|&(n, t, api, f)| (n.to_string(), t.to_string(), api, f))
+            .filter(|s| (!s.3 || args.faultfs) && (!s.4 || args.tls))
+            .map(|&(n, t, api, f, tls)| (n.to_string(), t.to_string(), api, f, tls))
             .collect()
     } else {
-        args.targets
-            .iter()
-            .map(|t| (t.clone(), t.clone(), EtcdApi::Grpc, false))
-            .collect()
+        let mut out = Vec::new();
+        for t in &args.targets {
+            out.push((t.clone(), t.clone(), EtcdApi::Grpc, false, false));
+            if args.tls {
+                out.push((format!("{t}-tls"), t.clone(), EtcdApi::Grpc, false, true));
+            }
+        }
+        out
     };
     for &c in &args.concurrency {
-        for (name, target_name, api, faultfs) in &subjects {
-            let (api, faultfs) = (*api, *faultfs);
+        for (name, target_name, api, faultfs, tls) in &subjects {
+            let (api, faultfs, tls) = (*api, *faultfs, *tls);
             let mut w = workload::load(&root.join("workloads"), "perf")?;
             w.target_name = target_name.clone();
             w.resolve_target("--targets")?;
             let target = w.target;
             w.node.etcd_client = api;
             w.node.faultfs = faultfs;
+            w.tls = tls;
             w.concurrency = c;
             w.time_limit = args.time_limit;
             w.validate("command line")?;
@@ -105,13 +116,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 .flatten();
             let opts = RunOptions {
                 reproduce: format!(
-                    "faultline run perf --target {target_name}{}{} --concurrency {c} --time-limit {} --seed {}",
+                    "faultline run perf --target {target_name}{}{}{} --concurrency {c} --time-limit {} --seed {}",
                     if api == EtcdApi::Gateway && target == Target::Etcd {
                         " --etcd-client gateway"
                     } else {
                         ""
                     },
                     if faultfs { " --faultfs" } else { "" },
+                    if tls { " --tls" } else { "" },
                     args.time_limit,
                     args.seed
                 ),
@@ -179,6 +191,15 @@ pub fn table(rows: &[Measure]) -> String {
     }
     let faultfs = present.contains(&"raftkv-faultfs");
     let exec = present.contains(&"raftkv-exec");
+    // Each `X-tls` measured beside its plain `X`: TLS's cost as a ratio.
+    let tls: Vec<(String, String)> = present
+        .iter()
+        .filter_map(|n| {
+            n.strip_suffix("-tls")
+                .map(|plain| (plain.to_string(), n.to_string()))
+        })
+        .filter(|(plain, _)| present.contains(&plain.as_str()))
+        .collect();
     let mut s = format!("{:>11}", "concurrency");
     for name in &present {
         s += &format!(
@@ -197,6 +218,9 @@ pub fn table(rows: &[Measure]) -> String {
     }
     if exec {
         s += &format!(" {:>11}", "exec/raftkv");
+    }
+    for (plain, _) in &tls {
+        s += &format!(" {:>14}", format!("{plain} tls/tcp"));
     }
     s += "\n";
     let mut cs: Vec<usize> = rows.iter().map(|m| m.concurrency).collect();
@@ -231,6 +255,9 @@ pub fn table(rows: &[Measure]) -> String {
         if exec {
             s += &format!(" {:>11}", ratio("raftkv-exec", "raftkv"));
         }
+        for (plain, with_tls) in &tls {
+            s += &format!(" {:>14}", ratio(with_tls, plain));
+        }
         s += "\n";
     }
     s
@@ -262,6 +289,13 @@ mod tests {
             "{t}"
         );
         assert!(t.lines().next().unwrap().contains("nats op/s"), "{t}");
+        // TLS's cost: each `-tls` subject against its plain twin.
+        let t = table(&[m("raftkv", 16, 1000.0), m("raftkv-tls", 16, 850.0)]);
+        assert!(t.lines().next().unwrap().contains("raftkv tls/tcp"), "{t}");
+        assert!(
+            t.lines().nth(1).unwrap().trim_end().ends_with("0.85"),
+            "{t}"
+        );
         // A missing measurement leaves its cells and ratios empty rather than wrong.
         let t = table(&[m("raftkv", 16, 300.0), m("etcd", 16, 200.0)]);
         assert!(

@@ -501,6 +501,8 @@ fn is_linearizability_op(op: &faultline_checker::Op) -> bool {
 fn write_results(run_dir: Option<&Path>, results: &Results) -> anyhow::Result<()> {
     if let Some(dir) = run_dir {
         let out = dir.join("results.json");
+        // A signed run is signed again after the rewrite, unless it no longer verifies.
+        let signed = crate::sign::verify_run(dir, None);
         let mut value = serde_json::to_value(results)?;
         let perf = std::fs::read(&out)
             .ok()
@@ -511,6 +513,7 @@ fn write_results(run_dir: Option<&Path>, results: &Results) -> anyhow::Result<()
         }
         let text = serde_json::to_string_pretty(&value)?;
         std::fs::write(&out, text + "\n").with_context(|| format!("writing {}", out.display()))?;
+        crate::sign::resign_if_verified(dir, &signed);
         if let Some(c) = results
             .linearizable
             .as_ref()

@@ -55,6 +55,8 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Compare runs (e.g. two builds): verdicts, throughput, latency, availability, recovery.
     Compare(crate::compare::CompareArgs),
+    /// Check run folders' signed manifests: the files' sha256 and the ECDSA P-256 signature.
+    Verify(crate::sign::VerifyArgs),
 }
 
 /// Arguments of `faultline images`.
@@ -116,6 +118,9 @@ pub struct RunArgs {
     /// etcd: the client API, `grpc` or `gateway` (sets `[node] etcd-client`).
     #[arg(long, value_enum, value_name = "API")]
     pub etcd_client: Option<crate::workload::EtcdApi>,
+    /// Run every node and client over mutual TLS with a throwaway per-run PKI (sets `tls`).
+    #[arg(long)]
+    pub tls: bool,
     /// Enable a planted raftkv bug (repeatable; adds to the workload's `[node] bugs`).
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
@@ -159,6 +164,7 @@ pub fn main_sync(cli: Cli) -> Result<ExitCode, Box<Cli>> {
             .map(|code| u8::try_from(code).unwrap_or(EXIT_HARNESS_ERROR)),
         Command::Report(args) => crate::report::run(&args),
         Command::Compare(args) => crate::compare::run(&args),
+        Command::Verify(args) => crate::sign::run(&args),
         command => return Err(Box::new(Cli { command, ..cli })),
     };
     Ok(exit(result))
@@ -185,7 +191,8 @@ pub async fn main_async(cli: Cli) -> ExitCode {
         | Command::Targets
         | Command::Check(_)
         | Command::Report(_)
-        | Command::Compare(_) => {
+        | Command::Compare(_)
+        | Command::Verify(_) => {
             unreachable!("run by main_sync")
         }
     };
@@ -284,6 +291,10 @@ fn resolve(args: &RunArgs) -> anyhow::Result<(Workload, u64, String)> {
     if args.faultfs {
         w.node.faultfs = true;
         repro += " --faultfs";
+    }
+    if args.tls {
+        w.tls = true;
+        repro += " --tls";
     }
     if let Some(api) = args.etcd_client {
         w.node.etcd_client = api;

@@ -69,6 +69,12 @@ impl Run {
     /// # Errors
     /// When its history cannot be read.
     pub fn load(path: &Path) -> anyhow::Result<Run> {
+        if let Err(e) = crate::sign::verify_run(path, None) {
+            eprintln!(
+                "faultline: warning: {} does not verify: {e}",
+                path.display()
+            );
+        }
         let history = faultline_checker::read_history(&path.join("history.jsonl"))?;
         let status = std::fs::read_to_string(path.join("status.jsonl")).unwrap_or_default();
         let read = |f: &str| -> Value {

@@ -7,6 +7,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::{
@@ -15,6 +16,7 @@ use crate::client::{
 };
 use crate::control::{Cluster, NodeSpec};
 use crate::nemesis::{clock_bind, clock_env};
+use crate::pki::RunPki;
 use crate::target::{ProtocolName, TargetFile};
 use crate::workload::{EtcdApi, Workload};
 
@@ -24,7 +26,18 @@ pub trait Db: Send + Sync {
     fn name(&self) -> &str;
     /// The container of node `i` (0-based) of `n`; `clock_dir` is the host folder whose `<node>/`
     /// subfolders hold each node's clock file.
-    fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, clock_dir: &Path) -> NodeSpec;
+    /// The clients' TLS when the run uses mutual TLS (`tls = true`).
+    fn client_tls(&self) -> Option<Arc<crate::pki::ClientTls>> {
+        None
+    }
+    /// `Err` when the node's certificates (`tls = true`) cannot be made.
+    fn node_spec(
+        &self,
+        cluster: &Cluster,
+        i: usize,
+        n: usize,
+        clock_dir: &Path,
+    ) -> Result<NodeSpec, String>;
     /// The container of node `i` joining the running cluster whose members (with it) are
     /// `members` (node indices), for the `member` fault's `add`; `Err` says why this system's
     /// nodes cannot join.
@@ -101,6 +114,8 @@ pub struct TargetDb {
     pub revisions: Revisions,
     /// exec: where each node's clients write their stderr (`clients/<node>.log`).
     pub client_logs: Option<PathBuf>,
+    /// The run's PKI when it runs over mutual TLS (`tls = true`).
+    pub tls: Option<Arc<RunPki>>,
 }
 
 impl TargetDb {
@@ -116,7 +131,23 @@ impl TargetDb {
             api: w.node.etcd_client,
             revisions: Revisions::default(),
             client_logs: None,
+            tls: None,
         }
+    }
+
+    /// Runs the nodes over mutual TLS with `pki`'s certificates (the target file's `tls-args`).
+    ///
+    /// # Errors
+    /// When the target file has no `tls-args`.
+    pub fn use_tls(&mut self, pki: Arc<RunPki>) -> Result<(), String> {
+        if self.target.node.tls_args.is_none() {
+            return Err(format!(
+                "targets/{}.toml has no `[node] tls-args`: it does not say how its nodes run over mutual TLS",
+                self.target.name
+            ));
+        }
+        self.tls = Some(pki);
+        Ok(())
     }
 
     /// Node `i`'s command line, expanded from the target file, with bugs and extra arguments.
@@ -142,6 +173,7 @@ impl TargetDb {
             cluster.address_of(i),
             &members,
             joining,
+            self.tls.is_some(),
             cluster.run_id(),
         );
         let mut cmd = vars.expand_all(&self.target.node.command);
@@ -155,12 +187,22 @@ impl TargetDb {
         if joining {
             cmd.extend(vars.expand_all(self.target.node.join_args.as_deref().unwrap_or_default()));
         }
+        if self.tls.is_some() {
+            cmd.extend(vars.expand_all(self.target.node.tls_args.as_deref().unwrap_or_default()));
+        }
         cmd.extend(self.args.iter().cloned());
         cmd
     }
 
-    /// The container of node `i` with this command line.
-    fn spec_of(&self, mut cmd: Vec<String>, i: usize, clock_dir: &Path) -> NodeSpec {
+    /// The container of node `i` with this command line (and its certificates mounted when
+    /// the run uses TLS).
+    fn spec_of(
+        &self,
+        mut cmd: Vec<String>,
+        cluster: &Cluster,
+        i: usize,
+        clock_dir: &Path,
+    ) -> Result<NodeSpec, String> {
         let program = cmd.remove(0);
         let name = node_name(i);
         let data_dir = self.target.node.data_dir.clone();
@@ -170,12 +212,18 @@ impl TargetDb {
         } else {
             vec![program]
         };
-        NodeSpec {
-            binds: if clock {
-                vec![clock_bind(clock_dir, &name)]
-            } else {
-                Vec::new()
-            },
+        let mut binds = Vec::new();
+        if clock {
+            binds.push(clock_bind(clock_dir, &name));
+        }
+        if let Some(pki) = &self.tls {
+            binds.push(
+                pki.bind(&name, cluster.address_of(i))
+                    .map_err(|e| format!("the certificates of {name}: {e:#}"))?,
+            );
+        }
+        Ok(NodeSpec {
+            binds,
             env: if clock { clock_env() } else { Vec::new() },
             name,
             image: self.image.clone(),
@@ -186,7 +234,7 @@ impl TargetDb {
             cmd,
             data_dir,
             fuse: self.faultfs,
-        }
+        })
     }
 
     /// The address the built-in clients of node `ip` talk to.
@@ -218,8 +266,18 @@ impl Db for TargetDb {
         &self.target.name
     }
 
-    fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, clock_dir: &Path) -> NodeSpec {
-        self.spec_of(self.command(cluster, i, n), i, clock_dir)
+    fn client_tls(&self) -> Option<Arc<crate::pki::ClientTls>> {
+        self.tls.as_ref().map(|p| p.client())
+    }
+
+    fn node_spec(
+        &self,
+        cluster: &Cluster,
+        i: usize,
+        n: usize,
+        clock_dir: &Path,
+    ) -> Result<NodeSpec, String> {
+        self.spec_of(self.command(cluster, i, n), cluster, i, clock_dir)
     }
 
     fn join_spec(
@@ -231,7 +289,7 @@ impl Db for TargetDb {
     ) -> Result<NodeSpec, String> {
         self.join_supported()?;
         let cmd = self.member_command(cluster, i, members, true);
-        Ok(self.spec_of(cmd, i, clock_dir))
+        self.spec_of(cmd, cluster, i, clock_dir)
     }
 
     fn port(&self, name: &str) -> Option<u16> {
@@ -266,11 +324,14 @@ impl Db for TargetDb {
                 NodeClient::Raftkv(RaftkvClient::new(http.clone(), &self.client_addr(ip)))
             }
             ProtocolName::Etcd => match self.api {
-                EtcdApi::Grpc => NodeClient::Etcd(EtcdClient::new(
-                    &self.client_addr(ip),
-                    http.timeout(),
-                    self.serializable_reads,
-                )),
+                EtcdApi::Grpc => NodeClient::Etcd(
+                    EtcdClient::new(
+                        &self.client_addr(ip),
+                        http.timeout(),
+                        self.serializable_reads,
+                    )
+                    .with_tls(http.tls().cloned()),
+                ),
                 EtcdApi::Gateway => NodeClient::EtcdGateway(EtcdGatewayClient::new(
                     http.clone(),
                     &self.client_addr(ip),

@@ -172,7 +172,13 @@ impl Db for Galera {
         "galera"
     }
 
-    fn node_spec(&self, cluster: &Cluster, i: usize, n: usize, clock_dir: &Path) -> NodeSpec {
+    fn node_spec(
+        &self,
+        cluster: &Cluster,
+        i: usize,
+        n: usize,
+        clock_dir: &Path,
+    ) -> Result<NodeSpec, String> {
         let peers: Vec<String> = (0..n).map(|j| cluster.address_of(j).to_string()).collect();
         let name = node_name(i);
         let mut cmd = vec![
@@ -196,7 +202,7 @@ impl Db for Galera {
         if i == 0 {
             env.push("FAULTLINE_GALERA_BOOTSTRAP=1".into());
         }
-        NodeSpec {
+        Ok(NodeSpec {
             binds: vec![clock_bind(clock_dir, &name)],
             env,
             name,
@@ -208,7 +214,7 @@ impl Db for Galera {
             data_dir: "/data".into(),
             restart_on_failure: false,
             fuse: self.faultfs,
-        }
+        })
     }
 
     fn client(&self, http: &HttpClient, cluster: &Cluster, i: usize) -> NodeClient {

@@ -30,7 +30,11 @@
 //! - [`bench`]: `faultline bench`: the `perf` workload, raftkv against etcd.
 //! - [`nemesis`]: faults (partition, kill, pause, clock, loss, delay), their seeded schedule,
 //!   applying and healing them; outcomes (`installed`, `skipped`, `indeterminate`) are data.
+//! - [`pki`]: a throwaway PKI per run (`tls = true`): a CA, node and client certificates
+//!   (ECDSA P-256), mounted into the nodes read-only.
 //! - [`report`]: `faultline report`: a run's metrics, `report.html` and `results/index.html`.
+//! - [`sign`]: signed results: `manifest.json` (sha256 of run.json, history.jsonl,
+//!   results.json) signed with ECDSA P-256 by a key outside `results/`; `faultline verify`.
 //! - [`serve`]: `faultline serve`: the results folder over HTTP, read-only.
 //! - [`compare`]: `faultline compare`: runs side by side, with a noise decision per metric.
 //! - [`workspace`]: finding the project folder (workloads, results, the node's sources).
@@ -47,10 +51,12 @@ pub mod generator;
 pub mod lease;
 pub mod matrix;
 pub mod nemesis;
+pub mod pki;
 pub mod queue;
 pub mod report;
 pub mod runner;
 pub mod serve;
+pub mod sign;
 pub mod store;
 pub mod target;
 pub mod txn;

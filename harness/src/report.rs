@@ -65,6 +65,15 @@ pub fn run_dir(path: &Path) -> RunDir {
 pub fn write_run_report(path: &Path) -> anyhow::Result<Generated> {
     let started = Instant::now();
     let dir = run_dir(path);
+    let signed = crate::sign::verify_run(path, None);
+    if let Err(e) = &signed
+        && !matches!(e, crate::sign::VerifyError::Unsigned(_))
+    {
+        eprintln!(
+            "faultline: warning: {} does not verify: {e}",
+            path.display()
+        );
+    }
     let history = faultline_checker::read_history(&dir.history())?;
     let status = std::fs::read_to_string(path.join("status.jsonl")).unwrap_or_default();
     let perf = Perf::new(&history, &faultline_checker::parse_status(&status));
@@ -78,6 +87,7 @@ pub fn write_run_report(path: &Path) -> anyhow::Result<Generated> {
     if let Value::Object(m) = &mut results {
         m.insert("perf".into(), serde_json::to_value(&perf)?);
         dir.write_json("results.json", &results)?;
+        crate::sign::resign_if_verified(path, &signed);
     }
     let run = read_json(&path.join("run.json"))?.unwrap_or(Value::Null);
     let mut files: Vec<String> = [

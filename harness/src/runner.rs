@@ -295,11 +295,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
 
     let docker = control::connect().await?;
     let images = Images::new(docker.clone(), opts.progress);
+    // A throwaway PKI in a temporary folder (never in the results), deleted when the run ends.
+    let pki = if w.tls {
+        Some(Arc::new(
+            crate::pki::RunPki::new(&run_id).context("making the run's certificates")?,
+        ))
+    } else {
+        None
+    };
     let (db, node, node_images) = prepare_db(
         w,
         &images,
         opts.node_bin.as_deref(),
         &dir.path.join("clients"),
+        pki,
     )
     .await?;
 
@@ -336,6 +345,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         check_run(&dir).with_context(|| format!("checking {}", dir.history().display()))?;
     dir.update_latest().context("updating the latest links")?;
     crate::report::after_run(&dir.path);
+    crate::sign::sign_after_run(&dir.path);
     Ok(RunOutcome {
         run_id,
         valid: checked.results.valid,
@@ -347,15 +357,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
 
 /// The system under test of a workload (its `target`), with its images built or found, what
 /// `run.json` says about its binary, and the images used. `build` (`--build PATH`) replaces the
-/// target's binary; `clients` is where exec clients write their stderr.
+/// target's binary; `clients` is where exec clients write their stderr; `pki` makes the nodes
+/// and clients speak mutual TLS.
 ///
 /// # Errors
-/// When an image cannot be had, or `--build` is given for Galera.
+/// When an image cannot be had, `--build` is given for Galera, or the target cannot run over
+/// TLS.
 async fn prepare_db(
     w: &Workload,
     images: &Images,
     build: Option<&Path>,
     clients: &Path,
+    pki: Option<Arc<crate::pki::RunPki>>,
 ) -> anyhow::Result<(Box<dyn Db>, NodeRecord, Vec<String>)> {
     let base = images.ensure_base(false).await?;
     let faultfs = NodeBinary::workspace_faultfs(&crate::workspace::root()).await?;
@@ -392,6 +405,9 @@ async fn prepare_db(
         sha256: image.sha256.clone(),
     };
     let mut db = TargetDb::new(target.clone(), image.name.clone(), w);
+    if let Some(pki) = pki {
+        db.use_tls(pki).map_err(anyhow::Error::msg)?;
+    }
     if target.client.protocol == crate::target::ProtocolName::Exec {
         std::fs::create_dir_all(clients)
             .with_context(|| format!("creating {}", clients.display()))?;
@@ -556,7 +572,10 @@ async fn run_cluster(
     tokio::task::yield_now().await;
     for i in 0..w.nodes {
         cluster
-            .start_node(db.node_spec(&cluster, i, w.nodes, &clock_dir))
+            .start_node(
+                db.node_spec(&cluster, i, w.nodes, &clock_dir)
+                    .map_err(anyhow::Error::msg)?,
+            )
             .await?;
     }
     let cluster = Arc::new(cluster);
@@ -583,8 +602,8 @@ async fn run_cluster(
     dir.write_json("run.json", &record)?;
 
     let op_timeout = Duration::from_secs_f64(w.op_timeout);
-    let http = HttpClient::new(op_timeout);
-    let status_http = HttpClient::new(STATUS_TIMEOUT);
+    let http = HttpClient::with_tls(op_timeout, db.client_tls());
+    let status_http = http.with_timeout(STATUS_TIMEOUT);
     let clients = db::clients_for(db, &cluster, &http);
     let status_clients = db::clients_for(db, &cluster, &status_http);
     let leader =
@@ -716,8 +735,8 @@ async fn drive(
                 db,
                 cluster,
                 clock_dir,
-                HttpClient::new(Duration::from_secs_f64(w.op_timeout)),
-                HttpClient::new(STATUS_TIMEOUT),
+                HttpClient::with_tls(Duration::from_secs_f64(w.op_timeout), db.client_tls()),
+                HttpClient::with_tls(STATUS_TIMEOUT, db.client_tls()),
                 view.clone(),
                 spec,
                 w.nodes,

@@ -105,6 +105,12 @@ pub struct NodeTemplate {
     /// for a joining node, and `{peers}`/`{initial_cluster}` name the members of the moment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_args: Option<Vec<String>>,
+    /// Arguments added to every node's command when the run uses mutual TLS (`tls = true`),
+    /// e.g. raftkv's `["--tls-dir", "{tls_dir}"]`: `{tls_dir}` holds `ca.pem`, `node.pem` and
+    /// `node-key.pem`, and `{scheme}` is `https` (else `http`). Absent: the target cannot run
+    /// over TLS, and `tls = true` is refused for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_args: Option<Vec<String>>,
     /// Whether clock faults reach the program (libfaketime reaches dynamically linked C, C++
     /// and Rust programs, not Go): `true`, or a sentence saying why not.
     #[serde(default)]
@@ -466,6 +472,9 @@ impl TargetFile {
         for a in node.join_args.iter().flatten() {
             check("node.join-args", a, &vars)?;
         }
+        for a in node.tls_args.iter().flatten() {
+            check("node.tls-args", a, &vars)?;
+        }
         match (&self.ready, self.client.protocol) {
             (None, ProtocolName::Exec) => {
                 return bad(
@@ -566,21 +575,25 @@ impl TargetFile {
     /// member from the start.
     pub fn vars(&self, i: usize, ips: &[std::net::Ipv4Addr], run_id: &str) -> Vars {
         let members: Vec<(usize, std::net::Ipv4Addr)> = ips.iter().copied().enumerate().collect();
-        self.member_vars(i, ips[i], &members, false, run_id)
+        self.member_vars(i, ips[i], &members, false, false, run_id)
     }
 
     /// The variables of node `i` at `ip` when the cluster's members are `members` (node index and
     /// address, in node order; `{peers}`, `{initial_cluster}` and `{ips}` list them), `joining` a
-    /// running cluster or not (`{cluster_state}`: `existing` or `new`).
+    /// running cluster or not (`{cluster_state}`: `existing` or `new`), over mutual TLS or not
+    /// (`{scheme}`: `https` or `http`).
     pub fn member_vars(
         &self,
         i: usize,
         ip: std::net::Ipv4Addr,
         members: &[(usize, std::net::Ipv4Addr)],
         joining: bool,
+        tls: bool,
         run_id: &str,
     ) -> Vars {
         let mut v = Vars::node(self, i, ip, run_id);
+        let scheme = if tls { "https" } else { "http" };
+        v.set("scheme", scheme);
         let peer = |&(j, ip): &(usize, std::net::Ipv4Addr)| {
             Vars::node(self, j, ip, run_id)
                 .expand(&self.node.peer)
@@ -591,7 +604,7 @@ impl TargetFile {
         let peer_port = self.node.ports.get("peer").copied().unwrap_or(0);
         let initial: Vec<String> = members
             .iter()
-            .map(|(j, ip)| format!("{}=http://{ip}:{peer_port}", crate::db::node_name(*j)))
+            .map(|(j, ip)| format!("{}={scheme}://{ip}:{peer_port}", crate::db::node_name(*j)))
             .collect();
         v.set("initial_cluster", &initial.join(","));
         let all: Vec<String> = members.iter().map(|(_, ip)| ip.to_string()).collect();
@@ -628,7 +641,9 @@ impl TargetFile {
 
 /// Template variables: `{name}` in a template is replaced by its value. A node has `{id}`,
 /// `{name}`, `{ip}`, `{<port>_port}` for each named port, `{peers}`, `{initial_cluster}`,
-/// `{ips}`, `{cluster_state}` (`new`, or `existing` for a node joining a running cluster), `{data_dir}`, `{binary}`, `{run_id}` and `{target_dir}`; an exec client command also
+/// `{ips}`, `{cluster_state}` (`new`, or `existing` for a node joining a running cluster),
+/// `{data_dir}`, `{binary}`, `{run_id}`, `{target_dir}`, `{scheme}` (`https` over mutual TLS,
+/// else `http`) and `{tls_dir}` (the node's certificates); an exec client command also
 /// `{op_timeout}` (seconds).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Vars(BTreeMap<String, String>);
@@ -643,6 +658,8 @@ impl Vars {
         v.set("binary", &t.image.binary);
         v.set("run_id", run_id);
         v.set("target_dir", &t.dir.display().to_string());
+        v.set("scheme", "http");
+        v.set("tls_dir", crate::pki::NODE_TLS_DIR);
         for (name, port) in &t.node.ports {
             v.set(&format!("{name}_port"), &port.to_string());
         }

@@ -186,6 +186,11 @@ pub struct Workload {
     /// Node options.
     #[serde(default)]
     pub node: NodeOptions,
+    /// Every node and client speaks mutual TLS 1.3 with the run's throwaway certificates
+    /// (ECDSA P-256, see `pki`): peers and clients must present one. Needs the target file's
+    /// `[node] tls-args`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
     /// etcd only: the watch workload instead of registers (writers put and delete under a
     /// prefix; watchers on every member record every response).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -583,6 +588,26 @@ impl Workload {
         }
         if !(self.recovery >= 0.0 && self.recovery <= 600.0) {
             return bad("recovery", "must be between 0 and 600 seconds");
+        }
+        if self.tls {
+            match &self.system {
+                None => {
+                    return bad(
+                        "tls",
+                        "the galera target does not run over TLS (only targets whose file has `[node] tls-args`)",
+                    );
+                }
+                Some(t) if t.node.tls_args.is_none() => {
+                    return bad(
+                        "tls",
+                        &format!(
+                            "targets/{}.toml has no `[node] tls-args`: it does not say how its nodes run over mutual TLS",
+                            t.name
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
         }
         if self.ops.total() == 0 {
             return bad(

@@ -84,6 +84,12 @@ struct Cli {
     /// reaches the client port can then crash or stall the node. For testing the tester only.
     #[arg(long)]
     failpoint_api: bool,
+    /// Mutual TLS 1.3 for peers and clients: DIR holds ca.pem (the only CA trusted), node.pem
+    /// and node-key.pem (this node's certificate, valid for the DNS name nID, and its key). Peers
+    /// and clients must present a certificate of that CA; a peer's messages must come from the
+    /// node its certificate names, and from a member. Without it, plain TCP and anyone may talk.
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax): error, warn, info, debug, trace, or e.g.
     /// "raftkv=debug".
     #[arg(long, default_value = "info")]
@@ -143,6 +149,12 @@ fn config(cli: Cli) -> anyhow::Result<ServerConfig> {
     c.check_quorum = cli.check_quorum;
     c.failpoints = Failpoints::new(cli.failpoints);
     c.failpoint_api = cli.failpoint_api;
+    if let Some(dir) = &cli.tls_dir {
+        c.tls = Some(
+            raftkv::tls::NodeTls::load(dir)
+                .with_context(|| format!("--tls-dir {}", dir.display()))?,
+        );
+    }
     c.raft_config()?;
     Ok(c)
 }

@@ -38,6 +38,7 @@ pub struct EtcdClient {
     addr: String,
     timeout: Duration,
     serializable: bool,
+    tls: Option<Arc<crate::pki::ClientTls>>,
     client: Arc<OnceCell<Client>>,
 }
 
@@ -147,8 +148,15 @@ impl EtcdClient {
             addr: addr.to_string(),
             timeout,
             serializable,
+            tls: None,
             client: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// Over TLS (`https://{addr}`), presenting the run's client certificate, when `tls` is set.
+    pub fn with_tls(mut self, tls: Option<Arc<crate::pki::ClientTls>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The per-call timeout.
@@ -167,14 +175,26 @@ impl EtcdClient {
         let client = self
             .client
             .get_or_try_init(|| async {
-                let endpoint =
-                    tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-                        .map_err(|e| CallError {
-                            reason: format!("bad endpoint {}: {e}", self.addr),
-                            definite: true,
-                        })?
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                let bad = |e: tonic::transport::Error| CallError {
+                    reason: format!("bad endpoint {}: {e}", self.addr),
+                    definite: true,
+                };
+                let mut endpoint =
+                    tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", self.addr))
+                        .map_err(bad)?
                         .connect_timeout(self.timeout)
                         .tcp_nodelay(true);
+                if let Some(tls) = &self.tls {
+                    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+                    endpoint = endpoint
+                        .tls_config(
+                            ClientTlsConfig::new()
+                                .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+                                .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)),
+                        )
+                        .map_err(bad)?;
+                }
                 Client::from_channel(etcd_client::Channel::Tonic(endpoint.connect_lazy()), None)
                     .await
                     .map_err(|e| classify_error(&e))

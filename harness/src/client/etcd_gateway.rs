@@ -60,8 +60,8 @@ impl EtcdGatewayClient {
     /// served from the member's local state (possibly stale).
     pub fn new(http: HttpClient, addr: &str, serializable: bool) -> Self {
         Self {
+            base: format!("{}://{addr}", http.scheme()),
             http,
-            base: format!("http://{addr}"),
             serializable,
         }
     }

@@ -80,11 +80,12 @@ pub struct RaftkvClient {
 }
 
 impl RaftkvClient {
-    /// A client for the node whose HTTP API listens at `addr` (`host:port`).
+    /// A client for the node whose HTTP API listens at `addr` (`host:port`), over HTTPS when
+    /// `http` speaks TLS.
     pub fn new(http: HttpClient, addr: &str) -> Self {
         Self {
+            base: format!("{}://{addr}", http.scheme()),
             http,
-            base: format!("http://{addr}"),
         }
     }
 

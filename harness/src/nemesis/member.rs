@@ -168,9 +168,9 @@ impl<'a> Members<'a> {
             db,
             cluster,
             clock_dir,
+            admin_http: http.with_timeout(timeout),
             http,
             status_http,
-            admin_http: HttpClient::new(timeout),
             view,
             ops: spec.member_ops.clone(),
             original,
@@ -380,7 +380,7 @@ impl<'a> Members<'a> {
         let first = self.live.first().copied().unwrap_or(0);
         if let Some(etcd) = self.admin(first).etcd().cloned() {
             // etcd: the member is added (as a learner) before it starts.
-            let peer = format!("http://{ip}:{}", self.port("peer"));
+            let peer = format!("{}://{ip}:{}", self.http.scheme(), self.port("peer"));
             // A refused or failed `MemberAdd` leaves the list as it was, or (unknown answer) is
             // found in it afterwards by the caller.
             let id = etcd

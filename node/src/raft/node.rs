@@ -386,8 +386,12 @@ impl Raft {
                     )));
                 }
                 let matched = self.leader_state().and_then(|l| l.progress.get(&cc.node));
+                // A learner that never acknowledged an entry (unreachable, or refused by the
+                // transport's TLS) has not caught up, however short the log is.
                 let caught_up = matched.is_some_and(|p| {
-                    p.match_index + self.config.max_append_entries as u64 >= self.log.last_index()
+                    p.match_index > 0
+                        && p.match_index + self.config.max_append_entries as u64
+                            >= self.log.last_index()
                 });
                 if !caught_up {
                     return Err(ProposeError::LearnerBehind(cc.node));

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -36,6 +37,9 @@ pub const FORWARDED: &str = "x-raftkv-forwarded";
 /// Largest request body accepted.
 const MAX_BODY: usize = 16 << 20;
 
+/// How long a client's TLS handshake may take.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(5);
+
 /// How long membership changes may take (they wait for a learner to catch up).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -44,7 +48,9 @@ pub struct Api {
     id: u64,
     node: Handle,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `https` under `--tls-dir` (forwards present this node's certificate), else `http`.
+    scheme: &'static str,
     /// The failpoints, when `--failpoint-api` opened them to HTTP.
     failpoints: Option<Failpoints>,
     /// The planted bug `txn-split`: a transaction's micro-ops are proposed one entry each.
@@ -232,10 +238,34 @@ enum Step {
 impl Api {
     /// The API of node `id`, talking to its loop through `node`.
     /// `failpoints` is `Some` when `--failpoint-api` opens them to HTTP (`/failpoints`).
-    pub fn new(id: u64, node: Handle, timeout: Duration, failpoints: Option<Failpoints>) -> Self {
+    /// `tls` is this node's client configuration under `--tls-dir`: forwards then go over
+    /// HTTPS with this node's certificate.
+    pub fn new(
+        id: u64,
+        node: Handle,
+        timeout: Duration,
+        failpoints: Option<Failpoints>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_millis(500)));
+        connector.enforce_http(false);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let config = match tls {
+            Some(c) => (*c).clone(),
+            // Plain HTTP never uses it.
+            None => rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -244,6 +274,7 @@ impl Api {
             node,
             timeout,
             client,
+            scheme,
             failpoints,
             split_txns: false,
         }
@@ -435,7 +466,7 @@ impl Api {
         body: &Bytes,
         deadline: Instant,
     ) -> Option<Resp> {
-        let uri = format!("http://{addr}{path}");
+        let uri = format!("{}://{addr}{path}", self.scheme);
         let req = Request::builder()
             .method(method.clone())
             .uri(uri)
@@ -575,15 +606,16 @@ impl Api {
     }
 }
 
-/// Serves the API on `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, api: Arc<Api>) {
+/// Serves the API on `listener` until the task is aborted; over TLS with a client certificate
+/// required when `tls` is given.
+pub async fn serve(listener: TcpListener, api: Arc<Api>, tls: Option<tokio_rustls::TlsAcceptor>) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
-        let (stream, _) = match accepted {
+        let (stream, from) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "client accept failed");
@@ -593,15 +625,35 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>) {
         };
         let _ = stream.set_nodelay(true);
         let api = api.clone();
+        let tls = tls.clone();
         conns.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let api = api.clone();
                 async move { Ok::<_, Infallible>(api.handle(req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = http
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+                Some(acceptor) => {
+                    // A client without a certificate of the CA is refused here, before any
+                    // request is read.
+                    match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = http
+                                .keep_alive(true)
+                                .serve_connection(TokioIo::new(tls), service)
+                                .await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%from, error = %e, "client refused"),
+                        Err(_) => tracing::debug!(%from, "client TLS handshake timed out"),
+                    }
+                }
+            }
         });
     }
 }

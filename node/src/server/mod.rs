@@ -29,7 +29,7 @@ use anyhow::Context;
 
 use crate::raft::{Bug, ReadMode};
 use crate::storage::{Storage, StorageOptions};
-use crate::transport::{Transport, TransportOptions};
+use crate::transport::{PeerAuth, Transport, TransportOptions};
 pub use state::Addrs;
 
 /// Everything a node needs to run. `main` builds it from the command line; tests build it too.
@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub failpoints: failpoint::Failpoints,
     /// Serve `/failpoints` (arm, disarm and list them over HTTP); off in production.
     pub failpoint_api: bool,
+    /// Mutual TLS for peers and clients (`--tls-dir`); plain TCP when `None`.
+    pub tls: Option<crate::tls::NodeTls>,
 }
 
 impl ServerConfig {
@@ -104,6 +106,7 @@ impl ServerConfig {
             check_quorum: true,
             failpoints: failpoint::Failpoints::default(),
             failpoint_api: false,
+            tls: None,
         })
     }
 
@@ -205,10 +208,14 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> an
         .await
         .with_context(|| format!("binding the client address {}", config.client_listen))?;
 
-    let transport = Arc::new(Transport::new(
+    let mut transport = Transport::new(
         TransportOptions::default(),
         tokio::runtime::Handle::current(),
-    ));
+    );
+    if let Some(tls) = &config.tls {
+        transport = transport.with_tls(tls.client.clone());
+    }
+    let transport = Arc::new(transport);
     let (handle, events) = node::channel();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let loop_handle = handle.clone();
@@ -227,9 +234,18 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> an
         })?;
 
     let peer_handle = handle.clone();
+    let auth = config.tls.as_ref().map(|tls| {
+        let admitting = transport.clone();
+        PeerAuth {
+            acceptor: tokio_rustls::TlsAcceptor::from(tls.server.clone()),
+            admits: Arc::new(move |id| admitting.admits(id)),
+            stats: transport.stats_handle(),
+        }
+    });
     let peer_task = tokio::spawn(crate::transport::serve(
         peer_listener,
         TransportOptions::default(),
+        auth,
         move |m| peer_handle.message(m),
     ));
     let api = Arc::new(
@@ -238,11 +254,21 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> an
             handle.clone(),
             config.request_timeout,
             config.failpoint_api.then(|| config.failpoints.clone()),
+            config.tls.as_ref().map(|t| t.client.clone()),
         )
         .with_split_txns(config.bugs.contains(&Bug::TxnSplit)),
     );
-    let http_task = tokio::spawn(http::serve(client_listener, api));
-    tracing::info!(client = %config.client_listen, peer = %config.peer_listen, "listening");
+    let acceptor = config
+        .tls
+        .as_ref()
+        .map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
+    let http_task = tokio::spawn(http::serve(client_listener, api, acceptor));
+    tracing::info!(
+        client = %config.client_listen,
+        peer = %config.peer_listen,
+        tls = config.tls.is_some(),
+        "listening"
+    );
 
     let result = tokio::select! {
         _ = shutdown => {

@@ -826,8 +826,10 @@ impl Node {
                 if let Some(a) = addrs_of(cc) {
                     self.sm.addrs.insert(cc.node, a);
                 }
+                self.transport.set_removed(cc.node, false);
             }
             ConfChangeKind::Remove => {
+                self.transport.set_removed(cc.node, true);
                 if cc.node == self.config.id {
                     tracing::warn!("this node was removed from the cluster");
                 }
@@ -980,6 +982,7 @@ mod tests {
         rt.spawn(crate::transport::serve(
             listener,
             TransportOptions::default(),
+            None,
             move |m: Message| {
                 // Snapshot node 1's data dir at the instant its answer arrives.
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

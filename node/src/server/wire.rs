@@ -88,6 +88,10 @@ impl Wire for Message {
         }
     }
 
+    fn sender(&self) -> u64 {
+        self.from
+    }
+
     fn decode(bytes: &[u8]) -> Result<Self, String> {
         let (&tag, rest) = bytes.split_first().ok_or("empty message")?;
         if tag == JSON {

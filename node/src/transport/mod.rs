@@ -7,8 +7,12 @@
 //! (pipelining), reconnects with exponential back-off, and gives up on a connection whose write
 //! stalls (a partitioned peer) so that a healed link is used again promptly.
 //!
-//! Wire format: frames of `[len: u32 little endian][the message's `Wire` encoding]`. Inbound
-//! connections are anonymous; every message names its sender.
+//! Wire format: frames of `[len: u32 little endian][the message's `Wire` encoding]`. Without TLS,
+//! inbound connections are anonymous and every message names its sender. With TLS
+//! (`--tls-dir`), both ends present certificates of the cluster's CA; an inbound connection may
+//! carry only messages whose sender is the node its certificate names (see `crate::tls`) and who
+//! is admitted (a member this node knows of, not removed). A message from anyone else closes the
+//! connection, undelivered.
 //!
 //! This module must never block the caller or interpret messages.
 
@@ -19,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -37,6 +41,8 @@ pub trait Wire: Sized + Send + 'static {
     /// # Errors
     /// A description of what is malformed.
     fn decode(bytes: &[u8]) -> Result<Self, String>;
+    /// The node the message says it comes from.
+    fn sender(&self) -> u64;
 }
 
 /// Tuning for the transport.
@@ -80,6 +86,9 @@ pub struct TransportStats {
     pub batches: AtomicU64,
     /// Outbound connections established.
     pub connects: AtomicU64,
+    /// Inbound connections closed because a message's sender was not the node the peer's
+    /// certificate names, or not admitted.
+    pub refused: AtomicU64,
 }
 
 struct Peer<M> {
@@ -91,9 +100,12 @@ struct Peer<M> {
 /// Outbound side: a writer per peer. Cheap to share behind an `Arc`.
 pub struct Transport<M> {
     peers: Mutex<HashMap<u64, Peer<M>>>,
+    /// Peers removed from the membership: their messages are refused under TLS.
+    removed: Mutex<std::collections::HashSet<u64>>,
     options: TransportOptions,
     stats: Arc<TransportStats>,
     runtime: tokio::runtime::Handle,
+    tls: Option<Arc<rustls::ClientConfig>>,
     _m: PhantomData<fn(M)>,
 }
 
@@ -102,10 +114,34 @@ impl<M: Wire> Transport<M> {
     pub fn new(options: TransportOptions, runtime: tokio::runtime::Handle) -> Self {
         Transport {
             peers: Mutex::new(HashMap::new()),
+            removed: Mutex::new(std::collections::HashSet::new()),
             options,
             stats: Arc::new(TransportStats::default()),
             runtime,
+            tls: None,
             _m: PhantomData,
+        }
+    }
+
+    /// Connects to peers over TLS with this configuration (this node's certificate, the CA),
+    /// checking that peer `ID` presents a certificate for `nID`.
+    pub fn with_tls(mut self, client: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(client);
+        self
+    }
+
+    /// Whether messages from `id` are accepted: a peer with an address that was not removed.
+    pub fn admits(&self, id: u64) -> bool {
+        self.has_peer(id) && !self.removed.lock().unwrap().contains(&id)
+    }
+
+    /// Marks `id` removed from (or, with `false`, added again to) the membership.
+    pub fn set_removed(&self, id: u64, removed: bool) {
+        let mut r = self.removed.lock().unwrap();
+        if removed {
+            r.insert(id);
+        } else {
+            r.remove(&id);
         }
     }
 
@@ -125,6 +161,7 @@ impl<M: Wire> Transport<M> {
             rx,
             self.options.clone(),
             self.stats.clone(),
+            self.tls.clone(),
         ));
         peers.insert(
             id,
@@ -163,6 +200,11 @@ impl<M: Wire> Transport<M> {
     pub fn stats(&self) -> &TransportStats {
         &self.stats
     }
+
+    /// The counters, shared (the inbound side counts refused connections in them).
+    pub fn stats_handle(&self) -> Arc<TransportStats> {
+        self.stats.clone()
+    }
 }
 
 impl<M> Drop for Transport<M> {
@@ -187,41 +229,32 @@ async fn writer<M: Wire>(
     mut rx: mpsc::Receiver<M>,
     options: TransportOptions,
     stats: Arc<TransportStats>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) {
     let mut backoff = options.min_backoff;
     let mut buf = Vec::new();
     loop {
         // Wait for something to send before connecting: idle peers hold no connection attempts.
         let Some(first) = rx.recv().await else { return };
-        let stream = match tokio::time::timeout(options.io_timeout, TcpStream::connect(&addr)).await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
+        let connected = tokio::time::timeout(
+            options.io_timeout,
+            connect(id, &addr, &options, tls.as_ref()),
+        )
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")));
+        let (mut read_half, mut stream) = match connected {
+            Ok(halves) => halves,
+            Err(e) => {
                 tracing::debug!(peer = id, %addr, error = %e, "peer connect failed");
                 drop_queued(&mut rx, &stats, 1);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(options.max_backoff);
                 continue;
             }
-            Err(_) => {
-                tracing::debug!(peer = id, %addr, "peer connect timed out");
-                drop_queued(&mut rx, &stats, 1);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(options.max_backoff);
-                continue;
-            }
         };
-        let _ = stream.set_nodelay(true);
-        // Under a partition (packets silently dropped) writes still land in the socket buffer;
-        // without a user timeout the kernel would retransmit with back-off for minutes, and
-        // messages written after the heal would wait behind that. Give up after `io_timeout`.
-        if let Err(e) = set_user_timeout(&stream, options.io_timeout) {
-            tracing::debug!(error = %e, "TCP_USER_TIMEOUT not set");
-        }
         stats.connects.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(peer = id, %addr, "peer connected");
         backoff = options.min_backoff;
-        let (mut read_half, mut stream) = stream.into_split();
         // The peer never writes on this connection; reading only notices it closing.
         let mut closed = Box::pin(async move {
             let mut b = [0u8; 64];
@@ -253,7 +286,12 @@ async fn writer<M: Wire>(
                     Err(_) => break,
                 }
             }
-            match tokio::time::timeout(options.io_timeout, stream.write_all(&buf)).await {
+            let write = async {
+                stream.write_all(&buf).await?;
+                // TLS buffers records; plain TCP flushes nothing.
+                stream.flush().await
+            };
+            match tokio::time::timeout(options.io_timeout, write).await {
                 Ok(Ok(())) => {
                     stats.sent.fetch_add(n, Ordering::Relaxed);
                     stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -269,6 +307,40 @@ async fn writer<M: Wire>(
                     break;
                 }
             }
+        }
+    }
+}
+
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Opens a connection to peer `id` at `addr`: TCP, then TLS when configured (the peer must
+/// present a certificate for `nID`).
+async fn connect(
+    id: u64,
+    addr: &str,
+    options: &TransportOptions,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> io::Result<(ReadHalf, WriteHalf)> {
+    let stream = TcpStream::connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    // Under a partition (packets silently dropped) writes still land in the socket buffer;
+    // without a user timeout the kernel would retransmit with back-off for minutes, and
+    // messages written after the heal would wait behind that. Give up after `io_timeout`.
+    if let Err(e) = set_user_timeout(&stream, options.io_timeout) {
+        tracing::debug!(error = %e, "TCP_USER_TIMEOUT not set");
+    }
+    match tls {
+        None => {
+            let (r, w) = stream.into_split();
+            Ok((Box::new(r), Box::new(w)))
+        }
+        Some(config) => {
+            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(crate::tls::node_name(id), stream)
+                .await?;
+            let (r, w) = tokio::io::split(tls);
+            Ok((Box::new(r), Box::new(w)))
         }
     }
 }
@@ -305,10 +377,45 @@ fn drop_queued<M>(rx: &mut mpsc::Receiver<M>, stats: &TransportStats, already: u
     stats.dropped.fetch_add(n, Ordering::Relaxed);
 }
 
+/// What an inbound peer connection must prove under TLS.
+#[derive(Clone)]
+pub struct PeerAuth {
+    /// Accepts TLS 1.3 with a certificate of the cluster's CA required.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Whether messages from this node id are accepted at all (a member this node knows of).
+    pub admits: Arc<dyn Fn(u64) -> bool + Send + Sync>,
+    /// Counts refused connections.
+    pub stats: Arc<TransportStats>,
+}
+
+impl PeerAuth {
+    /// The check of an inbound connection's messages: `cert` is the certificate the peer
+    /// presented. Every message's sender must be the node `cert` names, and admitted.
+    fn check(&self, cert: rustls::pki_types::CertificateDer<'static>) -> impl FnMut(u64) -> bool {
+        let admits = self.admits.clone();
+        let mut bound: Option<u64> = None;
+        move |sender| {
+            let named = match bound {
+                Some(b) => b == sender,
+                None => crate::tls::names_node(&cert, sender),
+            };
+            if named {
+                bound = Some(sender);
+            }
+            named && admits(sender)
+        }
+    }
+}
+
 /// Accepts peer connections on `listener` and calls `deliver` with every decoded message. Runs
-/// until the listener fails or the task is aborted.
-pub async fn serve<M, F>(listener: TcpListener, options: TransportOptions, deliver: F)
-where
+/// until the listener fails or the task is aborted. With `auth`, connections are TLS and their
+/// messages are held to the peer's certificate.
+pub async fn serve<M, F>(
+    listener: TcpListener,
+    options: TransportOptions,
+    auth: Option<PeerAuth>,
+    deliver: F,
+) where
     M: Wire,
     F: Fn(M) + Send + Sync + 'static,
 {
@@ -331,18 +438,63 @@ where
         let _ = stream.set_nodelay(true);
         let deliver = deliver.clone();
         let idle = options.idle_timeout;
+        let handshake = options.io_timeout;
+        let auth = auth.clone();
         conns.spawn(async move {
-            if let Err(e) = read_frames(stream, idle, &*deliver).await {
-                tracing::debug!(%from, error = %e, "peer connection closed");
+            let result = match auth {
+                None => read_frames(stream, idle, &*deliver, |_| true).await,
+                Some(auth) => {
+                    let accepted =
+                        tokio::time::timeout(handshake, auth.acceptor.accept(stream)).await;
+                    match accepted {
+                        Ok(Ok(tls)) => {
+                            let cert = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| c.clone().into_owned());
+                            match cert {
+                                Some(cert) => {
+                                    let r =
+                                        read_frames(tls, idle, &*deliver, auth.check(cert)).await;
+                                    if r.as_ref()
+                                        .is_err_and(|e| e.kind() == io::ErrorKind::PermissionDenied)
+                                    {
+                                        auth.stats.refused.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    r
+                                }
+                                None => Err(io::Error::new(
+                                    io::ErrorKind::PermissionDenied,
+                                    "no client certificate",
+                                )),
+                            }
+                        }
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "TLS handshake timed out",
+                        )),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                if e.kind() == io::ErrorKind::PermissionDenied {
+                    tracing::warn!(%from, error = %e, "peer connection refused");
+                } else {
+                    tracing::debug!(%from, error = %e, "peer connection closed");
+                }
             }
         });
     }
 }
 
-async fn read_frames<M: Wire>(
-    stream: TcpStream,
+async fn read_frames<M: Wire, S: AsyncRead + Unpin>(
+    stream: S,
     idle: Duration,
     deliver: &(dyn Fn(M) + Send + Sync),
+    mut admit: impl FnMut(u64) -> bool,
 ) -> io::Result<()> {
     let mut r = BufReader::with_capacity(64 << 10, stream);
     let mut payload = Vec::new();
@@ -369,6 +521,15 @@ async fn read_frames<M: Wire>(
         payload.resize(len, 0);
         r.read_exact(&mut payload).await?;
         let msg = M::decode(&payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if !admit(msg.sender()) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "a message from node {} on a connection whose certificate does not name it, or from a node that is not a member",
+                    msg.sender()
+                ),
+            ));
+        }
         deliver(msg);
     }
 }
@@ -391,15 +552,23 @@ mod tests {
         fn decode(bytes: &[u8]) -> Result<Self, String> {
             serde_json::from_slice(bytes).map_err(|e| e.to_string())
         }
+        fn sender(&self) -> u64 {
+            self.from
+        }
     }
 
     async fn receiver() -> (String, mpsc::UnboundedReceiver<Msg>, JoinHandle<()>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let (tx, rx) = mpsc::unbounded_channel();
-        let h = tokio::spawn(serve(l, TransportOptions::default(), move |m: Msg| {
-            let _ = tx.send(m);
-        }));
+        let h = tokio::spawn(serve(
+            l,
+            TransportOptions::default(),
+            None,
+            move |m: Msg| {
+                let _ = tx.send(m);
+            },
+        ));
         (addr, rx, h)
     }
 
@@ -501,7 +670,7 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let tx2 = tx.clone();
-        let h = tokio::spawn(serve(l, opts.clone(), move |m: Msg| {
+        let h = tokio::spawn(serve(l, opts.clone(), None, move |m: Msg| {
             let _ = tx2.send(m);
         }));
         let t = Transport::<Msg>::new(opts.clone(), tokio::runtime::Handle::current());
@@ -520,7 +689,7 @@ mod tests {
         let _ = h.await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let l = TcpListener::bind(addr).await.unwrap();
-        let _h = tokio::spawn(serve(l, opts, move |m: Msg| {
+        let _h = tokio::spawn(serve(l, opts, None, move |m: Msg| {
             let _ = tx.send(m);
         }));
         // Keep sending until one gets through: messages sent into the dead connection are lost.

@@ -185,10 +185,18 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes with ids 1..=n on 127.0.0.1..=127.0.0.n.
     pub fn start(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_each(n, |_, _| extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Starts `n` nodes with ids 1..=n on 127.0.0.1..=127.0.0.n, node `id` with the extra
+    /// flags `extra(id, the cluster's folder)`.
+    pub fn start_each(n: u64, extra: impl Fn(u64, &Path) -> Vec<String>) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         for id in 1..=n {
-            nodes.push(Self::make(&tmp, id, extra));
+            let mut p = Self::make(&tmp, id, &[]);
+            p.extra = extra(id, tmp.path());
+            nodes.push(p);
         }
         let peers_arg = nodes
             .iter()

@@ -9,4 +9,5 @@ mod failover;
 mod failpoints;
 mod membership;
 mod snapshots;
+mod tls;
 mod wal;
