@@ -13,5 +13,6 @@ mod nemesis;
 mod report;
 mod run;
 mod targets;
+mod tls;
 mod txn;
 mod util;
