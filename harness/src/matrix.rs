@@ -223,6 +223,10 @@ pub struct MatrixArgs {
     /// Test this raftkv binary instead of building the workspace's.
     #[arg(long, value_name = "PATH")]
     pub node_bin: Option<PathBuf>,
+    /// Run every row over mutual TLS (`tls = true`); rows whose target cannot (no `[node]
+    /// tls-args`: NATS, Galera) are left out, and the matrix says which.
+    #[arg(long)]
+    pub tls: bool,
     /// Where the matrix folder is written [default: results/ in the project folder].
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
@@ -344,10 +348,24 @@ const INTERRUPTED: &str = "interrupted";
 /// cannot be written. A run that fails is recorded as an `error` cell, and the matrix goes on.
 pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
     let root = crate::workspace::root();
-    let rows = select(
+    let mut rows = select(
         discover(&root.join("workloads"), &args.workloads)?,
         &args.only,
     );
+    if args.tls {
+        let (over_tls, plain): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(|r| {
+            workload::load(&root.join("workloads"), &r.run_arg()).map_or(true, |w| {
+                w.system.as_ref().is_some_and(|t| t.node.tls_args.is_some())
+            })
+        });
+        for r in &plain {
+            eprintln!(
+                "faultline matrix: --tls leaves out '{}': its target has no `[node] tls-args`",
+                r.spec.label
+            );
+        }
+        rows = over_tls;
+    }
     let results = args.results.clone().unwrap_or_else(|| root.join("results"));
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let dir = results.join(format!("matrix-{stamp}"));
@@ -361,6 +379,9 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
     }
     for o in &args.only {
         command += &format!(" --only {o}");
+    }
+    if args.tls {
+        command += " --tls";
     }
     for d in &args.workloads {
         command += &format!(" --workloads {}", d.display());
@@ -423,6 +444,10 @@ async fn run_cell(args: &MatrixArgs, root: &Path, dir: &Path, row: &Row, seed: u
         Err(e) => return error(e.to_string()),
     };
     let mut reproduce = format!("faultline run {} --seed {seed}", row.run_arg());
+    if args.tls {
+        w.tls = true;
+        reproduce += " --tls";
+    }
     if let Some(t) = args.time_limit {
         w.time_limit = t;
         reproduce += &format!(" --time-limit {t}");

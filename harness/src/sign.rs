@@ -153,28 +153,43 @@ impl Signer {
     /// # Errors
     /// An unreadable or malformed key file, or one that cannot be written.
     pub fn load_or_create(path: &Path) -> anyhow::Result<Signer> {
+        match std::fs::read(path) {
+            Ok(pkcs8) => return Signer::from_pkcs8(&pkcs8, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
         let rng = SystemRandom::new();
-        let pkcs8 = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-                    .map_err(|_| anyhow::anyhow!("generating a P-256 key failed"))?;
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                }
-                write_new_private(path, doc.as_ref())?;
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .map_err(|_| anyhow::anyhow!("generating a P-256 key failed"))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Written whole under another name, then linked into place: two runs that start at once
+        // never see half a key, and the second keeps the first's.
+        let tmp = dir.join(format!(
+            ".signing-key.{}.{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        write_new_private(&tmp, doc.as_ref())?;
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
                 let signer = Signer::from_pkcs8(doc.as_ref(), path)?;
                 eprintln!(
                     "faultline: made a signing key for results at {} (keep it out of results/); its public key: {}",
                     path.display(),
                     signer.public_key()
                 );
-                return Ok(signer);
+                Ok(signer)
             }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        Signer::from_pkcs8(&pkcs8, path)
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let pkcs8 =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                Signer::from_pkcs8(&pkcs8, path)
+            }
+            Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+        }
     }
 
     fn from_pkcs8(pkcs8: &[u8], path: &Path) -> anyhow::Result<Signer> {
@@ -448,6 +463,21 @@ mod tests {
         let mode = std::fs::metadata(&s.path).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{mode:o}");
         drop(home);
+    }
+
+    #[test]
+    fn runs_that_make_the_key_at_once_share_one() {
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join("k.p8");
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Signer::load_or_create(&path).unwrap().public_key()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
+        // Nothing but the key is left beside it.
+        assert_eq!(std::fs::read_dir(home.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod nats;
 mod nemesis;
 mod report;
 mod run;
+mod sign;
 mod targets;
 mod tls;
 mod txn;
