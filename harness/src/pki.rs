@@ -203,17 +203,18 @@ impl std::fmt::Debug for RunPki {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Creates `path` (it must not exist) readable by its owner only, and writes `bytes`: private
+/// keys (the run's, and the results' signing key).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
         .write(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -238,7 +239,10 @@ impl RunPki {
         std::fs::create_dir(&client_dir)?;
         std::fs::write(client_dir.join("ca.pem"), &ca.cert_pem)?;
         std::fs::write(client_dir.join("client.pem"), &issued.cert_pem)?;
-        write_private(&client_dir.join("client-key.pem"), &issued.key_pem)?;
+        write_private(
+            &client_dir.join("client-key.pem"),
+            issued.key_pem.as_bytes(),
+        )?;
         let client = Arc::new(ClientTls::from_pem(
             &ca.cert_pem,
             &issued.cert_pem,
@@ -285,7 +289,7 @@ impl RunPki {
         std::fs::write(d.join("node.pem"), &issued.cert_pem)?;
         // Readable by the node's user whoever it is (the folder is private to this run and is
         // mounted read-only); etcd runs as root, raftkv too.
-        write_private(&d.join("node-key.pem"), &issued.key_pem)?;
+        write_private(&d.join("node-key.pem"), issued.key_pem.as_bytes())?;
         nodes.insert(name.to_string(), d.clone());
         Ok(d)
     }

@@ -170,7 +170,7 @@ impl Signer {
             std::process::id(),
             rand::random::<u32>()
         ));
-        write_new_private(&tmp, doc.as_ref())?;
+        crate::pki::write_private(&tmp, doc.as_ref())?;
         let linked = std::fs::hard_link(&tmp, path);
         let _ = std::fs::remove_file(&tmp);
         match linked {
@@ -248,19 +248,6 @@ impl Signer {
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
         Ok(manifest)
     }
-}
-
-fn write_new_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Checks `dir`'s manifest: every listed file's hash, then the signature; with `expected`, that

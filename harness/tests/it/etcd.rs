@@ -1,20 +1,11 @@
 //! etcd as a target: Debian's etcd-server in Docker under the same nemesis and checker as raftkv.
 
-use std::path::Path;
 
 use faultline::workload::Target;
 use faultline_checker::Validity;
 use serde_json::Value;
 
-use crate::util::run_workload;
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::util::{lines, run_workload};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_register_partition_run_is_valid_and_leaves_nothing_behind() {

@@ -5,15 +5,7 @@
 use faultline_checker::Validity;
 use serde_json::Value;
 
-use crate::util::run_workload;
-
-fn lines(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::util::{lines, run_workload};
 
 fn names(v: &Value) -> Vec<String> {
     v.as_array()

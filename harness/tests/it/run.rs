@@ -8,7 +8,7 @@ use faultline::workload;
 use faultline_checker::{Validity, read_history};
 use serde_json::Value;
 
-use crate::util::objects_of_run;
+use crate::util::{lines, objects_of_run};
 
 /// A short register workload with one fault of one kind: off for 5 s, on for 5 s, then healed.
 fn short_workload(name: &str, nemesis: &str) -> workload::Workload {
@@ -45,15 +45,6 @@ fn options(w: workload::Workload, results: &Path, seed: u64) -> RunOptions {
         results: results.to_path_buf(),
         progress: false,
     }
-}
-
-/// Reads a history as JSON lines.
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// The fault window of the first installed start/stop pair of `f_start`/`f_stop`, in ns.

@@ -7,15 +7,7 @@ use std::path::{Path, PathBuf};
 use faultline_checker::Validity;
 use serde_json::Value;
 
-use crate::util::run_workload;
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::util::{lines, run_workload};
 
 /// The run's PKI folders that exist now (`faultline-pki-*` in the temp folder).
 fn pki_folders() -> Vec<PathBuf> {
@@ -95,12 +87,14 @@ fn check_tls_run(outcome: &faultline::runner::RunOutcome, seed: u64, before: &[P
     assert_eq!(v.files.len(), 3, "{v:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raftkv_register_partition_over_mutual_tls_is_valid_and_signed() {
-    let _slot = crate::util::docker_slot().await;
+/// Runs workload `name` over mutual TLS with isolate-leader partitions every 4 s, checks what
+/// every TLS run must show, and returns the outcome, its results folder and n1's log.
+async fn tls_run(
+    name: &str,
+    seed: u64,
+) -> (faultline::runner::RunOutcome, tempfile::TempDir, String) {
     let before = pki_folders();
-    let seed = 3;
-    let (outcome, _keep) = run_workload("register-partition", seed, |w| {
+    let (outcome, keep) = run_workload(name, seed, |w| {
         w.tls = true;
         w.time_limit = 14.0;
         w.recovery = 3.0;
@@ -112,6 +106,13 @@ async fn raftkv_register_partition_over_mutual_tls_is_valid_and_signed() {
     .await;
     check_tls_run(&outcome, seed, &before);
     let log = std::fs::read_to_string(outcome.dir.path.join("nodes/n1.log")).unwrap();
+    (outcome, keep, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raftkv_register_partition_over_mutual_tls_is_valid_and_signed() {
+    let _slot = crate::util::docker_slot().await;
+    let (outcome, _keep, log) = tls_run("register-partition", 3).await;
     assert!(
         log.contains("tls=true"),
         "n1 did not listen with TLS:\n{log}"
@@ -129,21 +130,8 @@ async fn raftkv_register_partition_over_mutual_tls_is_valid_and_signed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_register_partition_over_mutual_tls_is_valid() {
     let _slot = crate::util::docker_slot().await;
-    let before = pki_folders();
-    let seed = 5;
-    let (outcome, _keep) = run_workload("etcd-register-partition", seed, |w| {
-        w.tls = true;
-        w.time_limit = 14.0;
-        w.recovery = 3.0;
-        let spec = w.nemesis.as_mut().unwrap();
-        spec.partition_kinds = vec!["isolate-leader".parse().unwrap()];
-        spec.interval = 4.0;
-        spec.jitter = 0.0;
-    })
-    .await;
-    check_tls_run(&outcome, seed, &before);
+    let (_outcome, _keep, log) = tls_run("etcd-register-partition", 5).await;
     // etcd served its peers and clients over TLS with client certificates required.
-    let log = std::fs::read_to_string(outcome.dir.path.join("nodes/n1.log")).unwrap();
     let required = |what: &str| {
         log.lines()
             .any(|l| l.contains(what) && l.contains("client-cert-auth = true"))

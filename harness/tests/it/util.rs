@@ -114,3 +114,12 @@ pub async fn run_workload(
     );
     (outcome, results)
 }
+
+/// Reads a JSON-lines file (a history, `status.jsonl`) as values.
+pub fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -405,6 +405,30 @@ impl PeerAuth {
             named && admits(sender)
         }
     }
+
+    /// Accepts TLS on `stream` (within `handshake`) and reads its frames, every message held to
+    /// the certificate the peer presented.
+    async fn read_frames<M: Wire>(
+        &self,
+        stream: TcpStream,
+        handshake: Duration,
+        idle: Duration,
+        deliver: &(dyn Fn(M) + Send + Sync),
+    ) -> io::Result<()> {
+        let tls = tokio::time::timeout(handshake, self.acceptor.accept(stream))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let cert = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::PermissionDenied, "no client certificate")
+            })?;
+        read_frames(tls, idle, deliver, self.check(cert)).await
+    }
 }
 
 /// Accepts peer connections on `listener` and calls `deliver` with every decoded message. Runs
@@ -441,47 +465,16 @@ pub async fn serve<M, F>(
         let handshake = options.io_timeout;
         let auth = auth.clone();
         conns.spawn(async move {
-            let result = match auth {
+            let result = match &auth {
                 None => read_frames(stream, idle, &*deliver, |_| true).await,
-                Some(auth) => {
-                    let accepted =
-                        tokio::time::timeout(handshake, auth.acceptor.accept(stream)).await;
-                    match accepted {
-                        Ok(Ok(tls)) => {
-                            let cert = tls
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .map(|c| c.clone().into_owned());
-                            match cert {
-                                Some(cert) => {
-                                    let r =
-                                        read_frames(tls, idle, &*deliver, auth.check(cert)).await;
-                                    if r.as_ref()
-                                        .is_err_and(|e| e.kind() == io::ErrorKind::PermissionDenied)
-                                    {
-                                        auth.stats.refused.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    r
-                                }
-                                None => Err(io::Error::new(
-                                    io::ErrorKind::PermissionDenied,
-                                    "no client certificate",
-                                )),
-                            }
-                        }
-                        Ok(Err(e)) => Err(e),
-                        Err(_) => Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "TLS handshake timed out",
-                        )),
-                    }
-                }
+                Some(auth) => auth.read_frames(stream, handshake, idle, &*deliver).await,
             };
             if let Err(e) = result {
                 if e.kind() == io::ErrorKind::PermissionDenied {
                     tracing::warn!(%from, error = %e, "peer connection refused");
+                    if let Some(auth) = &auth {
+                        auth.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    }
                 } else {
                     tracing::debug!(%from, error = %e, "peer connection closed");
                 }
