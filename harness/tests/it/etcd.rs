@@ -1,6 +1,5 @@
 //! etcd as a target: Debian's etcd-server in Docker under the same nemesis and checker as raftkv.
 
-
 use faultline::workload::Target;
 use faultline_checker::Validity;
 use serde_json::Value;
