@@ -133,6 +133,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 label: Some(format!("bench {name}")),
                 results: results.clone(),
                 progress: false,
+                engines: None,
             };
             let outcome = runner::run(opts)
                 .await

@@ -42,7 +42,10 @@ pub enum Command {
     /// Show Faultline's Docker images, building the missing ones (base, raftkv, etcd and NATS).
     Images(ImagesArgs),
     /// Remove containers, volumes and networks left behind by a harness that was killed.
-    Clean,
+    Clean(CleanArgs),
+    /// Docker Swarm across the engines of an engines file: `init` (the first engine manages, the
+    /// others join), `leave` (undo init), `status`.
+    Swarm(SwarmArgs),
     /// The detection matrix: every planted bug's workload (and etcd's serializable reads) with
     /// several seeds, plus correct raftkv and etcd as controls; writes results/matrix-<stamp>/.
     Matrix(crate::matrix::MatrixArgs),
@@ -57,6 +60,38 @@ pub enum Command {
     Compare(crate::compare::CompareArgs),
     /// Check run folders' signed manifests: the files' sha256 and the ECDSA P-256 signature.
     Verify(crate::sign::VerifyArgs),
+}
+
+/// Arguments of `faultline clean`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CleanArgs {
+    /// Clean every engine of this engines file [default: the local engine].
+    #[arg(long, value_name = "FILE")]
+    pub engines: Option<PathBuf>,
+}
+
+/// Arguments of `faultline swarm`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SwarmArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: SwarmAction,
+    /// The engines file [default: the local engine alone].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub engines: Option<PathBuf>,
+}
+
+/// `faultline swarm` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SwarmAction {
+    /// Make the first engine a swarm manager (at its `advertise-addr`) and join the others as
+    /// workers; engines already in this swarm are left as they are.
+    Init,
+    /// Undo `init`: the workers leave, then the manager; the bridges `init` made are removed.
+    /// Refuses a swarm `init` did not make.
+    Leave,
+    /// Each engine's swarm state.
+    Status,
 }
 
 /// Arguments of `faultline images`.
@@ -137,6 +172,10 @@ pub struct RunArgs {
     /// No progress bar (also when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Run on the Docker engines of this file (nodes placed across them; see README, Several
+    /// hosts) [default: the local engine, a bridge network].
+    #[arg(long, value_name = "FILE")]
+    pub engines: Option<PathBuf>,
 }
 
 static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -183,7 +222,8 @@ pub async fn main_async(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Images(args) => images(args).await,
-        Command::Clean => clean().await,
+        Command::Clean(args) => clean(args).await,
+        Command::Swarm(args) => swarm(args).await,
         Command::Matrix(args) => crate::matrix::run(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Serve(args) => crate::serve::run(&args).await,
@@ -307,6 +347,9 @@ fn resolve(args: &RunArgs) -> anyhow::Result<(Workload, u64, String)> {
     if let Some(p) = &args.build {
         repro += &format!(" --build {}", p.display());
     }
+    if let Some(p) = &args.engines {
+        repro += &format!(" --engines {}", p.display());
+    }
     w.validate("command line")?;
     Ok((w, seed, repro))
 }
@@ -326,6 +369,11 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         results,
         reproduce,
         progress,
+        engines: args
+            .engines
+            .as_deref()
+            .map(control::EnginesFile::load)
+            .transpose()?,
     };
     let outcome = runner::run(opts.clone()).await?;
     print_summary(&opts, &outcome);
@@ -416,9 +464,31 @@ async fn images(args: ImagesArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn clean() -> anyhow::Result<u8> {
-    let docker = control::connect().await?;
-    let gone = control::clean(&docker, None).await?;
+/// The engines of `--engines FILE`, or the local one.
+async fn engines_of(file: Option<&std::path::Path>) -> anyhow::Result<control::Engines> {
+    let file = match file {
+        Some(p) => control::EnginesFile::load(p)?,
+        None => control::EnginesFile::local(),
+    };
+    Ok(control::Engines::connect(&file).await?)
+}
+
+async fn swarm(args: SwarmArgs) -> anyhow::Result<u8> {
+    let engines = engines_of(args.engines.as_deref()).await?;
+    let lines = match args.action {
+        SwarmAction::Init => control::swarm::init(&engines).await?,
+        SwarmAction::Leave => control::swarm::leave(&engines).await?,
+        SwarmAction::Status => control::swarm::status(&engines).await?,
+    };
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(0)
+}
+
+async fn clean(args: CleanArgs) -> anyhow::Result<u8> {
+    let engines = engines_of(args.engines.as_deref()).await?;
+    let gone = control::clean_engines(&engines.list, None).await?;
     if gone.is_empty() {
         println!(
             "nothing to clean: no container, volume or network carries the {} label",

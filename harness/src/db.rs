@@ -218,8 +218,12 @@ impl TargetDb {
         }
         if let Some(pki) = &self.tls {
             binds.push(
-                pki.bind(&name, cluster.address_of(i))
-                    .map_err(|e| format!("the certificates of {name}: {e:#}"))?,
+                pki.bind(
+                    &name,
+                    cluster.address_of(i),
+                    cluster.reached_at(&name, i).as_deref(),
+                )
+                .map_err(|e| format!("the certificates of {name}: {e:#}"))?,
             );
         }
         Ok(NodeSpec {
@@ -234,12 +238,13 @@ impl TargetDb {
             cmd,
             data_dir,
             fuse: self.faultfs,
+            ports: self.target.node.ports.values().copied().collect(),
         })
     }
 
-    /// The address the built-in clients of node `ip` talk to.
-    fn client_addr(&self, ip: Ipv4Addr) -> String {
-        format!("{ip}:{}", self.target.port(&self.target.client.port))
+    /// Where the built-in clients of `node` dial its client port.
+    fn client_addr(&self, node: &crate::control::NodeHandle) -> String {
+        node.addr(self.target.port(&self.target.client.port))
     }
 }
 
@@ -316,17 +321,16 @@ impl Db for TargetDb {
 
     fn client(&self, http: &HttpClient, cluster: &Cluster, i: usize) -> NodeClient {
         let node = &cluster.nodes()[i];
-        let ip = node.ip;
         let ips: Vec<Ipv4Addr> = cluster.nodes().iter().map(|n| n.ip).collect();
         let vars = self.target.vars(i, &ips, cluster.run_id());
         let client = match self.target.client.protocol {
             ProtocolName::Raftkv => {
-                NodeClient::Raftkv(RaftkvClient::new(http.clone(), &self.client_addr(ip)))
+                NodeClient::Raftkv(RaftkvClient::new(http.clone(), &self.client_addr(node)))
             }
             ProtocolName::Etcd => match self.api {
                 EtcdApi::Grpc => NodeClient::Etcd(
                     EtcdClient::new(
-                        &self.client_addr(ip),
+                        &self.client_addr(node),
                         http.timeout(),
                         self.serializable_reads,
                     )
@@ -334,13 +338,16 @@ impl Db for TargetDb {
                 ),
                 EtcdApi::Gateway => NodeClient::EtcdGateway(EtcdGatewayClient::new(
                     http.clone(),
-                    &self.client_addr(ip),
+                    &self.client_addr(node),
                     self.serializable_reads,
                 )),
             },
             ProtocolName::Nats => NodeClient::Nats(NatsClient::new(
                 &node.name,
-                ip,
+                (
+                    &node.addr(crate::client::nats::CLIENT_PORT),
+                    &node.addr(crate::client::nats::MONITOR_PORT),
+                ),
                 http,
                 NATS_BUCKET,
                 NATS_QUEUE,

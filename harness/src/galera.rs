@@ -27,7 +27,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{GaleraClient, GaleraSession, HttpClient, NodeClient};
+use crate::client::{GALERA_PORT, GaleraClient, GaleraSession, HttpClient, NodeClient};
 use crate::control::{Cluster, GALERA_ENTRYPOINT, NodeSpec};
 use crate::db::{Db, faultfs_entrypoint, node_name};
 use crate::nemesis::{clock_bind, clock_env};
@@ -214,6 +214,7 @@ impl Db for Galera {
             data_dir: "/data".into(),
             restart_on_failure: false,
             fuse: self.faultfs,
+            ports: vec![GALERA_PORT],
         })
     }
 
@@ -221,7 +222,7 @@ impl Db for Galera {
         let node = &cluster.nodes()[i];
         NodeClient::Galera(GaleraClient::new(
             &node.name,
-            node.ip,
+            node.endpoint(GALERA_PORT),
             http.timeout(),
             self.session(),
         ))

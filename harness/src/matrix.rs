@@ -230,6 +230,13 @@ pub struct MatrixArgs {
     /// Where the matrix folder is written [default: results/ in the project folder].
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
+    /// Spread the cells over the Docker engines of this file: each cell runs whole on one
+    /// engine (a bridge network there), images built on the first and copied to the others.
+    #[arg(long, value_name = "FILE")]
+    pub engines: Option<PathBuf>,
+    /// Cells run at once; the k-th runs its cells on engine k mod (number of engines).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub parallel: u64,
 }
 
 /// One run of a row.
@@ -246,6 +253,9 @@ pub struct Cell {
     pub dir: Option<String>,
     /// The counterexample's message or the harness error.
     pub note: String,
+    /// The engine it ran on (with `--engines`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 /// A row's runs and what they add up to.
@@ -386,58 +396,158 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
     for d in &args.workloads {
         command += &format!(" --workloads {}", d.display());
     }
+    let engines = args
+        .engines
+        .as_deref()
+        .map(crate::control::EnginesFile::load)
+        .transpose()?;
+    if let Some(f) = &engines {
+        command += &format!(
+            " --engines {}",
+            f.file.as_deref().unwrap_or(Path::new("?")).display()
+        );
+    }
+    if args.parallel > 1 {
+        command += &format!(" --parallel {}", args.parallel);
+    }
     eprintln!(
-        "faultline matrix: {} rows x {} seeds -> {}",
+        "faultline matrix: {} rows x {} seeds -> {}{}",
         rows.len(),
         args.seeds,
-        dir.display()
+        dir.display(),
+        match &engines {
+            Some(f) => format!(
+                " ({} at once on engines {})",
+                args.parallel,
+                f.engines
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None if args.parallel > 1 => format!(" ({} at once)", args.parallel),
+            None => String::new(),
+        }
     );
-    let mut out: Vec<RowResult> = Vec::new();
-    for row in rows {
-        let mut cells = Vec::new();
-        let mut interrupted = false;
-        for seed in args.first_seed..args.first_seed + args.seeds {
-            let cell = run_cell(&args, &root, &dir, &row, seed).await;
-            eprintln!(
-                "  {:<38} seed {seed:<3} {:<8} {}",
-                row.spec.label,
-                cell.verdict,
-                cell.first_anomaly_s
-                    .map(|t| format!("first anomaly at {} s", seconds(t)))
-                    .unwrap_or_default()
-            );
-            interrupted = cell.verdict == INTERRUPTED;
-            cells.push(cell);
-            if interrupted {
-                break;
+    let started = std::time::Instant::now();
+    // The cells in row order, seeds ascending; the workers take them from the front.
+    let queue: std::sync::Mutex<std::collections::VecDeque<(usize, u64)>> = std::sync::Mutex::new(
+        (0..rows.len())
+            .flat_map(|r| (args.first_seed..args.first_seed + args.seeds).map(move |s| (r, s)))
+            .collect(),
+    );
+    let done: std::sync::Mutex<std::collections::BTreeMap<(usize, u64), Cell>> =
+        std::sync::Mutex::default();
+    let interrupted = std::sync::atomic::AtomicBool::new(false);
+    let n_engines = engines.as_ref().map_or(1, |f| f.engines.len());
+    let worker = |k: usize| {
+        let (queue, done, interrupted, rows, engines, root, dir, args) = (
+            &queue,
+            &done,
+            &interrupted,
+            &rows,
+            &engines,
+            &root,
+            &dir,
+            &args,
+        );
+        let command = command.clone();
+        async move {
+            loop {
+                if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                let Some((r, seed)) = next else { break };
+                let row = &rows[r];
+                let on = engines.as_ref().map(|f| f.only(k % n_engines));
+                let mut cell = run_cell(args, root, dir, row, seed, on.clone()).await;
+                cell.engine = on.map(|f| f.engines[0].name.clone());
+                eprintln!(
+                    "  {:<38} seed {seed:<3} {:<8} {}{}",
+                    row.spec.label,
+                    cell.verdict,
+                    cell.first_anomaly_s
+                        .map(|t| format!("first anomaly at {} s", seconds(t)))
+                        .unwrap_or_default(),
+                    cell.engine
+                        .as_deref()
+                        .map(|e| format!(" [engine {e}]"))
+                        .unwrap_or_default()
+                );
+                if cell.verdict == INTERRUPTED {
+                    interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let out = {
+                    let mut done = done.lock().unwrap_or_else(|p| p.into_inner());
+                    done.insert((r, seed), cell);
+                    gather(rows, &done)
+                };
+                // Rewrite the outputs after every cell, so an interrupted matrix still has its
+                // numbers.
+                if let Err(e) = write_outputs(dir, &command, &out) {
+                    eprintln!("faultline matrix: {e:#}");
+                }
             }
         }
-        out.push(RowResult { row, cells });
-        // Rewrite the outputs after every row, so an interrupted matrix still has its numbers.
-        write_outputs(&dir, &command, &out)?;
-        if interrupted {
-            println!("{}", table(&out));
-            println!(
-                "matrix: interrupted; the rows so far are in {}",
-                dir.display()
-            );
-            return Ok(130);
-        }
+    };
+    let workers = (0..args.parallel as usize).map(worker);
+    futures_util::future::join_all(workers).await;
+    let out = gather(&rows, &done.lock().unwrap_or_else(|p| p.into_inner()));
+    write_outputs(&dir, &command, &out)?;
+    let cells: usize = out.iter().map(|r| r.cells.len()).sum();
+    let wall = started.elapsed().as_secs_f64();
+    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        println!("{}", table(&out));
+        println!(
+            "matrix: interrupted; the rows so far are in {}",
+            dir.display()
+        );
+        return Ok(130);
     }
     println!("{}", table(&out));
     println!("matrix: {}", dir.join("matrix.html").display());
+    println!(
+        "matrix: {cells} cells in {wall:.0} s wall time, {} at once",
+        args.parallel
+    );
     println!("command: {command}");
     let false_alarm = out.iter().any(|r| !r.row.is_bug() && r.invalid() > 0);
     Ok(u8::from(false_alarm))
 }
 
-async fn run_cell(args: &MatrixArgs, root: &Path, dir: &Path, row: &Row, seed: u64) -> Cell {
+/// The rows that have cells so far, each with its cells by seed.
+fn gather(rows: &[Row], done: &std::collections::BTreeMap<(usize, u64), Cell>) -> Vec<RowResult> {
+    rows.iter()
+        .enumerate()
+        .filter_map(|(r, row)| {
+            let cells: Vec<Cell> = done
+                .range((r, 0)..=(r, u64::MAX))
+                .map(|(_, c)| c.clone())
+                .collect();
+            (!cells.is_empty()).then(|| RowResult {
+                row: row.clone(),
+                cells,
+            })
+        })
+        .collect()
+}
+
+async fn run_cell(
+    args: &MatrixArgs,
+    root: &Path,
+    dir: &Path,
+    row: &Row,
+    seed: u64,
+    engines: Option<crate::control::EnginesFile>,
+) -> Cell {
     let error = |note: String| Cell {
         seed,
         verdict: "error".into(),
         first_anomaly_s: None,
         dir: None,
         note,
+        engine: None,
     };
     let mut w = match workload::load(&root.join("workloads"), &row.run_arg()) {
         Ok(w) => w,
@@ -467,6 +577,7 @@ async fn run_cell(args: &MatrixArgs, root: &Path, dir: &Path, row: &Row, seed: u
         results: dir.to_path_buf(),
         reproduce,
         progress: false,
+        engines,
     };
     match runner::run(opts).await {
         Ok(outcome) => Cell {
@@ -487,6 +598,7 @@ async fn run_cell(args: &MatrixArgs, root: &Path, dir: &Path, row: &Row, seed: u
                 .ok()
                 .map(|p| p.display().to_string()),
             note: outcome.checked.results.anomaly_lines().join("; "),
+            engine: None,
         },
         Err(e) => error(format!("{e:#}")),
     }
@@ -651,6 +763,7 @@ mod tests {
             first_anomaly_s: t,
             dir: None,
             note: String::new(),
+            engine: None,
         }
     }
 

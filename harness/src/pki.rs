@@ -106,8 +106,14 @@ pub struct Issued {
 /// Whom a certificate is for.
 #[derive(Debug, Clone)]
 pub enum Holder {
-    /// A node: valid for its name and address, as server and client.
-    Node { name: String, ip: IpAddr },
+    /// A node: valid for its name and address, as server and client; `also` is where the
+    /// harness reaches it when that is not its own address (its engine's host, for published
+    /// ports): an IP address or a DNS name.
+    Node {
+        name: String,
+        ip: IpAddr,
+        also: Option<String>,
+    },
     /// A client: valid for `name`, as a client only.
     Client { name: String },
 }
@@ -156,9 +162,14 @@ impl Authority {
     /// Key generation or signing failures (rcgen).
     pub fn issue(&self, holder: &Holder, expired: bool) -> anyhow::Result<Issued> {
         let (name, mut sans, usages) = match holder {
-            Holder::Node { name, ip } => (
+            Holder::Node { name, ip, also } => (
                 name,
-                vec![SanType::IpAddress(*ip)],
+                std::iter::once(Ok(SanType::IpAddress(*ip)))
+                    .chain(also.iter().map(|a| match a.parse::<IpAddr>() {
+                        Ok(ip) => Ok(SanType::IpAddress(ip)),
+                        Err(_) => a.clone().try_into().map(SanType::DnsName),
+                    }))
+                    .collect::<Result<Vec<_>, _>>()?,
                 vec![
                     ExtendedKeyUsagePurpose::ServerAuth,
                     ExtendedKeyUsagePurpose::ClientAuth,
@@ -267,11 +278,17 @@ impl RunPki {
     }
 
     /// Node `name`'s folder (`ca.pem`, `node.pem`, `node-key.pem`), made on first use with a
-    /// certificate for `name` and `ip`.
+    /// certificate for `name` and `ip` (and `also`, where the harness reaches it when that is
+    /// another address).
     ///
     /// # Errors
     /// Certificate generation or file system failures.
-    pub fn node_dir(&self, name: &str, ip: Ipv4Addr) -> anyhow::Result<PathBuf> {
+    pub fn node_dir(
+        &self,
+        name: &str,
+        ip: Ipv4Addr,
+        also: Option<&str>,
+    ) -> anyhow::Result<PathBuf> {
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(d) = nodes.get(name) {
             return Ok(d.clone());
@@ -280,6 +297,7 @@ impl RunPki {
             &Holder::Node {
                 name: name.to_string(),
                 ip: IpAddr::V4(ip),
+                also: also.map(str::to_string),
             },
             false,
         )?;
@@ -298,10 +316,10 @@ impl RunPki {
     ///
     /// # Errors
     /// As [`RunPki::node_dir`].
-    pub fn bind(&self, name: &str, ip: Ipv4Addr) -> anyhow::Result<String> {
+    pub fn bind(&self, name: &str, ip: Ipv4Addr, also: Option<&str>) -> anyhow::Result<String> {
         Ok(format!(
             "{}:{NODE_TLS_DIR}:ro",
-            self.node_dir(name, ip)?.display()
+            self.node_dir(name, ip, also)?.display()
         ))
     }
 }
@@ -313,7 +331,9 @@ mod tests {
     #[test]
     fn node_certificates_name_the_node_and_its_address_and_chain_to_the_ca() {
         let pki = RunPki::new("t").unwrap();
-        let d = pki.node_dir("n2", Ipv4Addr::new(10, 1, 0, 3)).unwrap();
+        let d = pki
+            .node_dir("n2", Ipv4Addr::new(10, 1, 0, 3), None)
+            .unwrap();
         let cert = CertificateDer::from_pem_file(d.join("node.pem")).unwrap();
         let ee = webpki::EndEntityCert::try_from(&cert).unwrap();
         let name = |s: &str| rustls::pki_types::ServerName::try_from(s.to_string()).unwrap();
@@ -324,7 +344,11 @@ mod tests {
         );
         assert!(ee.verify_is_valid_for_subject_name(&name("n3")).is_err());
         // The same folder on a second call, and the key is private.
-        assert_eq!(pki.node_dir("n2", Ipv4Addr::new(10, 1, 0, 3)).unwrap(), d);
+        assert_eq!(
+            pki.node_dir("n2", Ipv4Addr::new(10, 1, 0, 3), None)
+                .unwrap(),
+            d
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(d.join("node-key.pem"))
             .unwrap()
@@ -350,7 +374,7 @@ mod tests {
     #[test]
     fn folders_are_removed_with_the_pki() {
         let pki = RunPki::new("t").unwrap();
-        let d = pki.node_dir("n1", Ipv4Addr::LOCALHOST).unwrap();
+        let d = pki.node_dir("n1", Ipv4Addr::LOCALHOST, None).unwrap();
         assert!(d.join("node.pem").exists());
         drop(pki);
         assert!(!d.exists());

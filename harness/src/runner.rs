@@ -50,7 +50,13 @@ pub struct RunOptions {
     pub reproduce: String,
     /// Draw a progress bar.
     pub progress: bool,
+    /// The Docker engines to run on (`--engines FILE`) [default: the local engine, a bridge
+    /// network].
+    pub engines: Option<control::EnginesFile>,
 }
+
+/// Held while a run prepares its images (see [`run`]).
+static PREPARING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// What a finished run produced.
 #[derive(Debug, Clone)]
@@ -80,6 +86,7 @@ struct RunRecord<'a> {
     node: NodeRecord,
     images: Vec<String>,
     nodes: Vec<NodeRecordAddr>,
+    engines: EnginesRecord,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +101,24 @@ struct NodeRecordAddr {
     name: String,
     ip: String,
     container: String,
+    /// The engine (an entry of the engines file) it runs on.
+    engine: String,
+    /// Its ports published on the engine's host, `port -> host:port` (empty on a local bridge).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    published: std::collections::BTreeMap<u16, String>,
+}
+
+/// The engines of a run, as `run.json` records them.
+#[derive(Debug, Serialize)]
+struct EnginesRecord {
+    network: &'static str,
+    engines: Vec<EngineRecord>,
+}
+
+#[derive(Debug, Serialize)]
+struct EngineRecord {
+    name: String,
+    host: String,
 }
 
 /// Live counts for the progress bar and the summary.
@@ -293,8 +318,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         dir.path.display()
     );
 
-    let docker = control::connect().await?;
-    let images = Images::new(docker.clone(), opts.progress);
+    let engines_file = opts
+        .engines
+        .clone()
+        .unwrap_or_else(control::EnginesFile::local);
+    let engines = control::Engines::connect(&engines_file).await?;
+    let images = Images::new(engines.build.docker.clone(), opts.progress);
     // A throwaway PKI in a temporary folder (never in the results), deleted when the run ends.
     let pki = if w.tls {
         Some(Arc::new(
@@ -303,6 +332,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     } else {
         None
     };
+    // One image preparation at a time in this process: parallel matrix cells would otherwise
+    // build (or copy) the same image at once.
+    let preparing = PREPARING.lock().await;
     let (db, node, node_images) = prepare_db(
         w,
         &images,
@@ -312,13 +344,25 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     )
     .await?;
 
-    let mut guard = RunGuard::new(&run_id);
+    // Images are built on the build engine; every engine that lacks one gets a copy.
+    for image in node_images.iter().skip(1) {
+        let copied = engines.distribute(image).await?;
+        if !copied.is_empty() {
+            eprintln!(
+                "faultline: copied {image} to engine{} {}",
+                if copied.len() == 1 { "" } else { "s" },
+                copied.join(", ")
+            );
+        }
+    }
+    drop(preparing);
+    let mut guard = RunGuard::on(&run_id, engines_file.clone());
     let interrupted = Arc::new(AtomicBool::new(false));
     let body = run_cluster(
         &opts,
         &dir,
         &run_id,
-        &docker,
+        &engines,
         db.as_ref(),
         node,
         node_images,
@@ -333,7 +377,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
         }
     };
     // Teardown happens here on every path; the guard covers panics and early returns above.
-    let teardown = control::clean(&docker, Some(&run_id)).await;
+    let teardown = control::clean_engines(&engines.list, Some(&run_id)).await;
     guard.disarm();
     if let Err(e) = &teardown {
         eprintln!("faultline: teardown failed: {e}; run `faultline clean`");
@@ -543,7 +587,7 @@ async fn run_cluster(
     opts: &RunOptions,
     dir: &RunDir,
     run_id: &str,
-    docker: &bollard::Docker,
+    engines: &control::Engines,
     db: &dyn Db,
     node: NodeRecord,
     images: Vec<String>,
@@ -562,7 +606,7 @@ async fn run_cluster(
     prepare_clock_dir(&clock_dir, &names).context("preparing the clock files")?;
 
     let boot = Instant::now();
-    let cluster = Cluster::create(docker, run_id).await?;
+    let cluster = Cluster::create_on(engines, run_id).await?;
     // Nodes armed with failpoints exit as a crash would; start them again at once (following
     // the engine's events from before the first node starts).
     let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -596,8 +640,21 @@ async fn run_cluster(
                 name: n.name.clone(),
                 ip: n.ip.to_string(),
                 container: n.container.clone(),
+                engine: n.engine_name.clone(),
+                published: n.published.keys().map(|&p| (p, n.addr(p))).collect(),
             })
             .collect(),
+        engines: EnginesRecord {
+            network: engines.network().as_str(),
+            engines: engines
+                .list
+                .iter()
+                .map(|e| EngineRecord {
+                    name: e.name().to_string(),
+                    host: e.spec.host.clone(),
+                })
+                .collect(),
+        },
     };
     dir.write_json("run.json", &record)?;
 
@@ -768,7 +825,15 @@ async fn drive(
 
     // Main phase: the nemesis follows its schedule while the clients run.
     let started = Instant::now();
-    let clock_supported = db.clock_supported();
+    let clock_supported = db.clock_supported().and_then(|()| {
+        match cluster.engines().list.iter().find(|e| !e.spec.shares()) {
+            None => Ok(()),
+            Some(e) => Err(format!(
+                "clock faults write each node's clock file from the harness, and engine {} does not see the harness's files (`shares-files`)",
+                e.name()
+            )),
+        }
+    });
     let context = |leader: Option<String>| NemesisContext {
         cluster,
         clock_dir,

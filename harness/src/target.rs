@@ -359,7 +359,7 @@ pub fn parse(text: &str, file: &str) -> Result<TargetFile, TargetError> {
 
 /// The line of a field's value in `text`: the first line with both the field's key and
 /// `needle`, else the first with `needle`, else the key's (or the table's) line.
-fn line_of(text: &str, field: &str, needle: Option<&str>) -> Option<usize> {
+pub(crate) fn line_of(text: &str, field: &str, needle: Option<&str>) -> Option<usize> {
     let key = field.rsplit('.').next().unwrap_or(field);
     let find = |wanted: &[&str]| {
         text.lines()

@@ -37,7 +37,6 @@
 //!
 //! After any error the connection is dropped; the next operation connects again.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -117,7 +116,7 @@ impl GaleraSession {
 /// A client bound to one Galera node.
 pub struct GaleraClient {
     node: String,
-    ip: Ipv4Addr,
+    addr: (String, u16),
     timeout: Duration,
     session: Arc<GaleraSession>,
     conn: Arc<Mutex<Option<Conn>>>,
@@ -128,7 +127,7 @@ impl Clone for GaleraClient {
     fn clone(&self) -> Self {
         Self {
             node: self.node.clone(),
-            ip: self.ip,
+            addr: self.addr.clone(),
             timeout: self.timeout,
             session: self.session.clone(),
             conn: Arc::new(Mutex::new(None)),
@@ -283,11 +282,12 @@ pub fn parse_list(v: Option<&str>) -> Result<Vec<i64>, String> {
 type Outcome = Result<Value, String>;
 
 impl GaleraClient {
-    /// A client of the node `node` at `ip`; `timeout` bounds each operation (connecting too).
-    pub fn new(node: &str, ip: Ipv4Addr, timeout: Duration, session: GaleraSession) -> Self {
+    /// A client of the node `node` at `host:port`; `timeout` bounds each operation (connecting
+    /// too).
+    pub fn new(node: &str, addr: (String, u16), timeout: Duration, session: GaleraSession) -> Self {
         Self {
             node: node.to_string(),
-            ip,
+            addr,
             timeout,
             session: Arc::new(session),
             conn: Arc::new(Mutex::new(None)),
@@ -301,8 +301,8 @@ impl GaleraClient {
 
     fn opts(&self) -> OptsBuilder {
         OptsBuilder::default()
-            .ip_or_hostname(self.ip.to_string())
-            .tcp_port(GALERA_PORT)
+            .ip_or_hostname(self.addr.0.clone())
+            .tcp_port(self.addr.1)
             .user(Some(GALERA_USER))
             .db_name(Some(GALERA_DATABASE))
             .prefer_socket(false)

@@ -203,7 +203,9 @@ mod tests {
     /// A TLS 1.3 server on loopback that requires a client certificate of `pki`'s CA and
     /// answers every request `200 {}`; returns its address.
     async fn server(pki: &RunPki) -> std::net::SocketAddr {
-        let dir = pki.node_dir("n1", std::net::Ipv4Addr::LOCALHOST).unwrap();
+        let dir = pki
+            .node_dir("n1", std::net::Ipv4Addr::LOCALHOST, None)
+            .unwrap();
         let ca = CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca).unwrap();

@@ -11,7 +11,7 @@ mod etcd_gateway;
 mod exec;
 mod galera;
 mod http;
-mod nats;
+pub(crate) mod nats;
 mod probe;
 mod raftkv;
 

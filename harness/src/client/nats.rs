@@ -130,11 +130,13 @@ pub const CLUSTER_PORT: u16 = 6222;
 pub const MONITOR_PORT: u16 = 8222;
 
 impl NatsClient {
-    /// A client of server `node` at `ip`; every call gives up after the HTTP client's timeout.
-    /// `bucket` names the KV bucket of the register workloads, `queue` the queue stream.
+    /// A client of server `node`, whose client and monitoring ports ([`CLIENT_PORT`],
+    /// [`MONITOR_PORT`]) are reached at `addr` and `monitor` (`host:port`); every call gives up
+    /// after the HTTP client's timeout. `bucket` names the KV bucket of the register workloads,
+    /// `queue` the queue stream.
     pub fn new(
         node: &str,
-        ip: std::net::Ipv4Addr,
+        (addr, monitor): (&str, &str),
         http: &HttpClient,
         bucket: &str,
         queue: &str,
@@ -142,8 +144,8 @@ impl NatsClient {
     ) -> Self {
         Self {
             node: node.to_string(),
-            addr: format!("nats://{ip}:{CLIENT_PORT}"),
-            monitor: format!("http://{ip}:{MONITOR_PORT}"),
+            addr: format!("nats://{addr}"),
+            monitor: format!("http://{monitor}"),
             http: http.clone(),
             timeout: http.timeout(),
             bucket: bucket.to_string(),

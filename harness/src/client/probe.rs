@@ -5,7 +5,6 @@
 //! role `leader` or `follower` by the leader probe; without a leader probe the protocol's own
 //! status decides the role, and an exec target has no leader (`role` `ready`).
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use hyper::Method;
@@ -18,7 +17,7 @@ use crate::target::{TargetFile, Vars};
 #[derive(Clone)]
 pub struct Probe {
     id: u64,
-    ip: Ipv4Addr,
+    node: crate::control::NodeHandle,
     container: String,
     docker: bollard::Docker,
     http: HttpClient,
@@ -93,9 +92,9 @@ impl Probe {
         });
         Self {
             id: i as u64 + 1,
-            ip: node.ip,
+            node: node.clone(),
             container: node.container.clone(),
-            docker: cluster.docker().clone(),
+            docker: cluster.docker_of(&node.name).clone(),
             http: http.clone(),
             ready,
             leader,
@@ -109,20 +108,20 @@ impl Probe {
     pub async fn status(&self, inner: &NodeClient) -> Result<Status, String> {
         match &self.ready {
             Some(Check::Tcp(port)) => {
-                let addr = (self.ip, *port);
+                let addr = self.node.addr(*port);
                 match tokio::time::timeout(
                     self.http.timeout(),
-                    tokio::net::TcpStream::connect(addr),
+                    tokio::net::TcpStream::connect(&addr),
                 )
                 .await
                 {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(format!("{}:{port}: {e}", self.ip)),
-                    Err(_) => return Err(format!("{}:{port}: no connection in time", self.ip)),
+                    Ok(Err(e)) => return Err(format!("{addr}: {e}")),
+                    Err(_) => return Err(format!("{addr}: no connection in time")),
                 }
             }
             Some(Check::Http { port, path }) => {
-                let url = format!("http://{}:{port}{path}", self.ip);
+                let url = format!("http://{}{path}", self.node.addr(*port));
                 match self.http.request(Method::GET, &url, None).await {
                     Ok((code, _)) if code.is_success() => {}
                     Ok((code, _)) => return Err(format!("{url}: {code}")),
@@ -166,7 +165,7 @@ impl Probe {
                 pointer,
                 equals,
             }) => {
-                let url = format!("http://{}:{port}{path}", self.ip);
+                let url = format!("http://{}{path}", self.node.addr(*port));
                 let (code, body) = self
                     .http
                     .request(Method::GET, &url, None)

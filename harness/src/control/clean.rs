@@ -114,13 +114,80 @@ pub async fn clean(docker: &Docker, run_id: Option<&str>) -> Result<Leftovers, C
         // By id: the engine may hold two networks of one name (created at the same moment),
         // and then refuses the name as ambiguous.
         let id = n.id.unwrap_or_else(|| name.clone());
-        match docker.remove_network(&id).await {
-            Ok(()) => out.networks.push(name),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e).ctx(|| format!("removing network {name}")),
+        let swarm = n.scope.as_deref() == Some("swarm");
+        let mut tries = 0;
+        loop {
+            match docker.remove_network(&id).await {
+                Ok(()) => {
+                    out.networks.push(name.clone());
+                    if swarm {
+                        gone(docker, &id).await;
+                    }
+                }
+                Err(e) if is_not_found(&e) => {}
+                // A swarm worker sees the overlay network but only a manager removes it (the
+                // manager's engine is cleaned too).
+                Err(e) if swarm && e.to_string().contains("manager") => {}
+                // An overlay network may still count the endpoints of containers just removed.
+                Err(e) if swarm && tries < 10 && e.to_string().contains("active endpoints") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(e) => return Err(e).ctx(|| format!("removing network {name}")),
+            }
+            break;
         }
     }
     Ok(out)
+}
+
+/// Waits (at most 10 s) until a removed swarm network no longer lists: the manager removes it a
+/// moment after it said yes.
+async fn gone(docker: &Docker, id: &str) {
+    for _ in 0..40 {
+        match docker
+            .inspect_network(id, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+        {
+            Err(e) if is_not_found(&e) => return,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// [`clean`] on every engine of a run: the containers on each first, then the networks (an
+/// overlay network is removed on the first engine, its manager, once no engine has containers on
+/// it). Two entries naming one daemon are cleaned once each; the second finds nothing.
+///
+/// # Errors
+/// The first refusal; the other engines are still cleaned.
+pub async fn clean_engines(
+    engines: &[super::Engine],
+    run_id: Option<&str>,
+) -> Result<Leftovers, ControlError> {
+    let mut out = Leftovers::default();
+    let mut first_err = None;
+    // The first engine last: it holds the overlay network the others' containers use.
+    for e in engines.iter().skip(1).chain(engines.first()) {
+        match clean(&e.docker, run_id).await {
+            Ok(l) => {
+                out.containers.extend(l.containers);
+                out.volumes.extend(l.volumes);
+                out.networks.extend(l.networks);
+            }
+            Err(err) => {
+                first_err.get_or_insert(ControlError::Io {
+                    what: format!("cleaning engine {}", e.name()),
+                    source: std::io::Error::other(err.to_string()),
+                });
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 /// Tears a run down when dropped: on a normal end, an early return, an error or a panic. Call
@@ -130,13 +197,20 @@ pub async fn clean(docker: &Docker, run_id: Option<&str>) -> Result<Leftovers, C
 /// because a guard may be dropped while the caller's runtime is unwinding or shutting down.
 pub struct RunGuard {
     run_id: Option<String>,
+    engines: super::EnginesFile,
 }
 
 impl RunGuard {
-    /// A guard for the run with this id.
+    /// A guard for the run with this id on the local engine.
     pub fn new(run_id: &str) -> Self {
+        Self::on(run_id, super::EnginesFile::local())
+    }
+
+    /// A guard for the run with this id on these engines (each is cleaned).
+    pub fn on(run_id: &str, engines: super::EnginesFile) -> Self {
         Self {
             run_id: Some(run_id.to_string()),
+            engines,
         }
     }
 
@@ -151,13 +225,14 @@ impl Drop for RunGuard {
         let Some(run_id) = self.run_id.take() else {
             return;
         };
+        let file = self.engines.clone();
         let worker = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(async {
-                let docker = super::connect().await?;
-                clean(&docker, Some(&run_id))
+                let engines = super::Engines::connect(&file).await?;
+                clean_engines(&engines.list, Some(&run_id))
                     .await
                     .map_err(anyhow::Error::from)
             })

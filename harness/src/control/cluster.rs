@@ -3,7 +3,7 @@
 //! run label. Teardown removes everything with the run's label, so it also catches objects whose
 //! handles were lost halfway through a failed start.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,13 +12,17 @@ use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HostConfig,
-    NetworkingConfig, VolumeCreateRequest,
+    NetworkingConfig, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use futures_util::StreamExt;
 
+use super::engines::{Engine, Engines, NetworkKind, host_ports, slots};
 use super::net::{Subnet, create_network};
-use super::{ControlError, DockerContext, Leftovers, RUN_LABEL, clean};
+use super::{ControlError, DockerContext, Leftovers, RUN_LABEL};
+
+/// The label naming the engine (an entry of the engines file) a container runs on.
+pub const ENGINE_LABEL: &str = "faultline.engine";
 
 /// What to run in one node's container.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +51,9 @@ pub struct NodeSpec {
     /// The container may mount FUSE filesystems: it gets `/dev/fuse` and `CAP_SYS_ADMIN`, as a
     /// node whose data directory is on faultfs (the storage-fault filesystem) needs.
     pub fuse: bool,
+    /// The node's ports the harness dials (published on the engine's host when the cluster
+    /// publishes: see [`Engines::publishes`]).
+    pub ports: Vec<u16>,
 }
 
 /// A started node.
@@ -66,6 +73,31 @@ pub struct NodeHandle {
     pub volume: String,
     /// Where the data volume is mounted inside the node.
     pub data_dir: String,
+    /// The engine it runs on (an index into the cluster's engines).
+    pub engine: usize,
+    /// That engine's name.
+    pub engine_name: String,
+    /// Where the harness reaches each of its ports when they are published on the engine's
+    /// host (the engine's address and the host port); empty when it dials the node's own
+    /// address.
+    pub published: BTreeMap<u16, (String, u16)>,
+}
+
+impl NodeHandle {
+    /// Where the harness dials the node's `port`: the node's own address on a local bridge,
+    /// else the port published on its engine's host.
+    pub fn endpoint(&self, port: u16) -> (String, u16) {
+        self.published
+            .get(&port)
+            .cloned()
+            .unwrap_or_else(|| (self.ip.to_string(), port))
+    }
+
+    /// [`NodeHandle::endpoint`] as `host:port`.
+    pub fn addr(&self, port: u16) -> String {
+        let (host, port) = self.endpoint(port);
+        format!("{host}:{port}")
+    }
 }
 
 /// The result of a command run inside a node.
@@ -81,7 +113,7 @@ pub struct ExecOutput {
 
 /// A run's network and containers.
 pub struct Cluster {
-    docker: Docker,
+    engines: Engines,
     run_id: String,
     network: String,
     subnet: Subnet,
@@ -99,15 +131,29 @@ pub const FAILPOINT_EXIT: i32 = 86;
 const FIRST_NODE_HOST: u8 = 11;
 
 impl Cluster {
-    /// Creates the run's network (no containers yet).
+    /// Creates the run's bridge network on the local engine `docker` (no containers yet).
     ///
     /// # Errors
     /// When the engine refuses or no free subnet is found.
     pub async fn create(docker: &Docker, run_id: &str) -> Result<Self, ControlError> {
+        Self::create_on(&Engines::of_local(docker.clone()), run_id).await
+    }
+
+    /// Creates the run's network on these engines: a bridge on the one engine, or an attachable
+    /// Swarm overlay made on the first engine (a swarm manager) that every engine's containers
+    /// join.
+    ///
+    /// # Errors
+    /// When an engine refuses or no free subnet is found.
+    pub async fn create_on(engines: &Engines, run_id: &str) -> Result<Self, ControlError> {
         let network = format!("fl-{run_id}");
-        let subnet = create_network(docker, run_id, &network).await?;
+        let first = &engines.list[0];
+        let subnet = match engines.network() {
+            NetworkKind::Bridge => create_network(&first.docker, run_id, &network).await?,
+            NetworkKind::Overlay => super::swarm::create_overlay(first, run_id, &network).await?,
+        };
         Ok(Self {
-            docker: docker.clone(),
+            engines: engines.clone(),
             run_id: run_id.to_string(),
             network,
             subnet,
@@ -136,6 +182,15 @@ impl Cluster {
         self.subnet.host(host)
     }
 
+    /// Where the harness will reach node `name` (index `i`) when not at its own address: its
+    /// engine's host, when that engine publishes the nodes' ports.
+    pub fn reached_at(&self, name: &str, i: usize) -> Option<String> {
+        let e = self.engines.place(name, i);
+        self.engines
+            .publishes(e)
+            .then(|| self.engines.list[e].spec.reach_address())
+    }
+
     /// The address of the host as seen from the nodes (the bridge's gateway).
     pub fn gateway(&self) -> Ipv4Addr {
         self.subnet.host(1)
@@ -159,23 +214,149 @@ impl Cluster {
     /// When the engine refuses any step; what was created stays labelled for teardown.
     pub async fn start_node(&self, spec: NodeSpec) -> Result<NodeHandle, ControlError> {
         let _one_at_a_time = self.starting.lock().await;
-        let ip = self.address_of(self.started());
+        let index = self.started();
+        let ip = self.address_of(index);
+        let engine_index = self.engines.place(&spec.name, index);
+        let engine = &self.engines.list[engine_index];
+        let docker = &engine.docker;
         let labels = HashMap::from([
             (RUN_LABEL.to_string(), self.run_id.clone()),
             ("faultline.node".to_string(), spec.name.clone()),
+            (ENGINE_LABEL.to_string(), engine.name().to_string()),
         ]);
         let container = format!("fl-{}-{}", self.run_id, spec.name);
         let volume = format!("{container}-data");
-        self.docker
+        docker
             .create_volume(VolumeCreateRequest {
                 name: Some(volume.clone()),
                 labels: Some(labels.clone()),
                 ..Default::default()
             })
             .await
-            .ctx(|| format!("creating volume {volume}"))?;
-        let mut binds = spec.binds.clone();
+            .ctx(|| format!("creating volume {volume} on engine {}", engine.name()))?;
+        // Folders of the harness are bind-mounted where the engine sees them, else copied in.
+        let (mut binds, copies): (Vec<String>, Vec<String>) = spec
+            .binds
+            .iter()
+            .cloned()
+            .partition(|b| engine.spec.shares() || !b.starts_with('/'));
         binds.push(format!("{volume}:{}", spec.data_dir));
+        let publish = self.engines.publishes(engine_index);
+        if publish && spec.ports.len() > usize::from(super::engines::PORTS_PER_NODE) {
+            return Err(ControlError::Io {
+                what: format!("publishing the ports of {}", spec.name),
+                source: std::io::Error::other(format!(
+                    "{} ports; at most {} are published per node",
+                    spec.ports.len(),
+                    super::engines::PORTS_PER_NODE
+                )),
+            });
+        }
+        let bind_ip = engine
+            .spec
+            .reach_address()
+            .parse::<std::net::IpAddr>()
+            .map_or_else(|_| "0.0.0.0".to_string(), |a| a.to_string());
+        let mut tries = if publish {
+            slots(&self.run_id, &spec.name)
+                .map(|slot| host_ports(slot, &spec.ports))
+                .take(64)
+                .collect::<Vec<_>>()
+        } else {
+            vec![BTreeMap::new()]
+        };
+        tries.reverse();
+        loop {
+            let ports = tries.pop().unwrap_or_default();
+            let body = self.container_body(&spec, ip, &labels, &binds, &ports, &bind_ip);
+            docker
+                .create_container(
+                    Some(
+                        CreateContainerOptionsBuilder::default()
+                            .name(&container)
+                            .build(),
+                    ),
+                    body,
+                )
+                .await
+                .ctx(|| {
+                    format!(
+                        "creating container {container} from {} on engine {}",
+                        spec.image,
+                        engine.name()
+                    )
+                })?;
+            for dir in &copies {
+                copy_into(engine, &container, dir).await?;
+            }
+            match docker
+                .start_container(
+                    &container,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
+                .await
+            {
+                Ok(()) => {
+                    let handle = NodeHandle {
+                        name: spec.name,
+                        container,
+                        ip,
+                        restart_on_failure: spec.restart_on_failure,
+                        image: spec.image,
+                        volume,
+                        data_dir: spec.data_dir,
+                        engine: engine_index,
+                        engine_name: engine.name().to_string(),
+                        published: ports
+                            .iter()
+                            .map(|(p, h)| (*p, (engine.spec.reach_address(), *h)))
+                            .collect(),
+                    };
+                    self.nodes
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(handle.clone());
+                    return Ok(handle);
+                }
+                // Another run (or another program) holds one of these host ports: the next slot.
+                Err(e)
+                    if publish
+                        && !tries.is_empty()
+                        && (e.to_string().contains("port is already allocated")
+                            || e.to_string().contains("address already in use")) =>
+                {
+                    docker
+                        .remove_container(
+                            &container,
+                            Some(
+                                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                                    .force(true)
+                                    .build(),
+                            ),
+                        )
+                        .await
+                        .ctx(|| format!("removing {container} to publish other ports"))?;
+                }
+                Err(e) => {
+                    return Err(e).ctx(|| {
+                        format!("starting container {container} on engine {}", engine.name())
+                    });
+                }
+            }
+        }
+    }
+
+    /// The container of one node: its address on the run's network, capabilities, mounts and,
+    /// when `ports` is not empty, its ports published at those host ports on `bind_ip`.
+    fn container_body(
+        &self,
+        spec: &NodeSpec,
+        ip: Ipv4Addr,
+        labels: &HashMap<String, String>,
+        binds: &[String],
+        ports: &BTreeMap<u16, u16>,
+        bind_ip: &str,
+    ) -> ContainerCreateBody {
         let endpoint = EndpointSettings {
             ipam_config: Some(EndpointIpamConfig {
                 ipv4_address: Some(ip.to_string()),
@@ -183,13 +364,29 @@ impl Cluster {
             }),
             ..Default::default()
         };
-        let body = ContainerCreateBody {
+        let port_bindings = (!ports.is_empty()).then(|| {
+            ports
+                .iter()
+                .map(|(p, h)| {
+                    (
+                        format!("{p}/tcp"),
+                        Some(vec![PortBinding {
+                            host_ip: Some(bind_ip.to_string()),
+                            host_port: Some(h.to_string()),
+                        }]),
+                    )
+                })
+                .collect()
+        });
+        ContainerCreateBody {
             hostname: Some(spec.name.clone()),
             image: Some(spec.image.clone()),
             entrypoint: spec.entrypoint.clone(),
             cmd: Some(spec.cmd.clone()),
             env: Some(spec.env.clone()),
-            labels: Some(labels),
+            labels: Some(labels.clone()),
+            exposed_ports: (!ports.is_empty())
+                .then(|| ports.keys().map(|p| format!("{p}/tcp")).collect()),
             host_config: Some(HostConfig {
                 cap_add: Some(if spec.fuse {
                     vec!["NET_ADMIN".into(), "SYS_ADMIN".into()]
@@ -203,8 +400,9 @@ impl Cluster {
                         cgroup_permissions: Some("rwm".into()),
                     }]
                 }),
-                binds: Some(binds),
+                binds: Some(binds.to_vec()),
                 network_mode: Some(self.network.clone()),
+                port_bindings,
                 init: Some(true),
                 ..Default::default()
             }),
@@ -212,39 +410,7 @@ impl Cluster {
                 endpoints_config: Some(HashMap::from([(self.network.clone(), endpoint)])),
             }),
             ..Default::default()
-        };
-        self.docker
-            .create_container(
-                Some(
-                    CreateContainerOptionsBuilder::default()
-                        .name(&container)
-                        .build(),
-                ),
-                body,
-            )
-            .await
-            .ctx(|| format!("creating container {container} from {}", spec.image))?;
-        self.docker
-            .start_container(
-                &container,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-            .ctx(|| format!("starting container {container}"))?;
-        let handle = NodeHandle {
-            name: spec.name,
-            container,
-            ip,
-            restart_on_failure: spec.restart_on_failure,
-            image: spec.image,
-            volume,
-            data_dir: spec.data_dir,
-        };
-        self.nodes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(handle.clone());
-        Ok(handle)
+        }
     }
 
     /// The handle of a node by name.
@@ -287,14 +453,8 @@ impl Cluster {
     /// # Errors
     /// When the node is unknown or the engine refuses the exec.
     pub async fn exec(&self, node: &str, cmd: &[&str]) -> Result<ExecOutput, ControlError> {
-        let container = self
-            .node(node)
-            .map(|n| n.container.clone())
-            .ok_or_else(|| ControlError::Io {
-                what: format!("exec in {node}"),
-                source: std::io::Error::other("no such node"),
-            })?;
-        exec_in(&self.docker, &container, cmd).await
+        let (docker, container) = self.container_of(node)?;
+        exec_in(&docker, &container, cmd).await
     }
 
     /// Runs `cmd` in a short-lived container of the node's image with the node's data volume
@@ -314,7 +474,11 @@ impl Cluster {
             source: std::io::Error::other("no such node in this run"),
         })?;
         let name = format!("{}-aux", h.container);
-        let labels = HashMap::from([(RUN_LABEL.to_string(), self.run_id.clone())]);
+        let docker = &self.engines.list[h.engine].docker;
+        let labels = HashMap::from([
+            (RUN_LABEL.to_string(), self.run_id.clone()),
+            (ENGINE_LABEL.to_string(), h.engine_name.clone()),
+        ]);
         let body = ContainerCreateBody {
             image: Some(h.image.clone()),
             entrypoint: Some(cmd.iter().map(|s| s.to_string()).collect()),
@@ -327,7 +491,7 @@ impl Cluster {
             }),
             ..Default::default()
         };
-        self.docker
+        docker
             .create_container(
                 Some(CreateContainerOptionsBuilder::default().name(&name).build()),
                 body,
@@ -335,14 +499,14 @@ impl Cluster {
             .await
             .ctx(|| format!("creating {name}"))?;
         let result = async {
-            self.docker
+            docker
                 .start_container(
                     &name,
                     None::<bollard::query_parameters::StartContainerOptions>,
                 )
                 .await
                 .ctx(|| format!("starting {name}"))?;
-            let mut wait = self.docker.wait_container(
+            let mut wait = docker.wait_container(
                 &name,
                 None::<bollard::query_parameters::WaitContainerOptions>,
             );
@@ -357,7 +521,7 @@ impl Cluster {
                 .stdout(true)
                 .stderr(true)
                 .build();
-            let mut stream = self.docker.logs(&name, Some(opts));
+            let mut stream = docker.logs(&name, Some(opts));
             let (mut stdout, mut stderr) = (String::new(), String::new());
             while let Some(chunk) = stream.next().await {
                 match chunk.ctx(|| format!("reading the output of {name}"))? {
@@ -374,8 +538,7 @@ impl Cluster {
             })
         }
         .await;
-        let removed = self
-            .docker
+        let removed = docker
             .remove_container(
                 &name,
                 Some(
@@ -391,9 +554,15 @@ impl Cluster {
         Ok(out)
     }
 
-    fn container_of(&self, node: &str) -> Result<String, ControlError> {
+    /// The engine a node runs on, and its container.
+    fn container_of(&self, node: &str) -> Result<(Docker, String), ControlError> {
         self.node(node)
-            .map(|n| n.container.clone())
+            .map(|n| {
+                (
+                    self.engines.list[n.engine].docker.clone(),
+                    n.container.clone(),
+                )
+            })
             .ok_or_else(|| ControlError::Io {
                 what: format!("node {node}"),
                 source: std::io::Error::other("no such node in this run"),
@@ -406,8 +575,8 @@ impl Cluster {
     /// # Errors
     /// When the node is unknown or the engine refuses (e.g. the container is not running).
     pub async fn kill(&self, node: &str, signal: &str) -> Result<(), ControlError> {
-        let c = self.container_of(node)?;
-        self.docker
+        let (docker, c) = self.container_of(node)?;
+        docker
             .kill_container(
                 &c,
                 Some(
@@ -425,8 +594,8 @@ impl Cluster {
     /// # Errors
     /// When the node is unknown or the engine refuses.
     pub async fn start(&self, node: &str) -> Result<(), ControlError> {
-        let c = self.container_of(node)?;
-        self.docker
+        let (docker, c) = self.container_of(node)?;
+        docker
             .start_container(&c, None::<bollard::query_parameters::StartContainerOptions>)
             .await
             .ctx(|| format!("starting {c}"))
@@ -437,8 +606,8 @@ impl Cluster {
     /// # Errors
     /// When the node is unknown or the engine refuses (e.g. already paused).
     pub async fn pause(&self, node: &str) -> Result<(), ControlError> {
-        let c = self.container_of(node)?;
-        self.docker
+        let (docker, c) = self.container_of(node)?;
+        docker
             .pause_container(&c)
             .await
             .ctx(|| format!("pausing {c}"))
@@ -449,8 +618,8 @@ impl Cluster {
     /// # Errors
     /// When the node is unknown or the engine refuses (e.g. not paused).
     pub async fn unpause(&self, node: &str) -> Result<(), ControlError> {
-        let c = self.container_of(node)?;
-        self.docker
+        let (docker, c) = self.container_of(node)?;
+        docker
             .unpause_container(&c)
             .await
             .ctx(|| format!("unpausing {c}"))
@@ -484,22 +653,40 @@ impl Cluster {
         state.running != Some(true) && state.exit_code == Some(i64::from(FAILPOINT_EXIT))
     }
 
-    /// The engine's `die` events of this run's containers.
-    fn die_events(&self) -> bollard::query_parameters::EventsOptions {
-        let filters = HashMap::from([
-            ("type", vec!["container".to_string()]),
-            ("event", vec!["die".to_string()]),
-            ("label", vec![format!("{RUN_LABEL}={}", self.run_id)]),
-        ]);
-        bollard::query_parameters::EventsOptionsBuilder::default()
-            .filters(&filters)
-            .build()
+    /// The `die` events of this run's containers, from every engine, each with the engine it
+    /// came from (filtered by the engine's label too, so two entries naming one daemon do not
+    /// report each container twice).
+    fn die_events(
+        &self,
+    ) -> impl futures_util::Stream<Item = (Docker, bollard::models::EventMessage)> + use<> {
+        let streams = self.engines.list.iter().map(|e| {
+            let filters = HashMap::from([
+                ("type", vec!["container".to_string()]),
+                ("event", vec!["die".to_string()]),
+                (
+                    "label",
+                    vec![
+                        format!("{RUN_LABEL}={}", self.run_id),
+                        format!("{ENGINE_LABEL}={}", e.name()),
+                    ],
+                ),
+            ]);
+            let options = bollard::query_parameters::EventsOptionsBuilder::default()
+                .filters(&filters)
+                .build();
+            let docker = e.docker.clone();
+            e.docker
+                .events(Some(options))
+                .filter_map(move |ev| std::future::ready(ev.ok().map(|ev| (docker.clone(), ev))))
+                .boxed()
+        });
+        futures_util::stream::select_all(streams)
     }
 
     /// Starts again, at once, every container of this run that exits at a raftkv failpoint
     /// (exit code [`FAILPOINT_EXIT`]; only nodes armed with failpoints, which have
     /// `restart_on_failure`, exit so), for as long as the returned future runs; the count of
-    /// such restarts is shared through `restarts`. The engine's events are followed from the
+    /// such restarts is shared through `restarts`. The engines' events are followed from the
     /// first poll, so the runner spawns it before it starts any node: a node may crash at its
     /// first election, before the last node is up. A start the engine refuses is logged and
     /// skipped.
@@ -507,13 +694,12 @@ impl Cluster {
         &self,
         restarts: Arc<AtomicU64>,
     ) -> impl Future<Output = ()> + Send + 'static + use<> {
-        let options = self.die_events();
-        let docker = self.docker.clone();
+        let events = self.die_events();
         let code = FAILPOINT_EXIT.to_string();
         async move {
-            let mut events = std::pin::pin!(docker.events(Some(options)));
-            while let Some(ev) = events.next().await {
-                let Some(attrs) = ev.ok().and_then(|ev| ev.actor?.attributes) else {
+            let mut events = std::pin::pin!(events);
+            while let Some((docker, ev)) = events.next().await {
+                let Some(attrs) = ev.actor.and_then(|a| a.attributes) else {
                     continue;
                 };
                 let (Some(c), true) = (attrs.get("name"), attrs.get("exitCode") == Some(&code))
@@ -539,8 +725,8 @@ impl Cluster {
         &self,
         node: &str,
     ) -> Result<bollard::models::ContainerInspectResponse, ControlError> {
-        let c = self.container_of(node)?;
-        self.docker
+        let (docker, c) = self.container_of(node)?;
+        docker
             .inspect_container(
                 &c,
                 None::<bollard::query_parameters::InspectContainerOptions>,
@@ -553,11 +739,9 @@ impl Cluster {
     /// with [`FAILPOINT_EXIT`]), as the engine reports them, from now on. A `docker kill`
     /// (exit 137) is not reported for another code. The stream ends if the engine closes it.
     pub fn exits_with(&self, code: i32) -> impl futures_util::Stream<Item = String> + use<> {
-        let options = self.die_events();
         let code = code.to_string();
-        self.docker.events(Some(options)).filter_map(move |ev| {
-            let node = ev.ok().and_then(|ev| {
-                let attrs = ev.actor?.attributes?;
+        self.die_events().filter_map(move |(_, ev)| {
+            let node = ev.actor.and_then(|a| a.attributes).and_then(|attrs| {
                 (attrs.get("exitCode") == Some(&code))
                     .then(|| attrs.get("faultline.node").cloned())
                     .flatten()
@@ -571,12 +755,12 @@ impl Cluster {
     /// # Errors
     /// When the node is unknown or the engine refuses.
     pub async fn logs(&self, node: &str) -> Result<Vec<u8>, ControlError> {
-        let c = self.container_of(node)?;
+        let (docker, c) = self.container_of(node)?;
         let opts = bollard::query_parameters::LogsOptionsBuilder::default()
             .stdout(true)
             .stderr(true)
             .build();
-        let mut stream = self.docker.logs(&c, Some(opts));
+        let mut stream = docker.logs(&c, Some(opts));
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk.ctx(|| format!("reading logs of {c}"))?.into_bytes());
@@ -594,7 +778,7 @@ impl Cluster {
         stop: tokio_util::sync::CancellationToken,
     ) {
         use std::io::Write;
-        let Ok(c) = self.container_of(node) else {
+        let Ok((docker, c)) = self.container_of(node) else {
             return;
         };
         let Ok(mut file) = std::fs::File::create(path) else {
@@ -607,7 +791,7 @@ impl Cluster {
                 .stdout(true)
                 .stderr(true)
                 .build();
-            let mut stream = self.docker.logs(&c, Some(opts));
+            let mut stream = docker.logs(&c, Some(opts));
             let mut seen = 0usize;
             loop {
                 let chunk = tokio::select! {
@@ -635,9 +819,29 @@ impl Cluster {
         }
     }
 
-    /// The Docker client, for operations this type does not wrap.
-    pub fn docker(&self) -> &Docker {
-        &self.docker
+    /// The engine of node `name` (the first engine for a name not in this run).
+    pub fn docker_of(&self, name: &str) -> &Docker {
+        let i = self.node(name).map_or(0, |n| n.engine);
+        &self.engines.list[i].docker
+    }
+
+    /// Whether every engine of the run answers a ping within 2 s.
+    pub async fn engines_answer(&self) -> bool {
+        let pings = self.engines.list.iter().map(|e| async {
+            matches!(
+                tokio::time::timeout(std::time::Duration::from_secs(2), e.docker.ping()).await,
+                Ok(Ok(_))
+            )
+        });
+        futures_util::future::join_all(pings)
+            .await
+            .into_iter()
+            .all(|ok| ok)
+    }
+
+    /// The run's engines.
+    pub fn engines(&self) -> &Engines {
+        &self.engines
     }
 
     /// Removes every container, volume and network of this run.
@@ -645,8 +849,54 @@ impl Cluster {
     /// # Errors
     /// When the engine refuses a removal.
     pub async fn teardown(&self) -> Result<Leftovers, ControlError> {
-        clean(&self.docker, Some(&self.run_id)).await
+        super::clean::clean_engines(&self.engines.list, Some(&self.run_id)).await
     }
+}
+
+/// Copies a folder of the harness into a created container, for an engine that does not see the
+/// harness's files: `bind` is a bind mount, `host:container[:ro]`; the folder's files land at
+/// the container path.
+async fn copy_into(engine: &Engine, container: &str, bind: &str) -> Result<(), ControlError> {
+    let mut parts = bind.splitn(3, ':');
+    let (Some(host), Some(inside)) = (parts.next(), parts.next()) else {
+        return Err(ControlError::Io {
+            what: format!("copying {bind} into {container}"),
+            source: std::io::Error::other("not a bind mount host:container"),
+        });
+    };
+    let io = |source| ControlError::Io {
+        what: format!("packing {host} for {container}"),
+        source,
+    };
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.mode(tar::HeaderMode::Complete);
+    let path = std::path::Path::new(host);
+    if path.is_dir() {
+        tar.append_dir_all(inside.trim_start_matches('/'), path)
+            .map_err(io)?;
+    } else {
+        tar.append_path_with_name(path, inside.trim_start_matches('/'))
+            .map_err(io)?;
+    }
+    let bytes = tar.into_inner().map_err(io)?;
+    engine
+        .docker
+        .upload_to_container(
+            container,
+            Some(
+                bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+                    .path("/")
+                    .build(),
+            ),
+            bollard::body_full(bytes.into()),
+        )
+        .await
+        .ctx(|| {
+            format!(
+                "copying {host} into {container}:{inside} on engine {}",
+                engine.name()
+            )
+        })
 }
 
 /// Runs a command in a container, returning its output and exit code.

@@ -10,15 +10,21 @@
 mod apt;
 mod clean;
 mod cluster;
+mod engines;
 mod images;
 mod net;
+pub mod swarm;
 
 pub use apt::{
     AptSource, host_apt_source, parse_os_codename, parse_sources_deb822, parse_sources_list,
 };
-pub use clean::{Leftovers, RunGuard, clean};
+pub use clean::{Leftovers, RunGuard, clean, clean_engines};
 pub(crate) use cluster::exec_in;
-pub use cluster::{Cluster, ExecOutput, FAILPOINT_EXIT, NodeHandle, NodeSpec};
+pub use cluster::{Cluster, ENGINE_LABEL, ExecOutput, FAILPOINT_EXIT, NodeHandle, NodeSpec};
+pub use engines::{
+    Engine, EngineSpec, Engines, EnginesFile, NetworkKind, copy_image, host_ports, load_image,
+    save_image, slots,
+};
 pub use images::{
     BASE_PACKAGES, BASE_REPO, GALERA_ENTRYPOINT, GALERA_REPO, GaleraImage, ImageRow, Images,
     NodeBinary, TargetImage, base_recipe_tag,

@@ -27,7 +27,7 @@ impl Subnet {
     }
 
     /// Whether this block overlaps a CIDR string such as `172.17.0.0/16` (unparseable: assume yes).
-    fn overlaps(self, cidr: &str) -> bool {
+    pub(crate) fn overlaps(self, cidr: &str) -> bool {
         let Some((addr, len)) = cidr.split_once('/') else {
             return true;
         };
@@ -50,11 +50,25 @@ pub(crate) fn candidates(run_id: &str) -> impl Iterator<Item = Subnet> {
     (0..=255u8).map(move |i| Subnet(Ipv4Addr::new(172, 29, start.wrapping_add(i), 0)))
 }
 
-/// Creates the run's network, trying free /24 blocks until the engine accepts one.
+/// Creates the run's bridge network, trying free /24 blocks of 172.29.0.0/16 until the engine
+/// accepts one.
 pub(crate) async fn create_network(
     docker: &Docker,
     run_id: &str,
     name: &str,
+) -> Result<Subnet, ControlError> {
+    create_in(docker, run_id, name, "bridge", candidates(run_id)).await
+}
+
+/// Creates a network of `driver` named `name` with the run's label in the first of `blocks`
+/// that no network of the engine overlaps and the engine accepts (an overlay network is also
+/// attachable, so that plain containers join it).
+pub(crate) async fn create_in(
+    docker: &Docker,
+    run_id: &str,
+    name: &str,
+    driver: &str,
+    blocks: impl Iterator<Item = Subnet>,
 ) -> Result<Subnet, ControlError> {
     let existing = docker
         .list_networks(None::<ListNetworksOptions>)
@@ -67,13 +81,14 @@ pub(crate) async fn create_network(
         .filter_map(|c| c.subnet.clone())
         .collect();
     let mut last_err = None;
-    for subnet in candidates(run_id)
+    for subnet in blocks
         .filter(|s| !used.iter().any(|u| s.overlaps(u)))
         .take(8)
     {
         let request = NetworkCreateRequest {
             name: name.to_string(),
-            driver: Some("bridge".into()),
+            driver: Some(driver.into()),
+            attachable: (driver == "overlay").then_some(true),
             ipam: Some(Ipam {
                 config: Some(vec![IpamConfig {
                     subnet: Some(subnet.cidr()),
@@ -93,10 +108,10 @@ pub(crate) async fn create_network(
         }
     }
     match last_err {
-        Some(e) => Err(e).ctx(|| format!("creating network {name}: no free 172.29.x.0/24 block")),
+        Some(e) => Err(e).ctx(|| format!("creating network {name}: no free /24 block")),
         None => Err(ControlError::Io {
             what: format!("creating network {name}"),
-            source: std::io::Error::other("every 172.29.x.0/24 block is in use"),
+            source: std::io::Error::other("every candidate /24 block is in use"),
         }),
     }
 }

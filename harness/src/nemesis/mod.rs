@@ -195,10 +195,7 @@ async fn bounded<T>(
         ))),
         Ok(Ok(v)) => Ok(Ok(v)),
         Ok(Err(e)) => {
-            let alive = matches!(
-                tokio::time::timeout(Duration::from_secs(2), cluster.docker().ping()).await,
-                Ok(Ok(_))
-            );
+            let alive = cluster.engines_answer().await;
             if alive {
                 Ok(Err(format!("{what}: {e}")))
             } else {

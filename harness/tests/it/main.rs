@@ -5,6 +5,7 @@
 
 mod bugs;
 mod docker;
+mod engines;
 mod etcd;
 mod galera;
 mod member;

@@ -44,6 +44,7 @@ fn options(w: workload::Workload, results: &Path, seed: u64) -> RunOptions {
         label: Some("test".into()),
         results: results.to_path_buf(),
         progress: false,
+        engines: None,
     }
 }
 
@@ -87,10 +88,24 @@ async fn run_and_check_faults_bite(
     f_stop: &str,
     seed: u64,
 ) {
+    run_on_engines_and_check_faults_bite(name, nemesis, (f_start, f_stop), seed, None).await;
+}
+
+/// A short run of `name` with one fault (`nemesis`, a `[nemesis]` table's fault lines) on these
+/// engines (the local one when `None`): valid, the fault (installed by `f_start`, lifted by
+/// `f_stop`) disrupted operations, the cluster served again after it, the run folder is whole,
+/// and nothing of the run is left in Docker. Returns the outcome and its results folder.
+pub(crate) async fn run_on_engines_and_check_faults_bite(
+    name: &str,
+    nemesis: &str,
+    (f_start, f_stop): (&str, &str),
+    seed: u64,
+    engines: Option<faultline::control::EnginesFile>,
+) -> (runner::RunOutcome, tempfile::TempDir) {
     let results = tempfile::tempdir().unwrap();
-    let outcome = runner::run(options(short_workload(name, nemesis), results.path(), seed))
-        .await
-        .unwrap();
+    let mut opts = options(short_workload(name, nemesis), results.path(), seed);
+    opts.engines = engines;
+    let outcome = runner::run(opts).await.unwrap();
     let docker = faultline::control::connect().await.unwrap();
     assert_eq!(
         objects_of_run(&docker, &outcome.run_id).await,
@@ -141,6 +156,7 @@ async fn run_and_check_faults_bite(
         "{name}: seed {seed}, {hit} disrupted ops during the fault, results in {}",
         outcome.dir.path.display()
     );
+    (outcome, results)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,7 @@ fn options(w: workload::Workload, results: &Path, build: Option<&Path>) -> RunOp
         label: Some("test".into()),
         results: results.to_path_buf(),
         progress: false,
+        engines: None,
     }
 }
 

@@ -103,6 +103,7 @@ pub async fn run_workload(
         label: Some("test".into()),
         results: results.path().to_path_buf(),
         progress: false,
+        engines: None,
     })
     .await
     .unwrap();

@@ -1,0 +1,293 @@
+//! Several engines on one machine: a single-node swarm (made here, and left afterwards) with the
+//! run's overlay network, and two engine entries that name the same daemon (its socket, and a
+//! loopback TCP listener in front of it), so that placement, published ports, image save/load
+//! through the API and teardown per engine are exercised without a second host.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bollard::Docker;
+use faultline::control::{Engine, EngineSpec, Engines, EnginesFile, load_image, save_image, swarm};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::run::run_on_engines_and_check_faults_bite;
+use crate::util::{docker_slot, node_image, objects_of_run};
+
+/// The local engine's socket path.
+fn socket() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".into())
+}
+
+/// A loopback TCP listener that forwards every connection to the engine's socket: a second
+/// endpoint of the same daemon, as `tcp://127.0.0.1:PORT`. Counts the connections it carried.
+struct TcpEndpoint {
+    port: u16,
+    connections: Arc<AtomicU64>,
+    _task: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+impl TcpEndpoint {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicU64::new(0));
+        let counted = connections.clone();
+        let path = socket();
+        let task = tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::Relaxed);
+                let path = path.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut unix) = tokio::net::UnixStream::connect(&path).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            connections,
+            _task: tokio_util::task::AbortOnDropHandle::new(task),
+        }
+    }
+
+    fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// A swarm made for the test when the engine was in none; left (with the bridge `swarm init`
+/// made) when dropped, also after a failed assertion.
+struct TestSwarm {
+    made: bool,
+}
+
+impl TestSwarm {
+    async fn init() -> Self {
+        let local = Engines::local().await.unwrap();
+        let before = swarm::status(&local).await.unwrap();
+        let made = before.iter().any(|l| l.ends_with("not in a swarm"));
+        if made {
+            for line in swarm::init(&local).await.unwrap() {
+                println!("swarm init: {line}");
+            }
+        } else {
+            println!("swarm: the engine is in a swarm already ({before:?}); it stays");
+        }
+        Self { made }
+    }
+}
+
+impl Drop for TestSwarm {
+    fn drop(&mut self) {
+        if !self.made {
+            return;
+        }
+        let left = std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let local = Engines::local().await.unwrap();
+                swarm::leave(&local).await
+            })
+        })
+        .join();
+        match left {
+            Ok(Ok(lines)) => lines.iter().for_each(|l| println!("swarm leave: {l}")),
+            other => eprintln!("swarm leave failed: {other:?}; run `faultline swarm leave`"),
+        }
+    }
+}
+
+fn run_json(outcome: &faultline::runner::RunOutcome) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(outcome.dir.path.join("run.json")).unwrap())
+        .unwrap()
+}
+
+const PARTITION: &str = r#"faults = ["partition"]
+partition-kinds = ["isolate-leader"]"#;
+
+/// Whether a network named `name` exists on the engine.
+async fn has_network(docker: &Docker, name: &str) -> bool {
+    docker
+        .inspect_network(
+            name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_overlay_runs_on_one_and_two_engine_endpoints_are_valid_and_leave_nothing() {
+    let _slot = docker_slot().await;
+    let docker = faultline::control::connect().await.unwrap();
+    node_image(&docker).await;
+    let gwbridge_before = has_network(&docker, "docker_gwbridge").await;
+    let swarm = TestSwarm::init().await;
+    let sock = format!("unix://{}", socket());
+
+    // One engine, the run's nodes on an overlay network of the swarm.
+    let one = EnginesFile::parse(
+        &format!("network = \"overlay\"\n[[engine]]\nname = \"sock\"\nhost = \"{sock}\"\n"),
+        "one.toml",
+    )
+    .unwrap();
+    let (outcome, _results) = run_on_engines_and_check_faults_bite(
+        "register-partition-overlay",
+        PARTITION,
+        ("start-partition", "stop-partition"),
+        4,
+        Some(one),
+    )
+    .await;
+    let record = run_json(&outcome);
+    assert_eq!(record["engines"]["network"], "overlay", "{record}");
+    for n in record["nodes"].as_array().unwrap() {
+        assert!(
+            n["ip"].as_str().unwrap().starts_with("10.231."),
+            "not on the overlay's block: {n}"
+        );
+        // Reached through the ports published on the engine's host, not the overlay address.
+        let published = n["published"]["2379"].as_str().unwrap_or_default();
+        assert!(published.starts_with("127.0.0.1:"), "{n}");
+        assert_eq!(n["engine"], "sock");
+    }
+
+    // Two entries naming the same daemon: n1 on the socket, n2 round robin on TCP, n3 pinned to
+    // TCP. Every container operation of n2 and n3 goes through the TCP endpoint.
+    let tcp = TcpEndpoint::start().await;
+    let two = EnginesFile::parse(
+        &format!(
+            "[[engine]]\nname = \"sock\"\nhost = \"{sock}\"\n\n[[engine]]\nname = \"tcp\"\nhost = \"tcp://127.0.0.1:{}\"\nnodes = [\"n3\"]\n",
+            tcp.port
+        ),
+        "two.toml",
+    )
+    .unwrap();
+    let (outcome, _results2) = run_on_engines_and_check_faults_bite(
+        "register-partition-two-engines",
+        PARTITION,
+        ("start-partition", "stop-partition"),
+        5,
+        Some(two),
+    )
+    .await;
+    let record = run_json(&outcome);
+    assert_eq!(record["engines"]["network"], "overlay", "{record}");
+    let placed: Vec<(String, String)> = record["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_string(),
+                n["engine"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        placed,
+        [("n1", "sock"), ("n2", "tcp"), ("n3", "tcp")].map(|(a, b)| (a.into(), b.into())),
+        "placement"
+    );
+    let carried = tcp.connections();
+    assert!(
+        carried > 10,
+        "the TCP endpoint carried {carried} connections: n2's and n3's operations did not go through it"
+    );
+    println!("the TCP endpoint carried {carried} connections");
+    assert_eq!(objects_of_run(&docker, &outcome.run_id).await, (0, 0, 0));
+
+    // Image loading through the API, both endpoints: a tiny image saved through the socket,
+    // removed, and loaded through the TCP endpoint comes back with the same id.
+    let sock_engine = Engine::connect(&EngineSpec {
+        name: "sock".into(),
+        host: sock.clone(),
+        ..EngineSpec::local()
+    })
+    .await
+    .unwrap();
+    let tcp_engine = Engine::connect(&EngineSpec {
+        name: "tcp".into(),
+        host: format!("tcp://127.0.0.1:{}", tcp.port),
+        ..EngineSpec::local()
+    })
+    .await
+    .unwrap();
+    let image = format!("faultline/copytest:{}", std::process::id());
+    let id = tiny_image(&docker, &image).await;
+    let saved: Vec<Result<bytes::Bytes, bollard::errors::Error>> =
+        save_image(&sock_engine, &image).collect().await;
+    assert!(saved.iter().all(Result::is_ok));
+    docker
+        .remove_image(
+            &image,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!tcp_engine.has_image(&image).await.unwrap());
+    load_image(&tcp_engine, futures_util::stream::iter(saved), &image)
+        .await
+        .unwrap();
+    let loaded = docker.inspect_image(&image).await.unwrap().id.unwrap();
+    docker
+        .remove_image(
+            &image,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(loaded, id, "the loaded image is another one");
+
+    // Leaving the swarm removes what init made: no gateway bridge unless there was one before.
+    let made = swarm.made;
+    drop(swarm);
+    if made {
+        assert_eq!(
+            has_network(&docker, "docker_gwbridge").await,
+            gwbridge_before,
+            "swarm leave left docker_gwbridge behind"
+        );
+        let info = docker.info().await.unwrap();
+        assert_eq!(
+            info.swarm
+                .and_then(|s| s.local_node_state)
+                .map(|s| s.to_string()),
+            Some("inactive".to_string())
+        );
+    }
+}
+
+/// Imports a one-file image tagged `image`; returns its id.
+async fn tiny_image(docker: &Docker, image: &str) -> String {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    let body = b"faultline\n";
+    header.set_size(body.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "hello", &body[..]).unwrap();
+    let bytes = tar.into_inner().unwrap();
+    let (repo, tag) = image.split_once(':').unwrap();
+    let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
+        .from_src("-")
+        .repo(repo)
+        .tag(tag)
+        .build();
+    let mut stream =
+        docker.create_image(Some(options), Some(bollard::body_full(bytes.into())), None);
+    while let Some(step) = stream.next().await {
+        step.unwrap();
+    }
+    docker.inspect_image(image).await.unwrap().id.unwrap()
+}
