@@ -291,3 +291,88 @@ async fn tiny_image(docker: &Docker, image: &str) -> String {
     }
     docker.inspect_image(image).await.unwrap().id.unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_matrix_on_two_endpoints_runs_a_cell_on_each_and_gathers_them() {
+    let _slot = docker_slot().await;
+    let docker = faultline::control::connect().await.unwrap();
+    node_image(&docker).await;
+    let tcp = TcpEndpoint::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engines = dir.path().join("engines.toml");
+    std::fs::write(
+        &engines,
+        format!(
+            "[[engine]]\nname = \"sock\"\nhost = \"unix://{}\"\n\n[[engine]]\nname = \"tcp\"\nhost = \"tcp://127.0.0.1:{}\"\n",
+            socket(),
+            tcp.port
+        ),
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    // The CLI as a user runs it; the TCP endpoint lives in this process, so the child runs on
+    // a blocking thread while this runtime serves it.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"));
+    cmd.args([
+        "matrix",
+        "--only",
+        "matrix-raftkv-correct",
+        "--seeds",
+        "2",
+        "--time-limit",
+        "8",
+        "--parallel",
+        "2",
+        "--engines",
+    ])
+    .arg(&engines)
+    .arg("--results")
+    .arg(&results)
+    .env("FAULTLINE_HOME", faultline::workspace::root());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let matrix = std::fs::read_dir(&results)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("matrix.json").is_file())
+        .expect("a matrix folder");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(matrix.join("matrix.json")).unwrap())
+            .unwrap();
+    assert!(
+        json["command"].as_str().unwrap().contains("--parallel 2"),
+        "{json}"
+    );
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{json}");
+    let cells = rows[0]["cells"].as_array().unwrap();
+    let mut seen: Vec<(u64, String, String)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c["seed"].as_u64().unwrap(),
+                c["verdict"].as_str().unwrap().to_string(),
+                c["engine"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 2, "{json}");
+    assert!(
+        seen.iter().all(|(_, v, _)| v == "valid"),
+        "correct raftkv: {seen:?}"
+    );
+    let mut engines_used: Vec<&str> = seen.iter().map(|(_, _, e)| e.as_str()).collect();
+    engines_used.sort_unstable();
+    assert_eq!(engines_used, ["sock", "tcp"], "one cell on each engine");
+    assert!(
+        tcp.connections() > 0,
+        "nothing went through the TCP endpoint"
+    );
+    assert!(matrix.join("matrix.html").is_file());
+    println!("{stdout}");
+}
