@@ -834,6 +834,13 @@ async fn drive(
             )),
         }
     });
+    if let Err(why) = &clock_supported
+        && w.nemesis
+            .as_ref()
+            .is_some_and(|s| s.faults.contains(&FaultKind::Clock))
+    {
+        eprintln!("faultline: every clock fault of this run will be skipped: {why}");
+    }
     let context = |leader: Option<String>| NemesisContext {
         cluster,
         clock_dir,

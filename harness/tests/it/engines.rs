@@ -105,13 +105,26 @@ impl Drop for TestSwarm {
     }
 }
 
-fn run_json(outcome: &faultline::runner::RunOutcome) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(outcome.dir.path.join("run.json")).unwrap())
-        .unwrap()
-}
-
 const PARTITION: &str = r#"faults = ["partition"]
 partition-kinds = ["isolate-leader"]"#;
+
+/// A short isolate-leader run on these engines, checked as every partition run is (valid, the
+/// partition biting, nothing left); the run's id and its `run.json`, whose network is the overlay.
+async fn overlay_partition_run(name: &str, seed: u64, engines: EnginesFile) -> (String, Value) {
+    let (outcome, _results) = run_on_engines_and_check_faults_bite(
+        name,
+        PARTITION,
+        ("start-partition", "stop-partition"),
+        seed,
+        Some(engines),
+    )
+    .await;
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(outcome.dir.path.join("run.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["engines"]["network"], "overlay", "{record}");
+    (outcome.run_id, record)
+}
 
 /// Whether a network named `name` exists on the engine.
 async fn has_network(docker: &Docker, name: &str) -> bool {
@@ -139,16 +152,7 @@ async fn swarm_overlay_runs_on_one_and_two_engine_endpoints_are_valid_and_leave_
         "one.toml",
     )
     .unwrap();
-    let (outcome, _results) = run_on_engines_and_check_faults_bite(
-        "register-partition-overlay",
-        PARTITION,
-        ("start-partition", "stop-partition"),
-        4,
-        Some(one),
-    )
-    .await;
-    let record = run_json(&outcome);
-    assert_eq!(record["engines"]["network"], "overlay", "{record}");
+    let (_, record) = overlay_partition_run("register-partition-overlay", 4, one).await;
     for n in record["nodes"].as_array().unwrap() {
         assert!(
             n["ip"].as_str().unwrap().starts_with("10.231."),
@@ -171,16 +175,7 @@ async fn swarm_overlay_runs_on_one_and_two_engine_endpoints_are_valid_and_leave_
         "two.toml",
     )
     .unwrap();
-    let (outcome, _results2) = run_on_engines_and_check_faults_bite(
-        "register-partition-two-engines",
-        PARTITION,
-        ("start-partition", "stop-partition"),
-        5,
-        Some(two),
-    )
-    .await;
-    let record = run_json(&outcome);
-    assert_eq!(record["engines"]["network"], "overlay", "{record}");
+    let (run_id, record) = overlay_partition_run("register-partition-two-engines", 5, two).await;
     let placed: Vec<(String, String)> = record["nodes"]
         .as_array()
         .unwrap()
@@ -203,7 +198,7 @@ async fn swarm_overlay_runs_on_one_and_two_engine_endpoints_are_valid_and_leave_
         "the TCP endpoint carried {carried} connections: n2's and n3's operations did not go through it"
     );
     println!("the TCP endpoint carried {carried} connections");
-    assert_eq!(objects_of_run(&docker, &outcome.run_id).await, (0, 0, 0));
+    assert_eq!(objects_of_run(&docker, &run_id).await, (0, 0, 0));
 
     // Image loading through the API, both endpoints: a tiny image saved through the socket,
     // removed, and loaded through the TCP endpoint comes back with the same id.
