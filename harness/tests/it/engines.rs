@@ -371,3 +371,158 @@ async fn a_parallel_matrix_on_two_endpoints_runs_a_cell_on_each_and_gathers_them
     assert!(matrix.join("matrix.html").is_file());
     println!("{stdout}");
 }
+
+/// A TLS listener in front of the engine's socket, as `dockerd --tlsverify` is: its own CA, a
+/// server certificate for 127.0.0.1, client certificates required. The client's `ca.pem`,
+/// `cert.pem` and `key.pem` are in `dir`, as Docker's TLS client files are.
+struct TlsEndpoint {
+    port: u16,
+    dir: tempfile::TempDir,
+    handshakes: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+    _task: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+impl TlsEndpoint {
+    async fn start() -> Self {
+        use faultline::pki::{Authority, Holder};
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let ca = Authority::new("test engine CA").unwrap();
+        let server = ca
+            .issue(
+                &Holder::Node {
+                    name: "engine".into(),
+                    ip: "127.0.0.1".parse().unwrap(),
+                    also: None,
+                },
+                false,
+            )
+            .unwrap();
+        let client = ca
+            .issue(
+                &Holder::Client {
+                    name: "harness".into(),
+                },
+                false,
+            )
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), &client.cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &client.key_pem).unwrap();
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (handshakes, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (ok, no) = (handshakes.clone(), refused.clone());
+        let path = socket();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, path, ok, no) =
+                    (acceptor.clone(), path.clone(), ok.clone(), no.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        no.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    };
+                    ok.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut unix) = tokio::net::UnixStream::connect(&path).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut unix).await;
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            dir,
+            handshakes,
+            refused,
+            _task: tokio_util::task::AbortOnDropHandle::new(task),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_on_an_engine_over_tls_is_valid_and_another_cas_client_is_refused() {
+    let _slot = docker_slot().await;
+    let docker = faultline::control::connect().await.unwrap();
+    node_image(&docker).await;
+    let tls = TlsEndpoint::start().await;
+    let host = format!("tcp://127.0.0.1:{}", tls.port);
+
+    // A client certificate of another CA: the engine refuses the handshake.
+    let other = TlsEndpoint::start().await;
+    let refused = Engine::connect(&EngineSpec {
+        name: "tls".into(),
+        host: host.clone(),
+        tls_dir: Some(other.dir.path().to_path_buf()),
+        ..EngineSpec::local()
+    })
+    .await
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("engine tls"), "{refused}");
+    assert!(
+        tls.refused.load(Ordering::Relaxed) > 0,
+        "no handshake was refused"
+    );
+    assert_eq!(tls.handshakes.load(Ordering::Relaxed), 0);
+
+    // With its own client certificate, a whole run on that engine alone: a bridge network there,
+    // and the nodes reached through ports published on its host (a remote engine's bridge is
+    // not reachable from the harness).
+    let file = EnginesFile::parse(
+        &format!(
+            "[[engine]]\nname = \"tls\"\nhost = \"{host}\"\ntls-dir = \"{}\"\n",
+            tls.dir.path().display()
+        ),
+        "tls.toml",
+    )
+    .unwrap();
+    let (outcome, _results) = run_on_engines_and_check_faults_bite(
+        "register-partition-tls-engine",
+        PARTITION,
+        ("start-partition", "stop-partition"),
+        6,
+        Some(file),
+    )
+    .await;
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(outcome.dir.path.join("run.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["engines"]["network"], "bridge", "{record}");
+    for n in record["nodes"].as_array().unwrap() {
+        assert_eq!(n["engine"], "tls", "{n}");
+        let published = n["published"]["2379"].as_str().unwrap_or_default();
+        assert!(published.starts_with("127.0.0.1:"), "{n}");
+    }
+    let handshakes = tls.handshakes.load(Ordering::Relaxed);
+    assert!(
+        handshakes > 10,
+        "only {handshakes} TLS connections to the engine"
+    );
+    println!("the TLS engine accepted {handshakes} connections");
+}
