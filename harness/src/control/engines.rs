@@ -89,16 +89,28 @@ pub struct EngineSpec {
 impl EngineSpec {
     /// The engine on the local socket (`DOCKER_HOST` when set), as a run without `--engines` uses.
     pub fn local() -> Self {
-        Self {
+        Self::local_at(std::env::var("DOCKER_HOST").ok())
+    }
+
+    /// The engine a run without `--engines` uses when `DOCKER_HOST` is `docker_host`: the local
+    /// socket by default; a `DOCKER_HOST` on this machine's loopback shares the harness's files.
+    fn local_at(docker_host: Option<String>) -> Self {
+        let host = docker_host.unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        let mut spec = Self {
             name: "local".into(),
-            host: std::env::var("DOCKER_HOST")
-                .unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
+            host,
             tls_dir: None,
             address: None,
             advertise_addr: None,
             nodes: Vec::new(),
             shares_files: None,
+        };
+        if spec.tcp_host().is_some_and(|h| {
+            h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+        }) {
+            spec.shares_files = Some(true);
         }
+        spec
     }
 
     fn is_unix(&self) -> bool {
@@ -618,6 +630,20 @@ nodes = ["n1"]
         assert_eq!(only.network(), NetworkKind::Bridge);
         assert!(only.engines[0].nodes.is_empty());
         assert_eq!(only.engines[0].name, "b");
+    }
+
+    #[test]
+    fn the_default_engine_follows_docker_host_and_a_loopback_one_shares_files() {
+        let socket = EngineSpec::local_at(None);
+        assert_eq!(socket.host, "unix:///var/run/docker.sock");
+        assert!(socket.shares());
+        let loopback = EngineSpec::local_at(Some("tcp://127.0.0.1:2375".into()));
+        assert!(loopback.shares());
+        assert_eq!(loopback.reach_address(), "127.0.0.1");
+        assert!(EngineSpec::local_at(Some("tcp://localhost:2375".into())).shares());
+        let remote = EngineSpec::local_at(Some("tcp://10.0.0.5:2376".into()));
+        assert!(!remote.shares());
+        assert_eq!(remote.reach_address(), "10.0.0.5");
     }
 
     #[test]
