@@ -401,11 +401,8 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
         .as_deref()
         .map(crate::control::EnginesFile::load)
         .transpose()?;
-    if let Some(f) = &engines {
-        command += &format!(
-            " --engines {}",
-            f.file.as_deref().unwrap_or(Path::new("?")).display()
-        );
+    if let Some(p) = &args.engines {
+        command += &format!(" --engines {}", p.display());
     }
     if args.parallel > 1 {
         command += &format!(" --parallel {}", args.parallel);

@@ -344,7 +344,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunOutcome> {
     )
     .await?;
 
-    // Images are built on the build engine; every engine that lacks one gets a copy.
+    // Images are built on the build engine; every engine that lacks the nodes' image gets a
+    // copy (`node_images` is the base, then the nodes' image, which holds the base's layers).
     for image in node_images.iter().skip(1) {
         let copied = engines.distribute(image).await?;
         if !copied.is_empty() {

@@ -257,17 +257,15 @@ impl Cluster {
             .reach_address()
             .parse::<std::net::IpAddr>()
             .map_or_else(|_| "0.0.0.0".to_string(), |a| a.to_string());
-        let mut tries = if publish {
-            slots(&self.run_id, &spec.name)
-                .map(|slot| host_ports(slot, &spec.ports))
-                .take(64)
-                .collect::<Vec<_>>()
-        } else {
-            vec![BTreeMap::new()]
-        };
-        tries.reverse();
+        // The host ports to try, in order: 64 slots when publishing, else one try publishing
+        // nothing.
+        let mut tries = slots(&self.run_id, &spec.name)
+            .map(|slot| host_ports(slot, &spec.ports))
+            .take(if publish { 64 } else { 1 })
+            .map(|ports| if publish { ports } else { BTreeMap::new() })
+            .peekable();
         loop {
-            let ports = tries.pop().unwrap_or_default();
+            let ports = tries.next().unwrap_or_default();
             let body = self.container_body(&spec, ip, &labels, &binds, &ports, &bind_ip);
             docker
                 .create_container(
@@ -321,7 +319,7 @@ impl Cluster {
                 // Another run (or another program) holds one of these host ports: the next slot.
                 Err(e)
                     if publish
-                        && !tries.is_empty()
+                        && tries.peek().is_some()
                         && (e.to_string().contains("port is already allocated")
                             || e.to_string().contains("address already in use")) =>
                 {
@@ -429,13 +427,7 @@ impl Cluster {
     /// # Errors
     /// When the node is unknown, the engine refuses, or the deletion fails.
     pub async fn wipe(&self, node: &str) -> Result<(), ControlError> {
-        let data_dir = self
-            .node(node)
-            .map(|h| h.data_dir)
-            .ok_or_else(|| ControlError::Io {
-                what: format!("node {node}"),
-                source: std::io::Error::other("no such node in this run"),
-            })?;
+        let data_dir = self.handle(node)?.data_dir;
         let script = format!("find '{data_dir}' -mindepth 1 -delete");
         let out = self.run_on_volume(node, &["sh", "-c", &script]).await?;
         if out.code == 0 {
@@ -469,10 +461,7 @@ impl Cluster {
         node: &str,
         cmd: &[&str],
     ) -> Result<ExecOutput, ControlError> {
-        let h = self.node(node).ok_or_else(|| ControlError::Io {
-            what: format!("node {node}"),
-            source: std::io::Error::other("no such node in this run"),
-        })?;
+        let h = self.handle(node)?;
         let name = format!("{}-aux", h.container);
         let docker = &self.engines.list[h.engine].docker;
         let labels = HashMap::from([
@@ -554,19 +543,18 @@ impl Cluster {
         Ok(out)
     }
 
+    /// The handle of a node of this run, or an error naming it.
+    fn handle(&self, node: &str) -> Result<NodeHandle, ControlError> {
+        self.node(node).ok_or_else(|| ControlError::Io {
+            what: format!("node {node}"),
+            source: std::io::Error::other("no such node in this run"),
+        })
+    }
+
     /// The engine a node runs on, and its container.
     fn container_of(&self, node: &str) -> Result<(Docker, String), ControlError> {
-        self.node(node)
-            .map(|n| {
-                (
-                    self.engines.list[n.engine].docker.clone(),
-                    n.container.clone(),
-                )
-            })
-            .ok_or_else(|| ControlError::Io {
-                what: format!("node {node}"),
-                source: std::io::Error::other("no such node in this run"),
-            })
+        let n = self.handle(node)?;
+        Ok((self.engines.list[n.engine].docker.clone(), n.container))
     }
 
     /// Sends a signal to the node's main process (`SIGKILL` for a crash). The container stops

@@ -476,11 +476,6 @@ impl Engines {
         self.network() == NetworkKind::Overlay || !self.list[i].spec.is_unix()
     }
 
-    /// Whether every engine sees the harness's files.
-    pub fn all_share_files(&self) -> bool {
-        self.list.iter().all(|e| e.spec.shares())
-    }
-
     /// Makes sure every engine has `image`, copying it from the build engine (`docker save` there,
     /// `docker load` here, streamed through the API: no registry) where it is missing. Returns
     /// the engines it was copied to.
@@ -588,7 +583,7 @@ pub fn host_ports(slot: u16, ports: &[u16]) -> BTreeMap<u16, u16> {
 
 /// The slots to try for a node, in order: every slot once, from a start derived from the run
 /// and the node so that concurrent runs rarely collide.
-pub fn slots(run_id: &str, node: &str) -> impl Iterator<Item = u16> {
+pub fn slots(run_id: &str, node: &str) -> impl Iterator<Item = u16> + use<> {
     let start = run_id
         .bytes()
         .chain(node.bytes())

@@ -103,34 +103,14 @@ impl<T> DockerContext<T> for Result<T, bollard::errors::Error> {
     }
 }
 
-/// Where bollard will look for the engine, for error messages.
-fn engine_address() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
-}
-
-/// Connects to the local Docker engine and agrees on an API version with it (Debian's engine
-/// speaks an older API than bollard's default, so negotiation is required).
+/// Connects to the local Docker engine (`DOCKER_HOST` when set, else the default socket) and
+/// agrees on an API version with it (Debian's engine speaks an older API than bollard's default,
+/// so negotiation is required): [`Engine::connect`] of [`EngineSpec::local`].
 ///
 /// # Errors
 /// [`ControlError::NoEngine`] when nothing answers, with the address that was tried.
 pub async fn connect() -> Result<Docker, ControlError> {
-    let addr = engine_address();
-    let docker = Docker::connect_with_local_defaults().map_err(|e| ControlError::NoEngine {
-        addr: addr.clone(),
-        reason: e.to_string(),
-    })?;
-    let docker = docker
-        .negotiate_version()
-        .await
-        .map_err(|e| ControlError::NoEngine {
-            addr: addr.clone(),
-            reason: e.to_string(),
-        })?;
-    docker.ping().await.map_err(|e| ControlError::NoEngine {
-        addr,
-        reason: e.to_string(),
-    })?;
-    Ok(docker)
+    Ok(Engine::connect(&EngineSpec::local()).await?.docker)
 }
 
 /// True when the error is Docker's "no such object" (404).

@@ -315,33 +315,28 @@ pub async fn leave(engines: &Engines) -> Result<Vec<String>, ControlError> {
             continue;
         }
         seen.push(w.node_id.clone());
-        if w.active && w.cluster_id == m.cluster_id {
-            e.docker
-                .leave_swarm(Some(
-                    LeaveSwarmOptionsBuilder::default().force(true).build(),
-                ))
-                .await
-                .ctx(|| format!("swarm leave on engine {}", e.name()))?;
-            said.push(format!("{}: left the swarm", e.name()));
-        }
-        if remove_gwbridge(e).await? {
-            said.push(format!("{}: removed {GWBRIDGE}", e.name()));
-        }
+        leave_one(e, w.active && w.cluster_id == m.cluster_id, &mut said).await?;
     }
-    if m.active {
-        manager
-            .docker
+    leave_one(manager, m.active, &mut said).await?;
+    Ok(said)
+}
+
+/// One engine's part of [`leave`]: it leaves the swarm (when `member`), then its
+/// `docker_gwbridge` goes if Faultline made it; what was done is added to `said`.
+async fn leave_one(e: &Engine, member: bool, said: &mut Vec<String>) -> Result<(), ControlError> {
+    if member {
+        e.docker
             .leave_swarm(Some(
                 LeaveSwarmOptionsBuilder::default().force(true).build(),
             ))
             .await
-            .ctx(|| format!("swarm leave on engine {}", manager.name()))?;
-        said.push(format!("{}: left the swarm", manager.name()));
+            .ctx(|| format!("swarm leave on engine {}", e.name()))?;
+        said.push(format!("{}: left the swarm", e.name()));
     }
-    if remove_gwbridge(manager).await? {
-        said.push(format!("{}: removed {GWBRIDGE}", manager.name()));
+    if remove_gwbridge(e).await? {
+        said.push(format!("{}: removed {GWBRIDGE}", e.name()));
     }
-    Ok(said)
+    Ok(())
 }
 
 /// A line per engine: its swarm state.
